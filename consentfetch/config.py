@@ -1,0 +1,148 @@
+"""Run options: one frozen object, validated once, with named defaults.
+
+Every field mirrors a ``consentfetch download`` flag (``image_size`` is
+``--image-size``). :func:`make_config` is the one place where user values are
+checked; everything downstream trusts a :class:`FetchConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._version import __version__
+from .errors import ConfigError
+
+DEFAULT_USER_AGENT_TOKEN = "consentfetch"
+DEFAULT_CONTACT = "https://pypi.org/project/consentfetch/"
+DEFAULT_SHARD_SIZE = 10_000  # img2dataset's number_sample_per_shard
+DEFAULT_TIMEOUT = 10.0  # seconds, total per attempt: connect + headers + body
+DEFAULT_MAX_BYTES = 20_000_000
+DEFAULT_MAX_REDIRECTS = 10
+DEFAULT_RETRIES = 2
+DEFAULT_CONCURRENCY = 64  # requests in flight per process
+DEFAULT_PER_HOST_CONCURRENCY = 4
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # decoded pixels; bigger is a bomb or useless
+
+RESIZE_MODES = ("no", "border", "keep_ratio", "keep_ratio_largest", "center_crop")
+ENCODE_FORMATS = ("jpg", "png", "webp")
+CONSENT_PROFILES = ("strict", "standard", "opt-in")
+INPUT_FORMATS = ("parquet", "csv", "tsv", "txt", "jsonl")
+DISTRIBUTORS = ("multiprocessing",)
+
+_TOKEN_RE = re.compile(r"^[A-Za-z_-]+$")  # RFC 9309 product token
+
+
+@dataclass(frozen=True, slots=True)
+class FetchConfig:
+    """Everything a run needs to know, frozen. Build it with :func:`make_config`."""
+
+    # input
+    input_format: str | None = None  # None: from the file name
+    url_col: str = "url"
+    caption_col: str | None = None
+    save_additional_columns: tuple[str, ...] = ()
+    # image
+    image_size: int = 256
+    resize_mode: str = "border"
+    resize_only_if_bigger: bool = False
+    encode_format: str = "jpg"
+    encode_quality: int = 95
+    min_image_size: int = 0
+    max_aspect_ratio: float = math.inf
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    # output and work split
+    shard_size: int = DEFAULT_SHARD_SIZE
+    processes: int = field(default_factory=lambda: os.cpu_count() or 1)
+    distributor: str = "multiprocessing"
+    overwrite: bool = False
+    # network
+    concurrency: int = DEFAULT_CONCURRENCY
+    per_host_concurrency: int = DEFAULT_PER_HOST_CONCURRENCY
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
+    user_agent_token: str = DEFAULT_USER_AGENT_TOKEN
+    contact: str = DEFAULT_CONTACT
+    allow_private_networks: bool = False
+    # consent
+    consent: str = "strict"
+
+    @property
+    def user_agent(self) -> str:
+        """The honest User-Agent header: our token, version and a contact."""
+        ua = f"{self.user_agent_token}/{__version__} (+{self.contact})"
+        if self.user_agent_token.lower() != DEFAULT_USER_AGENT_TOKEN:
+            ua += f" consentfetch/{__version__}"
+        return ua
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values, for run.json."""
+        out = dataclasses.asdict(self)
+        out["save_additional_columns"] = list(self.save_additional_columns)
+        if math.isinf(self.max_aspect_ratio):
+            out["max_aspect_ratio"] = None
+        return out
+
+
+_FIELDS = {f.name for f in dataclasses.fields(FetchConfig)}
+
+
+def make_config(**options: Any) -> FetchConfig:
+    """Validate keyword options and return a frozen :class:`FetchConfig`.
+
+    Unknown names and bad values raise :class:`ConfigError` naming the option.
+    ``None`` means "use the default" for every option but ``caption_col`` and
+    ``input_format``.
+    """
+    unknown = sorted(set(options) - _FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
+    given = {k: v for k, v in options.items()
+             if v is not None or k in ("caption_col", "input_format")}
+    if "save_additional_columns" in given:
+        cols = given["save_additional_columns"]
+        given["save_additional_columns"] = (cols,) if isinstance(cols, str) else tuple(cols)
+    if given.get("max_aspect_ratio") is not None:
+        given["max_aspect_ratio"] = float(given["max_aspect_ratio"])
+    if given.get("timeout") is not None:
+        given["timeout"] = float(given["timeout"])
+    cfg = FetchConfig(**given)
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: FetchConfig) -> None:
+    def need(ok: bool, name: str, msg: str) -> None:
+        if not ok:
+            raise ConfigError(f"--{name.replace('_', '-')}: {msg} (got {getattr(cfg, name)!r})")
+
+    need(cfg.resize_mode in RESIZE_MODES, "resize_mode", f"one of {', '.join(RESIZE_MODES)}")
+    need(cfg.encode_format in ENCODE_FORMATS, "encode_format", f"one of {', '.join(ENCODE_FORMATS)}")
+    need(cfg.consent in CONSENT_PROFILES, "consent", f"one of {', '.join(CONSENT_PROFILES)}")
+    need(cfg.distributor in DISTRIBUTORS, "distributor", f"one of {', '.join(DISTRIBUTORS)}")
+    need(cfg.input_format is None or cfg.input_format in INPUT_FORMATS, "input_format",
+         f"one of {', '.join(INPUT_FORMATS)}")
+    if cfg.encode_format == "png":
+        need(0 <= cfg.encode_quality <= 9, "encode_quality", "for png, a zlib level 0-9")
+    else:
+        need(1 <= cfg.encode_quality <= 100, "encode_quality", "between 1 and 100")
+    for name in ("image_size", "shard_size", "processes", "concurrency",
+                 "per_host_concurrency", "max_bytes", "max_image_pixels"):
+        value = getattr(cfg, name)
+        need(isinstance(value, int) and value >= 1, name, "a positive integer")
+    for name in ("min_image_size", "retries", "max_redirects"):
+        value = getattr(cfg, name)
+        need(isinstance(value, int) and value >= 0, name, "a non-negative integer")
+    need(cfg.timeout > 0, "timeout", "a positive number of seconds")
+    need(cfg.max_aspect_ratio >= 1, "max_aspect_ratio", "at least 1")
+    need(bool(_TOKEN_RE.match(cfg.user_agent_token)), "user_agent_token",
+         "letters, '_' and '-' only (RFC 9309 product token)")
+    need(bool(cfg.url_col), "url_col", "a column name")
+    need(cfg.caption_col != cfg.url_col or cfg.caption_col is None, "caption_col",
+         "a different column than --url-col")

@@ -1,0 +1,1 @@
+"""Consent decisions: pure functions over plain values (no network, no images)."""

@@ -1,0 +1,39 @@
+"""The exceptions consentfetch raises to its caller.
+
+Per-URL problems never raise: they become audit rows with a status and a
+reason code (see :mod:`consentfetch.consent.decision`). Exceptions are for
+problems a caller can act on: bad options, unreadable input, an output folder
+we cannot use, an interrupted run.
+
+    ConsentFetchError
+    ├── ConfigError (ValueError)        an option has a bad value or type
+    ├── InputError (ValueError)         the URL list cannot be read
+    ├── OutputError (OSError)           the output folder cannot be written
+    └── RunInterrupted (KeyboardInterrupt-like, but an Exception)
+                                        the run was stopped before it finished
+"""
+
+from __future__ import annotations
+
+
+class ConsentFetchError(Exception):
+    """Base class of every exception raised by consentfetch."""
+
+
+class ConfigError(ConsentFetchError, ValueError):
+    """An option has a value we cannot use."""
+
+
+class InputError(ConsentFetchError, ValueError):
+    """The input URL list is missing, of an unknown format, or lacks a column."""
+
+
+class OutputError(ConsentFetchError, OSError):
+    """The output folder cannot be created or written."""
+
+
+class RunInterrupted(ConsentFetchError):
+    """The run was stopped (Ctrl-C or SIGTERM) before every shard finished.
+
+    Completed shards are kept; running the same command again resumes.
+    """
