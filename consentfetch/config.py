@@ -24,6 +24,7 @@ DEFAULT_TIMEOUT = 10.0  # seconds, total per attempt: connect + headers + body
 DEFAULT_MAX_BYTES = 20_000_000
 DEFAULT_MAX_REDIRECTS = 10
 DEFAULT_RETRIES = 2
+DEFAULT_RETRY_BACKOFF = 1.0
 DEFAULT_CONCURRENCY = 64  # requests in flight per process
 DEFAULT_PER_HOST_CONCURRENCY = 4
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # decoded pixels; bigger is a bomb or useless
@@ -65,6 +66,7 @@ class FetchConfig:
     per_host_concurrency: int = DEFAULT_PER_HOST_CONCURRENCY
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
+    retry_backoff: float = DEFAULT_RETRY_BACKOFF  # seconds before the first retry; doubles, jittered
     max_bytes: int = DEFAULT_MAX_BYTES
     max_redirects: int = DEFAULT_MAX_REDIRECTS
     user_agent_token: str = DEFAULT_USER_AGENT_TOKEN
@@ -110,8 +112,9 @@ def make_config(**options: Any) -> FetchConfig:
         given["save_additional_columns"] = (cols,) if isinstance(cols, str) else tuple(cols)
     if given.get("max_aspect_ratio") is not None:
         given["max_aspect_ratio"] = float(given["max_aspect_ratio"])
-    if given.get("timeout") is not None:
-        given["timeout"] = float(given["timeout"])
+    for name in ("timeout", "retry_backoff"):
+        if given.get(name) is not None:
+            given[name] = float(given[name])
     cfg = FetchConfig(**given)
     _validate(cfg)
     return cfg
@@ -140,6 +143,7 @@ def _validate(cfg: FetchConfig) -> None:
         value = getattr(cfg, name)
         need(isinstance(value, int) and value >= 0, name, "a non-negative integer")
     need(cfg.timeout > 0, "timeout", "a positive number of seconds")
+    need(cfg.retry_backoff >= 0, "retry_backoff", "a non-negative number of seconds")
     need(cfg.max_aspect_ratio >= 1, "max_aspect_ratio", "at least 1")
     need(bool(_TOKEN_RE.match(cfg.user_agent_token)), "user_agent_token",
          "letters, '_' and '-' only (RFC 9309 product token)")

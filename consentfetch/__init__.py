@@ -1,0 +1,24 @@
+"""consentfetch: download image datasets while honouring every machine-readable opt-out.
+
+Public names are the ones in ``__all__``; every other module may change.
+"""
+
+from ._version import __version__
+from .audit import read_audit
+from .config import FetchConfig, make_config
+from .errors import ConfigError, ConsentFetchError, InputError, OutputError, RunInterrupted
+from .fetch import Report, fetch_shards
+
+__all__ = [
+    "ConfigError",
+    "ConsentFetchError",
+    "FetchConfig",
+    "InputError",
+    "OutputError",
+    "Report",
+    "RunInterrupted",
+    "__version__",
+    "fetch_shards",
+    "make_config",
+    "read_audit",
+]

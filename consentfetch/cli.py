@@ -1,0 +1,184 @@
+"""The ``consentfetch`` command line.
+
+    consentfetch download INPUT OUTPUT_DIR [options]
+    consentfetch audit OUTPUT_DIR [--by status|reason|host] [--format table|json|csv]
+    consentfetch demo [OUTPUT_DIR]
+
+This module is the only one that prints; everything else logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import config as cfg
+from ._version import __version__
+from .errors import ConsentFetchError, RunInterrupted
+from .fetch import Report, fetch_shards
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _add_download_options(p: argparse.ArgumentParser) -> None:
+    d = cfg.FetchConfig.__dataclass_fields__
+    g = p.add_argument_group("input")
+    g.add_argument("--input-format", choices=cfg.INPUT_FORMATS,
+                   help="default: from the file name (.parquet, .csv, .tsv, .txt, .jsonl, +.gz)")
+    g.add_argument("--url-col", default=d["url_col"].default)
+    g.add_argument("--caption-col", help="column with the caption (written as <key>.txt)")
+    g.add_argument("--save-additional-columns", metavar="COL[,COL...]",
+                   help="input columns to keep in the audit and the sample .json")
+    g = p.add_argument_group("image")
+    g.add_argument("--image-size", type=int, default=d["image_size"].default)
+    g.add_argument("--resize-mode", choices=cfg.RESIZE_MODES, default=d["resize_mode"].default)
+    g.add_argument("--resize-only-if-bigger", action="store_true")
+    g.add_argument("--encode-format", choices=cfg.ENCODE_FORMATS,
+                   default=d["encode_format"].default)
+    g.add_argument("--encode-quality", type=int,
+                   help="1-100 for jpg/webp (default 95); zlib level 0-9 for png (default 9)")
+    g.add_argument("--min-image-size", type=int, default=d["min_image_size"].default)
+    g.add_argument("--max-aspect-ratio", type=float, help="default: no limit")
+    g.add_argument("--max-image-pixels", type=int, default=d["max_image_pixels"].default)
+    g = p.add_argument_group("work and output")
+    g.add_argument("--shard-size", type=int, default=d["shard_size"].default)
+    g.add_argument("--processes", type=int, help="worker processes (default: number of cores)")
+    g.add_argument("--distributor", choices=cfg.DISTRIBUTORS, default="multiprocessing")
+    resume = g.add_mutually_exclusive_group()
+    resume.add_argument("--resume", dest="overwrite", action="store_false", default=False,
+                        help="keep complete shards of an earlier run in OUTPUT_DIR (default)")
+    resume.add_argument("--overwrite", dest="overwrite", action="store_true",
+                        help="delete an earlier run in OUTPUT_DIR and start over")
+    g = p.add_argument_group("network")
+    g.add_argument("--concurrency", type=int, default=d["concurrency"].default,
+                   help="requests in flight per process")
+    g.add_argument("--per-host-concurrency", type=int,
+                   default=d["per_host_concurrency"].default)
+    g.add_argument("--timeout", type=float, default=d["timeout"].default,
+                   help="seconds: total deadline of one request (connect + headers + body)")
+    g.add_argument("--retries", type=int, default=d["retries"].default,
+                   help="extra attempts on timeouts, resets, 429 and 5xx")
+    g.add_argument("--retry-backoff", type=float, default=d["retry_backoff"].default)
+    g.add_argument("--max-bytes", type=int, default=d["max_bytes"].default)
+    g.add_argument("--max-redirects", type=int, default=d["max_redirects"].default)
+    g.add_argument("--user-agent-token", default=d["user_agent_token"].default,
+                   help="our robots.txt product token and the start of the User-Agent")
+    g.add_argument("--contact", default=d["contact"].default,
+                   help="a URL or e-mail put in the User-Agent so site owners can reach you")
+    g.add_argument("--allow-private-networks", action="store_true",
+                   help="allow loopback and private addresses (tests, intranets)")
+    g = p.add_argument_group("consent")
+    g.add_argument("--consent", choices=cfg.CONSENT_PROFILES, default=d["consent"].default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="consentfetch",
+        description="Download image datasets while honouring every machine-readable opt-out.")
+    parser.add_argument("--version", action="version", version=f"consentfetch {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("download", help="download a URL list into webdataset shards")
+    p.add_argument("input", help="URL list: parquet, csv, tsv, txt or jsonl (local or fsspec)")
+    p.add_argument("output_dir")
+    _add_download_options(p)
+
+    p = sub.add_parser("audit", help="count an output folder's audit rows")
+    p.add_argument("output_dir")
+    p.add_argument("--by", choices=("status", "reason", "host"), default="reason")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+
+    p = sub.add_parser("demo", help="run against a bundled local site and show the audit")
+    p.add_argument("output_dir", nargs="?", default="consentfetch-demo")
+    return parser
+
+
+def _download_options(args: argparse.Namespace) -> dict[str, Any]:
+    options = {k: v for k, v in vars(args).items()
+               if k not in ("command", "input", "output_dir", "verbose")}
+    cols = options.pop("save_additional_columns")
+    options["save_additional_columns"] = [c.strip() for c in cols.split(",") if c.strip()] \
+        if cols else ()
+    if options.get("encode_quality") is None:
+        options["encode_quality"] = 9 if options["encode_format"] == "png" else 95
+    return options
+
+
+def print_report(report: Report, out: Any = None) -> None:
+    out = out or sys.stdout
+    total = report.total
+    print(f"{total} URLs: " + ", ".join(f"{n} {s}" for s, n in report.counts.items()), file=out)
+    for reason, n in sorted(report.reasons.items(), key=lambda kv: -kv[1]):
+        print(f"  {reason:<22} {n}", file=out)
+    print(f"shards written: {report.shards_written}"
+          + (f" (+{report.shards_skipped} complete from an earlier run)"
+             if report.shards_skipped else ""), file=out)
+    print(f"output: {report.output_dir}  (audit: *.parquet, origins.parquet, run.json)",
+          file=out)
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    report = fetch_shards(args.input, args.output_dir, progress=True, **_download_options(args))
+    print_report(report)
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import read_audit
+    table = read_audit(args.output_dir)
+    if table.num_rows == 0:
+        print(f"no complete shards in {args.output_dir}", file=sys.stderr)
+        return 1
+    if args.by == "host":
+        keys = [urlsplit(u).hostname if u else None for u in table["url"].to_pylist()]
+    else:
+        keys = table[args.by].to_pylist()
+    counts = Counter("(none)" if k is None else k for k in keys)
+    rows = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    if args.format == "json":
+        print(json.dumps({k: n for k, n in rows}, indent=2))
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow([args.by, "count"])
+        writer.writerows(rows)
+    else:
+        width = max(len(args.by), *(len(str(k)) for k, _ in rows))
+        print(f"{args.by:<{width}}  count")
+        for key, n in rows:
+            print(f"{key:<{width}}  {n}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    return run_demo(args.output_dir)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 \
+        else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "download":
+        logging.getLogger("consentfetch.progress").setLevel(logging.INFO)
+    command = {"download": _cmd_download, "audit": _cmd_audit, "demo": _cmd_demo}[args.command]
+    try:
+        return command(args)
+    except RunInterrupted as exc:
+        print(f"\nconsentfetch: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("\nconsentfetch: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ConsentFetchError as exc:
+        print(f"consentfetch: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR

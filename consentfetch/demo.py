@@ -1,0 +1,87 @@
+"""``consentfetch demo``: a real run against a small bundled site on loopback.
+
+Three origins stand in for the open web: a photo gallery whose robots.txt
+keeps crawlers out of /private/, an artist who marks some works
+``X-Robots-Tag: noai`` / ``noimageai``, and a server whose robots.txt answers
+503 (so, per RFC 9309, nothing of it may be fetched). A few broken rows (a
+missing image, a corrupt file, an ftp: URL) show how failures are audited.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .audit import read_audit
+from .testsite import LocalSite, Resource, make_image, running_site
+
+GALLERY, ARTIST, BROKEN = 0, 1, 2
+
+
+def populate(site: LocalSite) -> list[dict[str, str]]:
+    """Put the demo content on ``site``; return the URL list rows."""
+    rows: list[dict[str, str]] = []
+
+    def add(host: int, path: str, resource: Resource | bytes | None, caption: str) -> None:
+        url = site.put(host, path, resource) if resource is not None else site.url(host, path)
+        rows.append({"url": url, "caption": caption})
+
+    site.put(GALLERY, "/robots.txt", "User-agent: *\nDisallow: /private/\n")
+    for i in range(12):
+        add(GALLERY, f"/photos/{i}.jpg", make_image(640, 480, seed=i), f"gallery photo {i}")
+    for i in range(4):
+        add(GALLERY, f"/private/{i}.jpg", make_image(640, 480, seed=50 + i), f"private {i}")
+
+    site.put(ARTIST, "/robots.txt", "User-agent: *\nAllow: /\n")
+    for i in range(8):
+        headers: dict[str, str] = {}
+        if i % 4 == 1:
+            headers = {"X-Robots-Tag": "noai"}
+        elif i % 4 == 3:
+            headers = {"X-Robots-Tag": "max-image-preview:large, NoImageAI"}
+        fmt = "png" if i % 2 else "jpg"
+        body = make_image(500, 700, fmt, seed=100 + i, alpha=fmt == "png")
+        add(ARTIST, f"/works/{i}.{fmt}", Resource(body, headers=headers), f"artwork {i}")
+
+    site.put(BROKEN, "/robots.txt", Resource(b"busy", status=503))
+    for i in range(3):
+        add(BROKEN, f"/img/{i}.jpg", make_image(300, 300, seed=200 + i), f"broken-site {i}")
+
+    add(GALLERY, "/photos/missing.jpg", None, "a photo that is gone (404)")
+    add(GALLERY, "/photos/corrupt.jpg", b"\xff\xd8\xff\xe0 not really a jpeg", "corrupt")
+    rows.append({"url": "ftp://127.0.0.2/pub/a.jpg", "caption": "unsupported scheme"})
+    return rows
+
+
+def run_demo(output_dir: str, out: object = None) -> int:
+    """Start the site, download it, print what happened and why; returns an exit code."""
+    from .cli import print_report
+    from .fetch import fetch_shards
+
+    stream = out or sys.stdout
+    with running_site() as site, tempfile.TemporaryDirectory() as tmp:
+        rows = populate(site)
+        url_list = str(Path(tmp) / "demo_urls.parquet")
+        pq.write_table(pa.Table.from_pylist(rows), url_list)
+        print(f"demo site: {', '.join(site.origin(h) for h in range(len(site.hosts)))}",
+              file=stream)
+        print(f"downloading {len(rows)} URLs into {output_dir} ...", file=stream)
+        report = fetch_shards(url_list, output_dir, caption_col="caption", shard_size=16,
+                              processes=1, allow_private_networks=True, overwrite=True,
+                              retries=1, retry_backoff=0.2, timeout=5)
+    print_report(report, stream)
+    disallowed = read_audit(output_dir, status="disallowed").to_pylist()
+    seen: set[str] = set()
+    print("\nwhy some URLs were not downloaded (one example per reason):", file=stream)
+    for row in disallowed:
+        if row["reason"] not in seen:
+            seen.add(row["reason"])
+            print(f"  {row['url']}\n    {row['reason']}: {row['evidence']}", file=stream)
+    last = report.shards_written + report.shards_skipped - 1
+    print(f"\nread the shards with webdataset: {output_dir}/{{00000..{last:05d}}}.tar\n"
+          f"read the audit in Python: consentfetch.read_audit({output_dir!r})", file=stream)
+    return 0

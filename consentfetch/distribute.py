@@ -1,0 +1,118 @@
+"""Spread shards over worker processes (or run them here, for one process).
+
+Shards are read lazily from the input and submitted a few at a time, so
+memory holds at most ``2 × processes`` shards of rows, whatever the input
+size. Worker processes are started with ``spawn`` (safe next to threads, and
+the same on every platform); each keeps its origin-policy cache across the
+shards it runs. Progress flows back through a queue in small batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any
+
+import pyarrow as pa
+
+from .config import FetchConfig
+from .pipeline import ShardOutcome, run_shard
+from .progress import Progress
+from .reader import ShardInput
+from .writer import OutputDir
+
+logger = logging.getLogger(__name__)
+
+_FLUSH_EVERY = 0.25  # seconds between progress messages from a worker
+_worker_queue: Any = None  # set in each worker process by _init_worker
+
+
+def run_all(shards: Iterable[ShardInput], config: FetchConfig, out: OutputDir,
+            extra_fields: list[pa.Field], progress: Progress,
+            processes: int) -> Iterator[ShardOutcome]:
+    """Run every shard; yields outcomes as shards complete (in completion order)."""
+    if processes <= 1:
+        for shard in shards:
+            yield run_shard(shard, config, out, extra_fields, progress.update)
+        return
+    yield from _run_pool(shards, config, out, extra_fields, progress, processes)
+
+
+def _run_pool(shards: Iterable[ShardInput], config: FetchConfig, out: OutputDir,
+              extra_fields: list[pa.Field], progress: Progress,
+              processes: int) -> Iterator[ShardOutcome]:
+    ctx = multiprocessing.get_context("spawn")
+    updates = ctx.Queue()
+    stop = threading.Event()
+    drain = threading.Thread(target=_drain, args=(updates, progress, stop), daemon=True)
+    drain.start()
+    executor = ProcessPoolExecutor(processes, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(updates, logging.getLogger().level))
+    pending: set[Future[ShardOutcome]] = set()
+    try:
+        for shard in shards:
+            pending.add(executor.submit(_worker_run, shard, config, out, extra_fields))
+            if len(pending) >= 2 * processes:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (f.result() for f in done)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            yield from (f.result() for f in done)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+        stop.set()
+        drain.join(5)
+
+
+def _drain(updates: Any, progress: Progress, stop: threading.Event) -> None:
+    while not (stop.is_set() and updates.empty()):
+        try:
+            done, successes = updates.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        except (EOFError, OSError):
+            return
+        progress.update(done, successes)
+
+
+def _init_worker(updates: Any, log_level: int) -> None:
+    global _worker_queue
+    _worker_queue = updates
+    logging.basicConfig(level=log_level or logging.WARNING,
+                        format="%(asctime)s %(processName)s %(levelname)s %(name)s: %(message)s")
+
+
+class _QueueSink:
+    """Batches progress in a worker and sends it at most every 0.25 s."""
+
+    def __init__(self, updates: Any) -> None:
+        self._updates = updates
+        self._done = self._ok = 0
+        self._last = time.monotonic()
+
+    def __call__(self, done: int, successes: int) -> None:
+        self._done += done
+        self._ok += successes
+        if time.monotonic() - self._last >= _FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._done:
+            self._updates.put((self._done, self._ok))
+        self._done = self._ok = 0
+        self._last = time.monotonic()
+
+
+def _worker_run(shard: ShardInput, config: FetchConfig, out: OutputDir,
+                extra_fields: list[pa.Field]) -> ShardOutcome:
+    sink = _QueueSink(_worker_queue) if _worker_queue is not None else None
+    try:
+        return run_shard(shard, config, out, extra_fields, sink)
+    finally:
+        if sink is not None:
+            sink.flush()

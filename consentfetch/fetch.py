@@ -1,0 +1,172 @@
+"""``fetch_shards``: a URL list in, webdataset shards and a full audit out."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ._version import __version__
+from .config import FetchConfig, make_config
+from .distribute import run_all
+from .errors import ConfigError, RunInterrupted
+from .progress import Progress
+from collections.abc import Iterator
+
+from .reader import InputSource, ShardInput, shard_name
+from .writer import RESERVED_COLUMNS, OutputDir
+
+logger = logging.getLogger(__name__)
+
+# The consent checks this version performs, in the order they are applied.
+CHECKS = ("robots_txt", "x_robots_tag")
+
+
+@dataclass(frozen=True)
+class Report:
+    """The outcome of a run, counted over every shard in the output folder."""
+
+    output_dir: str
+    counts: dict[str, int]  # by status
+    reasons: dict[str, int]  # by reason code
+    shards_written: int
+    shards_skipped: int  # already complete from an earlier run
+    duration: float
+    origins: int = 0
+    leftovers_removed: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def fetch_shards(input: str, output_dir: str, *, storage_options: dict[str, Any] | None = None,
+                 progress: bool = False, **options: Any) -> Report:
+    """Download every URL of ``input`` into webdataset shards under ``output_dir``.
+
+    ``options`` are the ``consentfetch download`` flags with underscores
+    (``image_size=256``, ``consent="strict"``, ...), validated into a
+    :class:`~consentfetch.config.FetchConfig`. Every input row gets one audit
+    row; per-URL problems never raise. An output folder holding an earlier run
+    is resumed (complete shards are kept) unless ``overwrite=True``.
+
+    Raises :class:`~consentfetch.errors.ConfigError`, ``InputError`` or
+    ``OutputError`` for problems the caller must fix, and
+    :class:`~consentfetch.errors.RunInterrupted` if stopped by Ctrl-C.
+    """
+    config = make_config(**options)
+    source = InputSource(input, input_format=config.input_format, url_col=config.url_col,
+                         caption_col=config.caption_col,
+                         additional_columns=config.save_additional_columns,
+                         shard_size=config.shard_size, storage_options=storage_options)
+    clash = RESERVED_COLUMNS.intersection(f.name for f in source.extra_fields)
+    if clash:
+        raise ConfigError(f"--save-additional-columns: {', '.join(sorted(clash))} would clash "
+                          "with an audit column of the same name")
+    out = OutputDir(output_dir, storage_options)
+    return _Run(config, source, out, input, progress).execute()
+
+
+class _Run:
+    def __init__(self, config: FetchConfig, source: InputSource, out: OutputDir, input: str,
+                 show_progress: bool) -> None:
+        self.config = config
+        self.source = source
+        self.out = out
+        self.input = input
+        self.started = datetime.now(timezone.utc)
+        self.progress = Progress(source.total_rows, enabled=show_progress)
+        self.origin_rows: dict[tuple[str, str], dict[str, Any]] = {}
+        self.written = 0
+
+    def execute(self) -> Report:
+        if self.config.overwrite:
+            self.out.remove_run()
+        leftovers = self.out.remove_temporaries()
+        if leftovers:
+            logger.info("removed %d leftover temporary file(s) of an interrupted run",
+                        len(leftovers))
+        done = self.out.completed_shards()
+        self._load_origins()
+        self._write_run_json("running")
+        t0 = time.monotonic()
+        try:
+            for outcome in run_all(self._todo(done), self.config, self.out,
+                                   self.source.extra_fields, self.progress, self._processes()):
+                self.written += 1
+                for row in outcome.origin_rows:
+                    self.origin_rows[(row["origin"], row["kind"])] = row
+        except KeyboardInterrupt as exc:
+            self._finish("interrupted")
+            raise RunInterrupted(
+                f"interrupted after {self.written} new shard(s); run the same command again "
+                f"to resume (complete shards in {self.out.url} are kept)") from exc
+        finally:
+            self.progress.close()
+        report = self._finish("complete", len(done), time.monotonic() - t0)
+        return Report(**{**report.__dict__, "leftovers_removed": leftovers})
+
+    def _todo(self, done: set[int]) -> Iterator[ShardInput]:
+        skipped = 0
+        for shard in self.source.shards():
+            if shard.shard_id in done:
+                skipped += 1
+                self.progress.update(len(shard.rows), 0)
+                continue
+            yield shard
+        if skipped:
+            logger.info("resumed: %d shard(s) were already complete", skipped)
+
+    def _processes(self) -> int:
+        total = self.source.total_rows
+        if total is None:
+            return self.config.processes
+        return max(1, min(self.config.processes, math.ceil(total / self.config.shard_size)))
+
+    def _load_origins(self) -> None:
+        if self.out.exists("origins.parquet"):
+            with self.out.fs.open(self.out.path("origins.parquet"), "rb") as f:
+                for row in pq.read_table(f).to_pylist():
+                    self.origin_rows[(row["origin"], row["kind"])] = row
+
+    def _finish(self, state: str, skipped: int = 0, duration: float = 0.0) -> Report:
+        if self.origin_rows:
+            rows = sorted(self.origin_rows.values(), key=lambda r: (r["origin"], r["kind"]))
+            self.out.write_table("origins.parquet", pa.Table.from_pylist(rows))
+        counts, reasons = self._totals()
+        self._write_run_json(state, counts, reasons)
+        return Report(self.out.url, counts, reasons, self.written, skipped, duration,
+                      len(self.origin_rows))
+
+    def _totals(self) -> tuple[dict[str, int], dict[str, int]]:
+        counts: Counter[str] = Counter()
+        reasons: Counter[str] = Counter()
+        for shard_id in sorted(self.out.completed_shards()):
+            stats = self.out.read_json(f"{shard_name(shard_id)}_stats.json")
+            counts.update(stats["status"])
+            reasons.update(stats["reasons"])
+        return dict(sorted(counts.items())), dict(sorted(reasons.items()))
+
+    def _write_run_json(self, state: str, counts: dict[str, int] | None = None,
+                        reasons: dict[str, int] | None = None) -> None:
+        self.out.write_json("run.json", {
+            "consentfetch_version": __version__,
+            "state": state,
+            "input": self.input,
+            "output": self.out.url,
+            "started_at": self.started.isoformat(),
+            "finished_at": None if state == "running" else datetime.now(timezone.utc).isoformat(),
+            "user_agent": self.config.user_agent,
+            "consent_profile": self.config.consent,
+            "checks_performed": list(CHECKS),
+            "checks_off": [],
+            "config": self.config.to_dict(),
+            "totals": {"status": counts or {}, "reasons": reasons or {}},
+        })

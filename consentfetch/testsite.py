@@ -1,0 +1,248 @@
+"""A small multi-origin web site on loopback, for the demo and the tests.
+
+Each host address (127.0.0.2, 127.0.0.3, ...) is its own origin, all on one
+port. Every origin serves what a test puts there with :meth:`LocalSite.put`
+(robots.txt, ai.txt, images with chosen headers) plus a few endpoints steered
+by query parameters, in the manner of Scrapy's mock server:
+
+    /gen/<name>.jpg?w=320&h=240         a generated image (jpg, png or webp)
+    /fault/status?code=503              that status, tiny body
+    /fault/slow?delay=2                 headers after ``delay`` seconds
+    /fault/drip?seconds=30              a body that trickles a byte a second
+    /fault/short                        Content-Length larger than the body
+    /fault/reset                        the connection is dropped
+    /fault/redirect?n=3&to=/gen/a.jpg   a chain of n redirects, then ``to``
+    /fault/loop                         redirects to itself
+
+Only loopback addresses are ever bound. The site runs in a background thread
+with its own event loop so that synchronous code (the CLI demo, pytest tests,
+subprocesses) can use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from PIL import Image, ImageDraw
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+
+
+@dataclass(frozen=True)
+class Resource:
+    """What one path of one origin answers."""
+
+    body: bytes = b""
+    status: int = 200
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] = field(default_factory=dict)
+    content_type: str | None = None
+
+
+def make_image(width: int, height: int, fmt: str = "jpg", *, seed: int = 0,
+               alpha: bool = False) -> bytes:
+    """A deterministic picture (gradient and shapes) encoded as ``fmt``."""
+    mode = "RGBA" if alpha else "RGB"
+    im = Image.new(mode, (width, height), (seed * 37 % 256, 90, 160, 255))
+    draw = ImageDraw.Draw(im)
+    for i in range(6):
+        x0 = (seed * 13 + i * 29) % max(1, width)
+        y0 = (seed * 7 + i * 41) % max(1, height)
+        colour = ((i * 53 + seed) % 256, (i * 97) % 256, (seed * 11) % 256,
+                  128 if alpha else 255)
+        draw.ellipse((x0, y0, x0 + width // 3, y0 + height // 3), fill=colour)
+    out = io.BytesIO()
+    pil_format = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}[fmt]
+    im.save(out, pil_format, **({"quality": 90} if pil_format == "JPEG" else {}))
+    return out.getvalue()
+
+
+_CONTENT_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png",
+                  "webp": "image/webp", "txt": "text/plain", "json": "application/json"}
+
+
+class LocalSite:
+    """Serve several loopback origins from one aiohttp application."""
+
+    def __init__(self, hosts: Sequence[str] = DEFAULT_HOSTS) -> None:
+        for host in hosts:
+            if not host.startswith("127."):
+                raise ValueError(f"LocalSite binds loopback addresses only, not {host}")
+        self.hosts = tuple(hosts)
+        self.port = 0
+        self._resources: dict[tuple[str, str], Resource] = {}
+        self.hits: Counter[tuple[str, str]] = Counter()  # (host, path) -> requests
+        self.user_agents: set[str] = set()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- content -------------------------------------------------------------
+    def origin(self, host: str | int = 0) -> str:
+        """``http://127.0.0.2:PORT`` for a host address or its index."""
+        name = self.hosts[host] if isinstance(host, int) else host
+        return f"http://{name}:{self.port}"
+
+    def url(self, host: str | int, path: str) -> str:
+        return self.origin(host) + path
+
+    def put(self, host: str | int, path: str, resource: Resource | bytes | str) -> str:
+        """Serve ``resource`` at ``path`` of ``host``; returns the full URL."""
+        name = self.hosts[host] if isinstance(host, int) else host
+        if isinstance(resource, str):
+            resource = Resource(resource.encode(), content_type="text/plain")
+        elif isinstance(resource, bytes):
+            resource = Resource(resource)
+        with self._lock:
+            self._resources[(name, path)] = resource
+        return self.url(name, path)
+
+    def hit_count(self, host: str | int, path: str) -> int:
+        name = self.hosts[host] if isinstance(host, int) else host
+        with self._lock:
+            return self.hits[(name, path)]
+
+    # -- serving -------------------------------------------------------------
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        host = request.transport.get_extra_info("sockname")[0] if request.transport else ""
+        path = request.path
+        with self._lock:
+            self.hits[(host, path)] += 1
+            self.user_agents.add(request.headers.get("User-Agent", ""))
+            resource = self._resources.get((host, path))
+        if resource is not None:
+            return self._respond(resource, path)
+        if path.startswith("/gen/"):
+            return self._generated(request)
+        if path.startswith("/fault/"):
+            return await _fault(request, path[len("/fault/"):])
+        return web.Response(status=404, text="not found")
+
+    @staticmethod
+    def _respond(resource: Resource, path: str) -> web.Response:
+        headers = list(resource.headers.items()) if isinstance(resource.headers, Mapping) \
+            else list(resource.headers)
+        ctype = resource.content_type or _CONTENT_TYPES.get(path.rsplit(".", 1)[-1].lower(),
+                                                            "application/octet-stream")
+        response = web.Response(status=resource.status, body=resource.body)
+        response.headers["Content-Type"] = ctype
+        for name, value in headers:
+            response.headers.add(name, value)
+        return response
+
+    @staticmethod
+    def _generated(request: web.Request) -> web.Response:
+        fmt = request.path.rsplit(".", 1)[-1].lower()
+        if fmt not in ("jpg", "png", "webp"):
+            return web.Response(status=404)
+        w = min(int(request.query.get("w", "320")), 4000)
+        h = min(int(request.query.get("h", "240")), 4000)
+        seed = int(request.query.get("seed", "0"))
+        body = make_image(w, h, fmt, seed=seed, alpha=request.query.get("alpha") == "1")
+        return web.Response(body=body, content_type=_CONTENT_TYPES[fmt])
+
+    # -- lifecycle -------------------------------------------------------------
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        for host in self.hosts:
+            site = web.TCPSite(self._runner, host, self.port)
+            await site.start()
+            if self.port == 0:
+                server = site._server  # the bound port: aiohttp has no public getter
+                assert server is not None and server.sockets
+                self.port = server.sockets[0].getsockname()[1]
+
+    def start(self) -> LocalSite:
+        """Start serving in a background thread; returns self."""
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._start())
+            except BaseException as exc:  # surfaced to the caller below
+                errors.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._runner.cleanup() if self._runner else asyncio.sleep(0))
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="consentfetch-localsite", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("local site did not start within 10 s")
+        if errors:
+            raise errors[0]
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop = None
+
+
+@contextmanager
+def running_site(hosts: Sequence[str] = DEFAULT_HOSTS) -> Iterator[LocalSite]:
+    """``with running_site() as site:`` — a started :class:`LocalSite`, stopped after."""
+    site = LocalSite(hosts).start()
+    try:
+        yield site
+    finally:
+        site.stop()
+
+
+async def _fault(request: web.Request, kind: str) -> web.StreamResponse:
+    q = request.query
+    if kind == "status":
+        code = int(q.get("code", "500"))
+        headers = {"Retry-After": q["retry_after"]} if "retry_after" in q else None
+        return web.Response(status=code, text=f"status {code}", headers=headers)
+    if kind == "slow":
+        await asyncio.sleep(min(float(q.get("delay", "2")), 60))
+        return web.Response(body=make_image(64, 64), content_type="image/jpeg")
+    if kind == "drip":
+        response = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
+        response.content_length = 10_000
+        await response.prepare(request)
+        for _ in range(min(int(q.get("seconds", "30")), 120)):
+            await response.write(b"\xff")
+            await asyncio.sleep(1)
+        return response
+    if kind == "short":
+        response = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
+        response.content_length = 5000
+        await response.prepare(request)
+        await response.write(make_image(32, 32)[:1000])
+        assert request.transport is not None
+        request.transport.close()
+        return response
+    if kind == "reset":
+        assert request.transport is not None
+        request.transport.abort()
+        return web.Response(status=500)
+    if kind == "redirect":
+        n = int(q.get("n", "1"))
+        target = q.get("to", "/gen/redirected.jpg")
+        location = target if n <= 1 else f"/fault/redirect?n={n - 1}&to={target}"
+        raise web.HTTPFound(location)
+    if kind == "loop":
+        raise web.HTTPFound("/fault/loop")
+    return web.Response(status=404, text="unknown fault")

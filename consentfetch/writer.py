@@ -1,0 +1,245 @@
+"""Output: webdataset tar shards, audit parquet, stats, run.json, origins.parquet.
+
+Layout (ARCHITECTURE.md §5)::
+
+    00000.tar          <key>.jpg / <key>.txt / <key>.json per successful sample
+    00000.parquet      one audit row per input row of the shard
+    00000_stats.json   counts by status and reason, timings
+    origins.parquet    one row per origin file fetched (robots.txt, ...)
+    run.json           version, config, user agent, consent profile, totals
+
+Atomic completion: every file is written under ``<name>.tmp`` and renamed when
+whole. A shard's files are renamed tar, parquet, then stats: a shard is
+complete exactly when its ``_stats.json`` exists (the tar and parquet were
+renamed before it), so a crash never leaves a shard that looks complete.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tarfile
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .consent.decision import Status
+from .errors import OutputError
+from .reader import InputRow, shard_name
+
+logger = logging.getLogger(__name__)
+
+TMP_SUFFIX = ".tmp"
+TAR_MTIME = 0  # a fixed member mtime makes tars reproducible (as webdataset's TarWriter allows)
+
+# The audit columns after the kept input columns, in order (ARCHITECTURE.md §5).
+AUDIT_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("status", pa.string()),
+    pa.field("reason", pa.string()),
+    pa.field("evidence", pa.string()),
+    pa.field("http_status", pa.int32()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("original_width", pa.int32()),
+    pa.field("original_height", pa.int32()),
+    pa.field("sha256", pa.string()),
+    pa.field("decided_at", pa.timestamp("us", tz="UTC")),
+)
+LEAD_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("key", pa.string()),
+    pa.field("url", pa.string()),
+    pa.field("caption", pa.string()),
+)
+RESERVED_COLUMNS = frozenset(f.name for f in LEAD_FIELDS + AUDIT_FIELDS)
+
+
+def audit_schema(extra_fields: Sequence[pa.Field]) -> pa.Schema:
+    return pa.schema([*LEAD_FIELDS, *extra_fields, *AUDIT_FIELDS])
+
+
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    """What happened to one input row; becomes its audit row (and sample, on success)."""
+
+    status: Status
+    reason: str | None = None
+    evidence: str | None = None
+    http_status: int | None = None
+    sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+    original_width: int | None = None
+    original_height: int | None = None
+    image: bytes | None = None  # the encoded sample, success only
+    decided_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+class OutputDir:
+    """The output folder, local or any fsspec URL."""
+
+    def __init__(self, path: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.fs, self.root = fsspec.core.url_to_fs(str(path), **(storage_options or {}))
+        self.root = self.root.rstrip("/")
+        self.url = str(path)
+        try:
+            self.fs.makedirs(self.root, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create output folder {path}: {exc}") from exc
+
+    def path(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    def exists(self, name: str) -> bool:
+        return bool(self.fs.exists(self.path(name)))
+
+    def names(self) -> list[str]:
+        return sorted(p.rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False))
+
+    def completed_shards(self) -> set[int]:
+        """Shard ids whose stats file exists, i.e. that finished (see module doc)."""
+        done = set()
+        for name in self.names():
+            stem = name.removesuffix("_stats.json")
+            if stem != name and stem.isdigit():
+                done.add(int(stem))
+        return done
+
+    def remove_temporaries(self) -> list[str]:
+        """Delete leftovers of an interrupted run; returns their names."""
+        leftovers = [n for n in self.names() if n.endswith(TMP_SUFFIX)]
+        for name in leftovers:
+            self.fs.rm(self.path(name))
+        return leftovers
+
+    def remove_run(self) -> None:
+        """For --overwrite: delete every file a previous run wrote."""
+        for name in self.names():
+            if _is_run_file(name):
+                self.fs.rm(self.path(name))
+
+    def commit(self, name: str) -> None:
+        self.fs.mv(self.path(name + TMP_SUFFIX), self.path(name))
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Write a whole file atomically (temporary name, then rename)."""
+        with self.fs.open(self.path(name + TMP_SUFFIX), "wb") as f:
+            f.write(data)
+        self.commit(name)
+
+    def write_json(self, name: str, value: Any) -> None:
+        self.write_bytes(name, (json.dumps(value, indent=2, default=str) + "\n").encode())
+
+    def read_json(self, name: str) -> Any:
+        with self.fs.open(self.path(name), "rb") as f:
+            return json.load(f)
+
+    def write_table(self, name: str, table: pa.Table) -> None:
+        with self.fs.open(self.path(name + TMP_SUFFIX), "wb") as f:
+            pq.write_table(table, f)
+        self.commit(name)
+
+
+def _is_run_file(name: str) -> bool:
+    stem = name.split(".", 1)[0].removesuffix("_stats")
+    return (stem.isdigit() and name.endswith((".tar", ".parquet", "_stats.json", TMP_SUFFIX))) \
+        or name in ("run.json", "origins.parquet") or name.endswith(TMP_SUFFIX)
+
+
+class ShardWriter:
+    """Writes one shard: samples into a tar as they arrive, the audit at the end."""
+
+    def __init__(self, out: OutputDir, shard_id: int, extra_fields: Sequence[pa.Field], *,
+                 encode_format: str, save_caption: bool) -> None:
+        self.out = out
+        self.stem = shard_name(shard_id)
+        self.shard_id = shard_id
+        self.schema = audit_schema(extra_fields)
+        self.extra_names = [f.name for f in extra_fields]
+        self.encode_format = encode_format
+        self.save_caption = save_caption
+        self.started = time.time()
+        self._rows: list[dict[str, Any]] = []
+        self._tar_file = out.fs.open(out.path(f"{self.stem}.tar{TMP_SUFFIX}"), "wb")
+        self._tar = tarfile.open(fileobj=self._tar_file, mode="w", format=tarfile.USTAR_FORMAT)
+
+    def add(self, key: str, row: InputRow, result: RowResult) -> None:
+        record = self._record(key, row, result)
+        self._rows.append(record)
+        if result.status is Status.SUCCESS and result.image is not None:
+            self._add_member(f"{key}.{self.encode_format}", result.image)
+            if self.save_caption:
+                self._add_member(f"{key}.txt", (row.caption or "").encode())
+            meta = {**record, "decided_at": result.decided_at.isoformat()}
+            self._add_member(f"{key}.json",
+                             json.dumps(meta, ensure_ascii=False, default=str).encode())
+
+    def _record(self, key: str, row: InputRow, result: RowResult) -> dict[str, Any]:
+        record: dict[str, Any] = {"key": key, "url": row.url, "caption": row.caption}
+        for name in self.extra_names:
+            record[name] = row.extra.get(name)
+        record.update(
+            status=str(result.status), reason=result.reason, evidence=result.evidence,
+            http_status=result.http_status, width=result.width, height=result.height,
+            original_width=result.original_width, original_height=result.original_height,
+            sha256=result.sha256, decided_at=result.decided_at)
+        return record
+
+    def _add_member(self, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mtime = TAR_MTIME
+        info.mode = 0o444
+        self._tar.addfile(info, io.BytesIO(data))
+
+    def commit(self) -> dict[str, Any]:
+        """Finish the shard atomically and return its stats."""
+        self._tar.close()
+        self._tar_file.close()
+        self._rows.sort(key=lambda r: r["key"])
+        table = pa.Table.from_pylist(self._rows, schema=self.schema)
+        with self.out.fs.open(self.out.path(f"{self.stem}.parquet{TMP_SUFFIX}"), "wb") as f:
+            pq.write_table(table, f)
+        stats = shard_stats(self.shard_id, self._rows, self.started, time.time())
+        self.out.commit(f"{self.stem}.tar")
+        self.out.commit(f"{self.stem}.parquet")
+        self.out.write_json(f"{self.stem}_stats.json", stats)  # last: marks completion
+        return stats
+
+    def abort(self) -> None:
+        """Close and remove this shard's temporary files."""
+        try:
+            self._tar.close()
+            self._tar_file.close()
+        finally:
+            for suffix in (".tar", ".parquet"):
+                tmp = self.out.path(f"{self.stem}{suffix}{TMP_SUFFIX}")
+                if self.out.fs.exists(tmp):
+                    self.out.fs.rm(tmp)
+
+
+def shard_stats(shard_id: int, rows: Iterable[dict[str, Any]], start: float,
+                end: float) -> dict[str, Any]:
+    statuses: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    for row in rows:
+        statuses[row["status"]] += 1
+        if row["reason"]:
+            reasons[row["reason"]] += 1
+    return {
+        "shard_id": shard_id,
+        "count": sum(statuses.values()),
+        "successes": statuses.get(str(Status.SUCCESS), 0),
+        "status": dict(sorted(statuses.items())),
+        "reasons": dict(sorted(reasons.items())),
+        "start_time": start,
+        "end_time": end,
+        "duration": round(end - start, 3),
+    }
