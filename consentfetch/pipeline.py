@@ -30,7 +30,8 @@ from yarl import URL
 from .config import FetchConfig
 from .consent.decision import Denial, Reason, Status
 from .consent.headers import check_x_robots_tag
-from .consent.origins import OriginPolicies, OriginPolicy, check_robots, origin_of
+from .consent.origins import (OriginPolicies, OriginPolicy, check_opt_in, check_robots,
+                              origin_of)
 from .image import ResizedImage, ResizeOptions, process_image, resize_options_from
 from .net.client import Fetched, HttpClient, parse_http_url
 from .reader import InputRow, ShardInput, compute_key
@@ -72,7 +73,10 @@ class _Shard:
 
     async def check_hop(self, url: URL) -> Denial | None:
         policy = await self.policies.get(url)
-        return check_robots(policy, url, self.token)
+        denial = check_robots(policy, url, self.token)
+        if denial is None and self.config.consent == "opt-in":
+            denial = check_opt_in(policy, self.token)
+        return denial
 
     def check_headers(self, url: URL, headers: CIMultiDictProxy[str]) -> Denial | None:
         verdict = check_x_robots_tag(headers.getall("X-Robots-Tag", []), self.token,
@@ -159,7 +163,7 @@ async def _run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
     except BaseException:
         writer.abort()
         raise
-    return ShardOutcome(shard.shard_id, stats, [f.to_row() for f in ctx.policies.fetched])
+    return ShardOutcome(shard.shard_id, stats, [f.to_row() for f in ctx.policies.used.values()])
 
 
 def _image_threads() -> int:

@@ -26,6 +26,11 @@ from .robots import MAX_ROBOTS_BYTES, RobotsPolicy
 
 CACHE_SECONDS = 24 * 3600
 
+# robots.txt fetch failures that say nothing about the site's wishes because
+# no connection to the host was ever made: the URL fails with the same reason
+# (it could not be fetched either), instead of being blamed on an opt-out.
+NOT_REACHED = frozenset({Reason.BLOCKED_ADDRESS, Reason.DNS_ERROR})
+
 
 class FetchOutcome(Protocol):
     """What the fetcher returns (net.client.SmallFetch has this shape)."""
@@ -59,6 +64,7 @@ class OriginPolicy:
     robots: RobotsPolicy | None  # None when robots.txt was unreachable
     robots_file: OriginFile
     loaded_at: float  # monotonic seconds, for expiry
+    failure: Denial | None = None  # why the robots.txt request failed, if it did
 
 
 def origin_of(url: URL) -> str:
@@ -88,12 +94,15 @@ def robots_from_fetch(origin: str, url: str, fetched: FetchOutcome) -> OriginPol
         origin=origin, kind="robots.txt", url=url, http_status=status, outcome=outcome,
         error=error, fetched_at=datetime.now(timezone.utc), size=len(body),
         sha256=hashlib.sha256(body).hexdigest() if outcome == "parsed" else None)
-    return OriginPolicy(origin, robots, record, time.monotonic())
+    return OriginPolicy(origin, robots, record, time.monotonic(), fetched.error)
 
 
 def check_robots(policy: OriginPolicy, url: URL, token: str) -> Denial | None:
     """A denial if robots.txt forbids ``url`` to ``token`` (or could not be read)."""
     record = policy.robots_file
+    if policy.failure is not None and policy.failure.reason in NOT_REACHED:
+        return Denial(policy.failure.reason, f"{policy.failure.evidence} (while fetching "
+                      f"{record.url})")
     if policy.robots is None:
         return Denial(Reason.ROBOTS_UNREACHABLE,
                       f"{record.url} could not be fetched ({record.error}); "
@@ -106,6 +115,20 @@ def check_robots(policy: OriginPolicy, url: URL, token: str) -> Denial | None:
                   f"{record.url} (fetched {record.fetched_at:%Y-%m-%d %H:%M} UTC{digest}) "
                   f"disallows {url.raw_path_qs} for user-agent {verdict.group}: "
                   f"rule `{verdict.rule}` on line {verdict.line}")
+
+
+def check_opt_in(policy: OriginPolicy, token: str) -> Denial | None:
+    """For ``--consent opt-in``: deny unless the origin gave explicit permission.
+
+    The permission signal read so far is a robots.txt group that names our
+    token (the site has spoken to us directly); its Allow/Disallow rules are
+    applied by :func:`check_robots`.
+    """
+    if policy.robots is not None and policy.robots.names_token(token):
+        return None
+    return Denial(Reason.NO_OPT_IN,
+                  f"--consent opt-in: {policy.robots_file.url} has no group for user-agent "
+                  f"{token}, and no other permission signal was found")
 
 
 Fetcher = Callable[[URL], Awaitable[FetchOutcome]]
@@ -124,18 +147,21 @@ class OriginPolicies:
         self._cache: MutableMapping[str, OriginPolicy] = {} if cache is None else cache
         self._inflight: dict[str, asyncio.Future[OriginPolicy]] = {}
         self._max_age = max_age
-        self.fetched: list[OriginFile] = []  # files fetched by this instance, for origins.parquet
+        # The origin files behind every decision this instance made (fetched or
+        # cached), so each run's origins.parquet names all the files it relied on.
+        self.used: dict[str, OriginFile] = {}
 
     async def get(self, url: URL) -> OriginPolicy:
         origin = origin_of(url)
         policy = self._cache.get(origin)
-        if policy is not None and time.monotonic() - policy.loaded_at < self._max_age:
-            return policy
-        pending = self._inflight.get(origin)
-        if pending is None:
-            pending = asyncio.ensure_future(self._load(url, origin))
-            self._inflight[origin] = pending
-        return await asyncio.shield(pending)
+        if policy is None or time.monotonic() - policy.loaded_at >= self._max_age:
+            pending = self._inflight.get(origin)
+            if pending is None:
+                pending = asyncio.ensure_future(self._load(url, origin))
+                self._inflight[origin] = pending
+            policy = await asyncio.shield(pending)
+        self.used.setdefault(origin, policy.robots_file)
+        return policy
 
     async def _load(self, url: URL, origin: str) -> OriginPolicy:
         try:
@@ -143,7 +169,6 @@ class OriginPolicies:
             fetched = await self._fetch(robots_url)
             policy = robots_from_fetch(origin, str(robots_url), fetched)
             self._cache[origin] = policy
-            self.fetched.append(policy.robots_file)
             return policy
         finally:
             self._inflight.pop(origin, None)

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import aiohttp
 from multidict import CIMultiDictProxy
-from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
+from tenacity import (AsyncRetrying, retry_if_result, stop_after_attempt, wait_exponential,
+                      wait_random)
 from yarl import URL
 
 from ..consent.decision import Denial, Reason
@@ -193,7 +194,9 @@ class HttpClient:
         """Fetch an image with retries on transient failures; never raises for network faults."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retries + 1),
-            wait=wait_exponential_jitter(initial=self.retry_backoff, max=30),
+            # retry_backoff, doubling, capped at 30 s, plus up to one backoff of jitter
+            wait=wait_exponential(multiplier=self.retry_backoff, max=30)
+            + wait_random(0, self.retry_backoff),
             retry=retry_if_result(is_transient),
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )

@@ -1,0 +1,180 @@
+"""fetch_shards() end to end against the local site; shards read back with webdataset."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import webdataset as wds
+from PIL import Image
+
+from consentfetch import ConfigError, InputError, fetch_shards, read_audit
+from consentfetch.testsite import LocalSite, Resource, make_image
+
+from .conftest import LOCAL
+
+
+def _by_url(table) -> dict[str, dict]:
+    return {row["url"]: row for row in table.to_pylist()}
+
+
+def test_every_row_audited_and_shards_match(site: LocalSite, url_list, tmp_path: Path) -> None:
+    """The issue's acceptance run: 2,000 URLs, opt-outs on several origins."""
+    site.put(0, "/robots.txt", "User-agent: *\nDisallow: /private/\n")
+    site.put(1, "/robots.txt", "User-agent: consentfetch\nDisallow: /\n\nUser-agent: *\nAllow: /\n")
+    site.put(2, "/robots.txt", Resource(b"", status=404))
+    site.put(3, "/robots.txt", Resource(b"down", status=503))
+    bodies = [make_image(120 + 7 * i, 90 + 5 * i, seed=i) for i in range(8)]
+    rows, expected = [], {}
+    for i in range(2000):
+        host = i % 4
+        if host == 0 and i % 3 == 0:
+            path, want = f"/private/{i}.jpg", ("disallowed", "robots_disallowed")
+        elif host == 2 and i % 5 == 0:
+            path, want = f"/noai/{i}.jpg", ("disallowed", "x_robots_tag")
+            site.put(host, path, Resource(bodies[i % 8], headers={"X-Robots-Tag": "noai"}))
+        elif host == 2 and i % 7 == 0:
+            path, want = f"/gone/{i}.jpg", ("failed_to_download", "http_error")
+        elif host == 1:
+            path, want = f"/img/{i}.jpg", ("disallowed", "robots_disallowed")
+        elif host == 3:
+            path, want = f"/img/{i}.jpg", ("disallowed", "robots_unreachable")
+        else:
+            path, want = f"/img/{i}.jpg", ("success", None)
+        if want[1] not in ("x_robots_tag", "http_error"):
+            site.put(host, path, bodies[i % 8])
+        url = site.url(host, path)
+        rows.append({"url": url, "caption": f"caption {i}", "idx": i})
+        expected[url] = want
+
+    out = tmp_path / "out"
+    report = fetch_shards(url_list(rows), str(out), caption_col="caption",
+                          save_additional_columns=["idx"], shard_size=500, concurrency=32,
+                          **{**LOCAL, "processes": 2})
+
+    audit = read_audit(str(out))
+    assert audit.num_rows == 2000
+    got = _by_url(audit)
+    assert len(got) == 2000
+    for url, (status, reason) in expected.items():
+        assert (got[url]["status"], got[url]["reason"]) == (status, reason), url
+        if status == "disallowed":
+            assert got[url]["evidence"], url
+    successes = sum(1 for s, _ in expected.values() if s == "success")
+    assert report.counts["success"] == successes
+    assert report.total == 2000 and report.shards_written == 4
+
+    samples = list(wds.WebDataset(sorted(str(p) for p in out.glob("*.tar")), shardshuffle=False)
+                   .decode("pil"))
+    assert len(samples) == successes
+    for sample in samples:
+        meta = sample["json"]
+        assert meta["key"] == sample["__key__"]
+        assert meta["status"] == "success"
+        assert sample["txt"] == meta["caption"] == f"caption {meta['idx']}"
+        assert sample["jpg"].size == (256, 256)
+    # robots.txt was fetched once per origin per worker process, never per URL.
+    for host in range(4):
+        assert 1 <= site.hit_count(host, "/robots.txt") <= 2
+
+
+def test_audit_columns_and_keys(site: LocalSite, url_list, tmp_path: Path) -> None:
+    url = site.put(0, "/a.jpg", make_image(400, 200))
+    rows = [{"url": url, "caption": "a", "extra": 1.5}, {"url": "not a url", "caption": "b",
+                                                           "extra": 2.5}]
+    fetch_shards(url_list(rows), str(tmp_path / "o"), caption_col="caption",
+                 save_additional_columns="extra", **LOCAL)
+    table = pq.read_table(tmp_path / "o" / "00000.parquet")
+    assert table.column_names == [
+        "key", "url", "caption", "extra", "status", "reason", "evidence", "http_status",
+        "width", "height", "original_width", "original_height", "sha256", "decided_at"]
+    first, second = table.to_pylist()
+    assert first["key"] == "000000000" and second["key"] == "000000001"
+    assert (first["status"], first["width"], first["original_width"]) == ("success", 256, 400)
+    assert first["http_status"] == 200 and len(first["sha256"]) == 64
+    assert first["extra"] == 1.5
+    assert (second["status"], second["reason"]) == ("failed_to_download", "invalid_url")
+    assert str(table.schema.field("decided_at").type) == "timestamp[us, tz=UTC]"
+    stats = json.loads((tmp_path / "o" / "00000_stats.json").read_text())
+    assert stats["count"] == 2 and stats["successes"] == 1
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert run["state"] == "complete" and run["consent_profile"] == "strict"
+    assert run["user_agent"].startswith("consentfetch/")
+    origins = pq.read_table(tmp_path / "o" / "origins.parquet").to_pylist()
+    assert [(o["kind"], o["outcome"], o["http_status"]) for o in origins] == [
+        ("robots.txt", "absent", 404)]
+
+
+def test_honest_user_agent(site: LocalSite, url_list, tmp_path: Path) -> None:
+    url = site.put(0, "/a.jpg", make_image(50, 50))
+    fetch_shards(url_list([{"url": url}]), str(tmp_path / "o"), user_agent_token="mybot",
+                 contact="mailto:data@example.org", **LOCAL)
+    (ua,) = {u for u in site.user_agents if u}
+    assert ua.startswith("mybot/") and "(+mailto:data@example.org)" in ua
+    assert "Mozilla" not in ua
+
+
+def test_tar_members_and_no_tmp_left(site: LocalSite, url_list, tmp_path: Path) -> None:
+    urls = [site.put(0, f"/{i}.png", make_image(64, 48, "png", seed=i)) for i in range(3)]
+    out = tmp_path / "o"
+    fetch_shards(url_list([{"url": u} for u in urls]), str(out), encode_format="png",
+                 encode_quality=6, resize_mode="no", **LOCAL)
+    with tarfile.open(out / "00000.tar") as tar:
+        names = sorted(tar.getnames())
+        assert names == sorted(f"00000000{i}.{ext}" for i in range(3) for ext in ("png", "json"))
+        image = Image.open(io.BytesIO(tar.extractfile("000000001.png").read()))
+        assert image.format == "PNG" and image.size == (64, 48)
+    assert not list(out.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "txt", "csv.gz"])
+def test_text_input_formats(site: LocalSite, tmp_path: Path, fmt: str) -> None:
+    import gzip
+    urls = [site.put(0, f"/{i}.jpg", make_image(40, 40, seed=i)) for i in range(3)]
+    if fmt.startswith("csv"):
+        text = "url,caption\n" + "".join(f"{u},cap {i}\n" for i, u in enumerate(urls))
+    elif fmt == "tsv":
+        text = "url\tcaption\n" + "".join(f"{u}\tcap {i}\n" for i, u in enumerate(urls))
+    elif fmt == "jsonl":
+        text = "".join(json.dumps({"url": u, "caption": f"cap {i}"}) + "\n"
+                       for i, u in enumerate(urls))
+    else:
+        text = "".join(u + "\n" for u in urls)
+    path = tmp_path / f"urls.{fmt}"
+    path.write_bytes(gzip.compress(text.encode()) if fmt.endswith(".gz") else text.encode())
+    caption = None if fmt == "txt" else "caption"
+    report = fetch_shards(str(path), str(tmp_path / "o"), caption_col=caption, **LOCAL)
+    assert report.counts == {"success": 3}
+
+
+def test_bad_options_and_input_raise(tmp_path: Path, url_list) -> None:
+    with pytest.raises(ConfigError, match="resize-mode"):
+        fetch_shards(url_list([{"url": "http://x/"}]), str(tmp_path / "o"), resize_mode="zoom")
+    with pytest.raises(ConfigError, match="unknown option"):
+        fetch_shards(url_list([{"url": "http://x/"}]), str(tmp_path / "o"), imagesize=3)
+    with pytest.raises(InputError):
+        fetch_shards(str(tmp_path / "missing.parquet"), str(tmp_path / "o"))
+    with pytest.raises(InputError, match="link"):
+        fetch_shards(url_list([{"url": "http://x/"}]), str(tmp_path / "o"), url_col="link")
+    with pytest.raises(ConfigError, match="status"):
+        fetch_shards(url_list([{"url": "http://x/", "status": 1}]), str(tmp_path / "o"),
+                     save_additional_columns=["status"])
+
+
+def test_resume_keeps_complete_shards(site: LocalSite, url_list, tmp_path: Path) -> None:
+    urls = [site.put(0, f"/{i}.jpg", make_image(40, 40, seed=i)) for i in range(6)]
+    path = url_list([{"url": u} for u in urls])
+    out = tmp_path / "o"
+    fetch_shards(path, str(out), shard_size=2, **LOCAL)
+    (out / "00001_stats.json").unlink()  # as if the run died while finishing shard 1
+    (out / "00002.tar.tmp").write_bytes(b"half a tar")
+    before = site.hit_count(0, "/0.jpg")
+    report = fetch_shards(path, str(out), shard_size=2, **LOCAL)
+    assert (report.shards_written, report.shards_skipped) == (1, 2)
+    assert report.leftovers_removed == ["00002.tar.tmp"]
+    assert site.hit_count(0, "/0.jpg") == before  # shard 0 was not fetched again
+    assert read_audit(str(out)).num_rows == 6
