@@ -103,7 +103,7 @@ class ResizeOptions:
     """How to resize and encode; the same-named ``download`` flags."""
 
     image_size: int = 256
-    resize_mode: str = "border"  # "no" | "border" | "keep_ratio" | "keep_ratio_largest" | "center_crop"
+    resize_mode: str = "border"  # one of config.RESIZE_MODES
     resize_only_if_bigger: bool = False
     encode_format: str = "jpg"  # "jpg" | "png" | "webp"
     encode_quality: int = 95  # for png: zlib compression level 0-9 (img2dataset's meaning)

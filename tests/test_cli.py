@@ -1,0 +1,98 @@
+"""The command line, run as a user runs it: a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from consentfetch.testsite import LocalSite, Resource, make_image
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "consentfetch", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_download_then_audit(site: LocalSite, url_list, tmp_path: Path) -> None:
+    site.put(0, "/robots.txt", "User-agent: *\nDisallow: /private/\n")
+    rows = [{"url": site.put(0, f"/img/{i}.jpg", make_image(80, 60, seed=i)), "caption": f"c{i}"}
+            for i in range(5)]
+    rows.append({"url": site.put(0, "/private/x.jpg", make_image(80, 60)), "caption": "p"})
+    rows.append({"url": site.put(1, "/n.jpg", Resource(make_image(80, 60),
+                                                       headers={"X-Robots-Tag": "noai"})),
+                 "caption": "n"})
+    out = tmp_path / "out"
+    result = run_cli("download", url_list(rows), str(out), "--caption-col", "caption",
+                     "--allow-private-networks", "--processes", "1", "--image-size", "64",
+                     "--resize-mode", "center_crop")
+    assert result.returncode == 0, result.stderr
+    assert "7 URLs" in result.stdout and "5 success" in result.stdout
+    assert "robots_disallowed" in result.stdout and "x_robots_tag" in result.stdout
+    audit = pq.read_table(out / "00000.parquet").to_pylist()
+    assert [r["status"] for r in audit].count("success") == 5
+    assert all(r["width"] == 64 for r in audit if r["status"] == "success")
+
+    result = run_cli("audit", str(out), "--by", "reason", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"(none)": 5, "robots_disallowed": 1, "x_robots_tag": 1}
+    result = run_cli("audit", str(out), "--by", "host")
+    assert "127.0.0.2" in result.stdout and "127.0.0.3" in result.stdout
+
+
+def test_progress_lines_when_not_a_terminal(site: LocalSite, url_list, tmp_path: Path) -> None:
+    rows = [{"url": site.put(0, f"/{i}.jpg", make_image(40, 40, seed=i))} for i in range(3)]
+    result = run_cli("download", url_list(rows), str(tmp_path / "o"), "--allow-private-networks",
+                     "--processes", "1")
+    assert result.returncode == 0, result.stderr
+    assert "progress: 3/3 rows" in result.stderr  # the closing line, logged
+
+
+def test_demo_runs_and_explains(tmp_path: Path) -> None:
+    result = run_cli("demo", str(tmp_path / "demo"))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for reason in ("robots_disallowed", "x_robots_tag", "robots_unreachable"):
+        assert reason in out
+    assert "success" in out and "Disallow: /private/" in out
+    assert (tmp_path / "demo" / "00000.tar").exists()
+    assert json.loads((tmp_path / "demo" / "run.json").read_text())["state"] == "complete"
+
+
+def test_errors_exit_2_with_a_message(tmp_path: Path) -> None:
+    result = run_cli("download", str(tmp_path / "nope.parquet"), str(tmp_path / "o"))
+    assert result.returncode == 2
+    assert "consentfetch: error:" in result.stderr and "nope.parquet" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run_cli("download", "x.parquet", "o", "--image-size", "0")
+    assert result.returncode == 2 and "--image-size" in result.stderr
+
+
+def test_ctrl_c_says_how_to_resume(site: LocalSite, url_list, tmp_path: Path) -> None:
+    rows = [{"url": site.url(0, f"/fault/slow?delay=20&i={i}")} for i in range(4)]
+    out = tmp_path / "o"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "consentfetch", "download", url_list(rows), str(out),
+         "--allow-private-networks", "--processes", "1", "--timeout", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while site.hit_count(0, "/fault/slow") == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "run the same command again to resume" in stderr
+    assert not list(out.glob("*.tmp")) and not list(out.glob("*.tar"))
+    assert json.loads((out / "run.json").read_text())["state"] == "interrupted"
+
+
+def test_python_dash_m_and_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.startswith("consentfetch ")
+    assert os.path.basename(sys.executable)  # the same interpreter runs the CLI
