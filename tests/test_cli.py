@@ -96,3 +96,14 @@ def test_python_dash_m_and_version() -> None:
     result = run_cli("--version")
     assert result.returncode == 0 and result.stdout.startswith("consentfetch ")
     assert os.path.basename(sys.executable)  # the same interpreter runs the CLI
+
+
+def test_download_with_worker_processes(site: LocalSite, url_list, tmp_path: Path) -> None:
+    rows = [{"url": site.put(i % 2, f"/{i}.jpg", make_image(50, 40, seed=i))} for i in range(40)]
+    out = tmp_path / "o"
+    result = run_cli("download", url_list(rows), str(out), "--allow-private-networks",
+                     "--processes", "2", "--shard-size", "10")
+    assert result.returncode == 0, result.stderr
+    assert "40 URLs: 40 success" in result.stdout
+    assert sorted(p.name for p in out.glob("*_stats.json")) == [
+        f"0000{i}_stats.json" for i in range(4)]

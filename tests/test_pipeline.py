@@ -178,3 +178,20 @@ def test_resume_keeps_complete_shards(site: LocalSite, url_list, tmp_path: Path)
     assert report.leftovers_removed == ["00002.tar.tmp"]
     assert site.hit_count(0, "/0.jpg") == before  # shard 0 was not fetched again
     assert read_audit(str(out)).num_rows == 6
+
+
+def test_fsspec_output_and_input(site: LocalSite, tmp_path: Path) -> None:
+    """Input and output through fsspec URLs (memory:// stands in for s3:// here)."""
+    import fsspec
+    import pyarrow as pa
+    url = site.put(0, "/a.jpg", make_image(90, 60))
+    with fsspec.open("memory://in/urls.parquet", "wb") as f:
+        pq.write_table(pa.Table.from_pylist([{"url": url}, {"url": "nope"}]), f)
+    report = fetch_shards("memory://in/urls.parquet", "memory://out", **LOCAL)
+    assert report.counts == {"failed_to_download": 1, "success": 1}
+    fs = fsspec.filesystem("memory")
+    assert {p.rsplit("/", 1)[-1] for p in fs.ls("/out", detail=False)} >= {
+        "00000.tar", "00000.parquet", "00000_stats.json", "run.json", "origins.parquet"}
+    assert read_audit("memory://out").num_rows == 2
+    fs.rm("/out", recursive=True)
+    fs.rm("/in", recursive=True)
