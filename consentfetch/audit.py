@@ -7,7 +7,6 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .reader import shard_name
 from .writer import OutputDir
@@ -26,10 +25,8 @@ def read_audit(output_dir: str, *, status: str | None = None, reason: str | None
         >>> table.group_by("reason").aggregate([("key", "count")])
     """
     out = OutputDir(output_dir, storage_options)
-    tables = []
-    for shard_id in sorted(out.completed_shards()):
-        with out.fs.open(out.path(f"{shard_name(shard_id)}.parquet"), "rb") as f:
-            tables.append(pq.read_table(f))
+    tables = [out.read_table(f"{shard_name(shard_id)}.parquet")
+              for shard_id in sorted(out.completed_shards())]
     if not tables:
         return pa.table({})
     table = pa.concat_tables(tables, promote_options="permissive")

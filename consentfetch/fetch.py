@@ -11,7 +11,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ._version import __version__
 from .config import FetchConfig, make_config
@@ -132,9 +131,8 @@ class _Run:
 
     def _load_origins(self) -> None:
         if self.out.exists("origins.parquet"):
-            with self.out.fs.open(self.out.path("origins.parquet"), "rb") as f:
-                for row in pq.read_table(f).to_pylist():
-                    self.origin_rows[(row["origin"], row["kind"])] = row
+            for row in self.out.read_table("origins.parquet").to_pylist():
+                self.origin_rows[(row["origin"], row["kind"])] = row
 
     def _finish(self, state: str, skipped: int = 0, duration: float = 0.0) -> Report:
         if self.origin_rows:

@@ -141,6 +141,13 @@ class OutputDir:
         with self.fs.open(self.path(name), "rb") as f:
             return json.load(f)
 
+    def read_table(self, name: str) -> pa.Table:
+        # ParquetFile, not pq.read_table: with a file object, read_table's
+        # threaded dataset reader makes pyarrow 26 abort at interpreter exit
+        # now and then ("terminate called without an active exception").
+        with self.fs.open(self.path(name), "rb") as f:
+            return pq.ParquetFile(f).read()
+
     def write_table(self, name: str, table: pa.Table) -> None:
         with self.fs.open(self.path(name + TMP_SUFFIX), "wb") as f:
             pq.write_table(table, f)
