@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from typing import TextIO
 from pathlib import Path
 
 import pyarrow as pa
@@ -57,7 +58,7 @@ def populate(site: LocalSite) -> list[dict[str, str]]:
     return rows
 
 
-def run_demo(output_dir: str, out: object = None) -> int:
+def run_demo(output_dir: str, out: TextIO | None = None) -> int:
     """Start the site, download it, print what happened and why; returns an exit code."""
     from .cli import print_report
     from .fetch import fetch_shards

@@ -161,9 +161,10 @@ class LocalSite:
             site = web.TCPSite(self._runner, host, self.port)
             await site.start()
             if self.port == 0:
-                server = site._server  # the bound port: aiohttp has no public getter
-                assert server is not None and server.sockets
-                self.port = server.sockets[0].getsockname()[1]
+                # The port the OS chose: aiohttp has no public getter for it.
+                sockets = getattr(site._server, "sockets", None)
+                assert sockets, "the site did not bind"
+                self.port = sockets[0].getsockname()[1]
 
     def start(self) -> LocalSite:
         """Start serving in a background thread; returns self."""

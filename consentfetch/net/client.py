@@ -200,7 +200,8 @@ class HttpClient:
             retry=retry_if_result(is_transient),
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
-        outcome = await retrying(self._attempt, url, check_hop, check_headers, host_delay)
+        outcome: Fetched | Denial | None = await retrying(
+            self._attempt, url, check_hop, check_headers, host_delay)
         assert isinstance(outcome, (Fetched, Denial))
         return outcome
 
