@@ -28,6 +28,7 @@ class Progress:
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._last_draw = 0.0
+        self._drawn_done = -1  # rows done at the last draw
 
     def update(self, done: int, successes: int) -> None:
         with self._lock:
@@ -49,6 +50,7 @@ class Progress:
         return f"{head}, {self.successes} images ({share} success), {rate:.1f} images/s"
 
     def _draw(self, now: float) -> None:
+        self._drawn_done = self.done
         if self._tty:
             width = 24
             filled = int(width * self.done / self.total) if self.total else 0
@@ -61,7 +63,8 @@ class Progress:
     def close(self) -> None:
         if self.enabled:
             with self._lock:
-                self._draw(time.monotonic())
+                if self.done != self._drawn_done:
+                    self._draw(time.monotonic())
                 if self._tty:
                     self._stream.write("\n")
                     self._stream.flush()
