@@ -76,7 +76,22 @@ def _add_download_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--allow-private-networks", action="store_true",
                    help="allow loopback and private addresses (tests, intranets)")
     g = p.add_argument_group("consent")
-    g.add_argument("--consent", choices=cfg.CONSENT_PROFILES, default=d["consent"].default)
+    g.add_argument("--consent", choices=cfg.CONSENT_PROFILES, default=d["consent"].default,
+                   help="strict: every signal, most restrictive reading; standard: signals "
+                        "addressed to all bots or to our token; opt-in: only with permission")
+    g.add_argument("--opt-out-list", dest="opt_out_lists", action="append", metavar="FILE",
+                   default=[], help="URLs, URL prefixes, hosts or sha256 never to download "
+                                    "(parquet, csv, jsonl or txt; repeatable)")
+    g.add_argument("--opt-in-list", dest="opt_in_lists", action="append", metavar="FILE",
+                   default=[], help="with --consent opt-in: entries that count as permission")
+    g.add_argument("--ignore", action="append", choices=cfg.CHECKS, default=[],
+                   metavar="CHECK", help="turn a consent check off (recorded in run.json and "
+                                         f"every audit row; repeatable): {', '.join(cfg.CHECKS)}")
+    g.add_argument("--ai-crawler-token", dest="ai_crawler_tokens", action="append", default=[],
+                   metavar="TOKEN", help="add a token to the known AI-training crawlers")
+    g.add_argument("--save-consent-files", action="store_true",
+                   help="keep the bodies of robots.txt, ai.txt and tdmrep.json in "
+                        "origins.parquet")
 
 
 def build_parser() -> argparse.ArgumentParser:

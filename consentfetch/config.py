@@ -32,6 +32,10 @@ DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # decoded pixels; bigger is a bomb or us
 RESIZE_MODES = ("no", "border", "keep_ratio", "keep_ratio_largest", "center_crop")
 ENCODE_FORMATS = ("jpg", "png", "webp")
 CONSENT_PROFILES = ("strict", "standard", "opt-in")
+# The consent checks, in the order they are applied; each can be turned off
+# with --ignore NAME (and is then recorded in run.json and every audit row).
+CHECKS = ("registry", "robots_txt", "ai_crawlers", "content_usage", "ai_txt", "tdmrep",
+          "x_robots_tag", "iptc", "c2pa")
 INPUT_FORMATS = ("parquet", "csv", "tsv", "txt", "jsonl")
 DISTRIBUTORS = ("multiprocessing",)
 
@@ -74,6 +78,15 @@ class FetchConfig:
     allow_private_networks: bool = False
     # consent
     consent: str = "strict"
+    ignore: tuple[str, ...] = ()  # checks turned off, names from CHECKS
+    opt_out_lists: tuple[str, ...] = ()
+    opt_in_lists: tuple[str, ...] = ()
+    ai_crawler_tokens: tuple[str, ...] = ()  # added to the shipped list
+    save_consent_files: bool = False  # keep robots.txt / ai.txt / tdmrep.json bodies
+
+    def enabled(self, check: str) -> bool:
+        """Whether a consent check runs in this configuration."""
+        return check not in self.ignore
 
     @property
     def user_agent(self) -> str:
@@ -86,7 +99,9 @@ class FetchConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values, for run.json."""
         out = dataclasses.asdict(self)
-        out["save_additional_columns"] = list(self.save_additional_columns)
+        for name in ("save_additional_columns", "ignore", "opt_out_lists", "opt_in_lists",
+                     "ai_crawler_tokens"):
+            out[name] = list(getattr(self, name))
         if math.isinf(self.max_aspect_ratio):
             out["max_aspect_ratio"] = None
         return out
@@ -107,9 +122,11 @@ def make_config(**options: Any) -> FetchConfig:
         raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
     given = {k: v for k, v in options.items()
              if v is not None or k in ("caption_col", "input_format")}
-    if "save_additional_columns" in given:
-        cols = given["save_additional_columns"]
-        given["save_additional_columns"] = (cols,) if isinstance(cols, str) else tuple(cols)
+    for name in ("save_additional_columns", "ignore", "opt_out_lists", "opt_in_lists",
+                 "ai_crawler_tokens"):
+        if name in given:
+            value = given[name]
+            given[name] = (value,) if isinstance(value, str) else tuple(value)
     if given.get("max_aspect_ratio") is not None:
         given["max_aspect_ratio"] = float(given["max_aspect_ratio"])
     for name in ("timeout", "retry_backoff"):
@@ -148,5 +165,10 @@ def _validate(cfg: FetchConfig) -> None:
     need(bool(_TOKEN_RE.match(cfg.user_agent_token)), "user_agent_token",
          "letters, '_' and '-' only (RFC 9309 product token)")
     need(bool(cfg.url_col), "url_col", "a column name")
+    need(set(cfg.ignore) <= set(CHECKS), "ignore", f"names from {', '.join(CHECKS)}")
+    need(cfg.consent == "opt-in" or not cfg.opt_in_lists, "opt_in_lists",
+         "only meaningful with --consent opt-in")
+    need(all(_TOKEN_RE.match(t) for t in cfg.ai_crawler_tokens), "ai_crawler_tokens",
+         "RFC 9309 product tokens: letters, '_' and '-' only")
     need(cfg.caption_col != cfg.url_col or cfg.caption_col is None, "caption_col",
          "a different column than --url-col")

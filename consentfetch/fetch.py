@@ -13,7 +13,9 @@ from typing import Any
 import pyarrow as pa
 
 from ._version import __version__
-from .config import FetchConfig, make_config
+from .config import CHECKS, FetchConfig, make_config
+from .consent.metadata import C2PA_AVAILABLE
+from .pipeline import engine_for
 from .distribute import run_all
 from .errors import ConfigError, RunInterrupted
 from .progress import Progress
@@ -24,8 +26,6 @@ from .writer import RESERVED_COLUMNS, OutputDir
 
 logger = logging.getLogger(__name__)
 
-# The consent checks this version performs, in the order they are applied.
-CHECKS = ("robots_txt", "x_robots_tag")
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,7 @@ def fetch_shards(input: str, output_dir: str, *, storage_options: dict[str, Any]
     if clash:
         raise ConfigError(f"--save-additional-columns: {', '.join(sorted(clash))} would clash "
                           "with an audit column of the same name")
+    engine_for(config)  # loads the opt-out/opt-in lists now, so a bad list fails early
     out = OutputDir(output_dir, storage_options)
     return _Run(config, source, out, input, progress).execute()
 
@@ -152,6 +153,12 @@ class _Run:
             reasons.update(stats["reasons"])
         return dict(sorted(counts.items())), dict(sorted(reasons.items()))
 
+    def _checks_off(self) -> list[str]:
+        off = [f"{name} (--ignore)" for name in self.config.ignore]
+        if self.config.enabled("c2pa") and not C2PA_AVAILABLE:
+            off.append("c2pa (c2pa-python is not installed: pip install 'consentfetch[c2pa]')")
+        return off
+
     def _write_run_json(self, state: str, counts: dict[str, int] | None = None,
                         reasons: dict[str, int] | None = None) -> None:
         self.out.write_json("run.json", {
@@ -163,8 +170,8 @@ class _Run:
             "finished_at": None if state == "running" else datetime.now(timezone.utc).isoformat(),
             "user_agent": self.config.user_agent,
             "consent_profile": self.config.consent,
-            "checks_performed": list(CHECKS),
-            "checks_off": [],
+            "checks_performed": engine_for(self.config).checks_performed(CHECKS),
+            "checks_off": self._checks_off(),
             "config": self.config.to_dict(),
             "totals": {"status": counts or {}, "reasons": reasons or {}},
         })

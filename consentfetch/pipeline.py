@@ -28,10 +28,11 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from .config import FetchConfig
+from .consent.crawlers import load_ai_crawler_tokens
 from .consent.decision import Denial, Reason, Status
-from .consent.headers import check_x_robots_tag
-from .consent.origins import (OriginPolicies, OriginPolicy, check_opt_in, check_robots,
-                              origin_of)
+from .consent.engine import ConsentEngine, Permits
+from .consent.origins import MAX_ORIGIN_FILE_BYTES, OriginPolicies, OriginPolicy
+from .consent.registry import ConsentList
 from .image import ResizedImage, ResizeOptions, process_image, resize_options_from
 from .net.client import Fetched, HttpClient, parse_http_url
 from .reader import InputRow, ShardInput, compute_key
@@ -42,8 +43,28 @@ logger = logging.getLogger(__name__)
 # (rows done, successes) since the last call; called from the shard's loop thread.
 ProgressSink = Callable[[int, int], None]
 
-# Origin policies a worker process has already read, kept across its shards.
+# Origin policies and consent lists a worker process has already read, kept
+# across its shards.
 _PROCESS_POLICIES: dict[str, OriginPolicy] = {}
+_PROCESS_LISTS: dict[tuple[str, tuple[str, ...]], ConsentList] = {}
+
+
+def load_lists(role: str, paths: tuple[str, ...]) -> ConsentList | None:
+    """The ``role`` ("opt-out"/"opt-in") lists at ``paths``, loaded once per process."""
+    if not paths:
+        return None
+    if (role, paths) not in _PROCESS_LISTS:
+        _PROCESS_LISTS[(role, paths)] = ConsentList.load(paths, role=role)
+    return _PROCESS_LISTS[(role, paths)]
+
+
+def engine_for(config: FetchConfig) -> ConsentEngine:
+    """The consent engine a run's configuration asks for."""
+    return ConsentEngine(
+        token=config.user_agent_token, profile=config.consent, ignore=config.ignore,
+        opt_out=load_lists("opt-out", config.opt_out_lists),
+        opt_in=load_lists("opt-in", config.opt_in_lists),
+        ai_tokens=load_ai_crawler_tokens(config.ai_crawler_tokens))
 
 
 @dataclass
@@ -56,38 +77,26 @@ class ShardOutcome:
 
 
 class _Shard:
-    """The per-shard context: client, policies, image pool, writer."""
+    """The per-shard context: client, origin policies, consent engine, image pool."""
 
     def __init__(self, config: FetchConfig, client: HttpClient, pool: ThreadPoolExecutor) -> None:
         self.config = config
         self.client = client
         self.pool = pool
-        self.policies = OriginPolicies(self._fetch_robots, cache=_PROCESS_POLICIES)
+        self.engine = engine_for(config)
+        self.policies = OriginPolicies(
+            self._fetch_origin_file, cache=_PROCESS_POLICIES,
+            robots=config.enabled("robots_txt"), ai_txt=config.enabled("ai_txt"),
+            tdmrep=config.enabled("tdmrep"), keep_bodies=config.save_consent_files)
         self.resize: ResizeOptions = resize_options_from(config)
-        self.strict = config.consent == "strict"
         self.token = config.user_agent_token
 
-    async def _fetch_robots(self, url: URL) -> Any:
+    async def _fetch_origin_file(self, url: URL) -> Any:
         async with self.client.slots.slot(url.host or ""):
-            return await self.client.fetch_small(url, max_bytes=512_000)
-
-    async def check_hop(self, url: URL) -> Denial | None:
-        policy = await self.policies.get(url)
-        denial = check_robots(policy, url, self.token)
-        if denial is None and self.config.consent == "opt-in":
-            denial = check_opt_in(policy, self.token)
-        return denial
-
-    def check_headers(self, url: URL, headers: CIMultiDictProxy[str]) -> Denial | None:
-        verdict = check_x_robots_tag(headers.getall("X-Robots-Tag", []), self.token,
-                                     strict=self.strict)
-        if verdict.denied:
-            return Denial(Reason.X_ROBOTS_TAG,
-                          f"X-Robots-Tag: {verdict.header} ({verdict.directive})")
-        return None
+            return await self.client.fetch_small(url, max_bytes=MAX_ORIGIN_FILE_BYTES)
 
     def host_delay(self, url: URL) -> float:
-        policy = _PROCESS_POLICIES.get(origin_of(url))
+        policy = self.policies.cached(url)
         if policy is None or policy.robots is None:
             return 0.0
         return policy.robots.crawl_delay(self.token) or 0.0
@@ -98,20 +107,38 @@ class _Shard:
         url = parse_http_url(row.url)
         if isinstance(url, Denial):
             return _denied(url)
-        fetched = await self.client.fetch_image(
-            url, check_hop=self.check_hop, check_headers=self.check_headers,
-            host_delay=self.host_delay)
+        permits = Permits()
+        denial = self.engine.check_url(str(url), permits)
+        if denial:
+            return _denied(denial)
+
+        async def check_hop(hop: URL) -> Denial | None:
+            return self.engine.check_origin(await self.policies.get(hop), hop, permits)
+
+        def check_headers(final: URL, headers: CIMultiDictProxy[str]) -> Denial | None:
+            return self.engine.check_headers(self.policies.cached(final), final, headers,
+                                             permits)
+
+        fetched = await self.client.fetch_image(url, check_hop=check_hop,
+                                                check_headers=check_headers,
+                                                host_delay=self.host_delay)
         if isinstance(fetched, Denial):
             return _denied(fetched)
-        return await self._resize(fetched)
-
-    async def _resize(self, fetched: Fetched) -> RowResult:
-        digest = hashlib.sha256(fetched.body).hexdigest()
         loop = asyncio.get_running_loop()
-        image = await loop.run_in_executor(self.pool, process_image, fetched.body, self.resize)
-        if isinstance(image, Denial):
-            return _denied(image, http_status=fetched.http_status, sha256=digest)
-        return _success(image, fetched.http_status, digest)
+        return await loop.run_in_executor(self.pool, self._inspect, fetched, permits)
+
+    def _inspect(self, fetched: Fetched, permits: Permits) -> RowResult:
+        """Body checks, then decode and resize: CPU work, run in a thread."""
+        digest = hashlib.sha256(fetched.body).hexdigest()
+        mime = fetched.headers.get("Content-Type")
+        denial = self.engine.check_body(fetched.body, digest, mime, permits) \
+            or self.engine.check_permission(permits)
+        if denial is None:
+            image = process_image(fetched.body, self.resize)
+            if not isinstance(image, Denial):
+                return _success(image, fetched.http_status, digest)
+            denial = image
+        return _denied(denial, http_status=fetched.http_status, sha256=digest)
 
 
 def _denied(denial: Denial, *, http_status: int | None = None,
@@ -130,7 +157,8 @@ def _success(image: ResizedImage, http_status: int, sha256: str) -> RowResult:
 async def _run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
                      extra_fields: list[pa.Field], progress: ProgressSink | None) -> ShardOutcome:
     writer = ShardWriter(out, shard.shard_id, extra_fields, encode_format=config.encode_format,
-                         save_caption=config.caption_col is not None)
+                         save_caption=config.caption_col is not None,
+                         run_columns=run_columns(config))
     queue: asyncio.Queue[tuple[int, InputRow]] = asyncio.Queue()
     for item in enumerate(shard.rows):
         queue.put_nowait(item)
@@ -164,6 +192,12 @@ async def _run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
         writer.abort()
         raise
     return ShardOutcome(shard.shard_id, stats, [f.to_row() for f in ctx.policies.used.values()])
+
+
+def run_columns(config: FetchConfig) -> dict[str, str | None]:
+    """The per-run audit columns: how this dataset's consent was decided."""
+    return {"consent_profile": config.consent,
+            "ignored_checks": ",".join(sorted(config.ignore)) or None}
 
 
 def _image_threads() -> int:

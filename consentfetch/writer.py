@@ -52,6 +52,9 @@ AUDIT_FIELDS: tuple[pa.Field, ...] = (
     pa.field("original_height", pa.int32()),
     pa.field("sha256", pa.string()),
     pa.field("decided_at", pa.timestamp("us", tz="UTC")),
+    # How the run decided consent, on every row so a dataset says how it was made.
+    pa.field("consent_profile", pa.string()),
+    pa.field("ignored_checks", pa.string()),  # comma-separated; null when none
 )
 LEAD_FIELDS: tuple[pa.Field, ...] = (
     pa.field("key", pa.string()),
@@ -164,7 +167,8 @@ class ShardWriter:
     """Writes one shard: samples into a tar as they arrive, the audit at the end."""
 
     def __init__(self, out: OutputDir, shard_id: int, extra_fields: Sequence[pa.Field], *,
-                 encode_format: str, save_caption: bool) -> None:
+                 encode_format: str, save_caption: bool,
+                 run_columns: dict[str, Any] | None = None) -> None:
         self.out = out
         self.stem = shard_name(shard_id)
         self.shard_id = shard_id
@@ -172,6 +176,7 @@ class ShardWriter:
         self.extra_names = [f.name for f in extra_fields]
         self.encode_format = encode_format
         self.save_caption = save_caption
+        self.run_columns = run_columns or {}
         self.started = time.time()
         self._rows: list[dict[str, Any]] = []
         self._tar_file = out.fs.open(out.path(f"{self.stem}.tar{TMP_SUFFIX}"), "wb")
@@ -196,7 +201,7 @@ class ShardWriter:
             status=str(result.status), reason=result.reason, evidence=result.evidence,
             http_status=result.http_status, width=result.width, height=result.height,
             original_width=result.original_width, original_height=result.original_height,
-            sha256=result.sha256, decided_at=result.decided_at)
+            sha256=result.sha256, decided_at=result.decided_at, **self.run_columns)
         return record
 
     def _add_member(self, name: str, data: bytes) -> None:

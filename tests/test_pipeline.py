@@ -91,7 +91,8 @@ def test_audit_columns_and_keys(site: LocalSite, url_list, tmp_path: Path) -> No
     table = pq.read_table(tmp_path / "o" / "00000.parquet")
     assert table.column_names == [
         "key", "url", "caption", "extra", "status", "reason", "evidence", "http_status",
-        "width", "height", "original_width", "original_height", "sha256", "decided_at"]
+        "width", "height", "original_width", "original_height", "sha256", "decided_at",
+        "consent_profile", "ignored_checks"]
     first, second = table.to_pylist()
     assert first["key"] == "000000000" and second["key"] == "000000001"
     assert (first["status"], first["width"], first["original_width"]) == ("success", 256, 400)
@@ -105,8 +106,8 @@ def test_audit_columns_and_keys(site: LocalSite, url_list, tmp_path: Path) -> No
     assert run["state"] == "complete" and run["consent_profile"] == "strict"
     assert run["user_agent"].startswith("consentfetch/")
     origins = pq.read_table(tmp_path / "o" / "origins.parquet").to_pylist()
-    assert [(o["kind"], o["outcome"], o["http_status"]) for o in origins] == [
-        ("robots.txt", "absent", 404)]
+    assert sorted((o["kind"], o["outcome"], o["http_status"]) for o in origins) == [
+        ("ai.txt", "absent", 404), ("robots.txt", "absent", 404), ("tdmrep.json", "absent", 404)]
 
 
 def test_honest_user_agent(site: LocalSite, url_list, tmp_path: Path) -> None:

@@ -1,12 +1,22 @@
-"""Origin policy: what an origin's own files (robots.txt, ...) say, fetched once.
+"""Origin files: what an origin's own files say, fetched once and shared.
 
-An origin is scheme + host + port. The first URL of an origin fetches its
-robots.txt; every other URL of that origin waits for that same fetch
-(single-flight) and then reads the cached :class:`OriginPolicy`. Policies
-expire after 24 hours (RFC 9309 §2.4).
+An origin is scheme + host + port. The first URL of an origin loads its
+files; every other URL of that origin waits for that same load
+(single-flight) and reads the cached :class:`OriginPolicy`. Policies expire
+after 24 hours (RFC 9309 §2.4).
 
-Interpreting a fetch is pure (:func:`robots_from_fetch`); the fetching itself
-is a function handed in, so this module does no I/O of its own.
+The files, in order:
+
+* ``/robots.txt`` (RFC 9309): 2xx → parsed; 4xx but 429 → no restrictions;
+  429, 5xx, network errors, too many redirects → unreachable, which means
+  "disallow everything", so nothing else of the origin is fetched.
+* ``/ai.txt`` (Spawning; robots grammar): 2xx → parsed; anything else → no
+  signal (a missing file says nothing).
+* ``/.well-known/tdmrep.json`` (W3C TDMRep): 2xx and a valid file → parsed;
+  anything else → "not implemented", no signal.
+
+Interpreting a fetch is pure (``*_from_fetch``); fetching is a function handed
+in, so this module does no I/O of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -23,13 +33,14 @@ from yarl import URL
 
 from .decision import Denial, Reason
 from .robots import MAX_ROBOTS_BYTES, RobotsPolicy
+from .tdmrep import TdmRepFile
 
 CACHE_SECONDS = 24 * 3600
+MAX_ORIGIN_FILE_BYTES = MAX_ROBOTS_BYTES  # 500 KiB, for every origin file
 
-# robots.txt fetch failures that say nothing about the site's wishes because
-# no connection to the host was ever made: the URL fails with the same reason
-# (it could not be fetched either), instead of being blamed on an opt-out.
-NOT_REACHED = frozenset({Reason.BLOCKED_ADDRESS, Reason.DNS_ERROR})
+ROBOTS_TXT, AI_TXT, TDMREP_JSON = "robots.txt", "ai.txt", "tdmrep.json"
+FILE_PATHS = {ROBOTS_TXT: "/robots.txt", AI_TXT: "/ai.txt",
+              TDMREP_JSON: "/.well-known/tdmrep.json"}
 
 
 class FetchOutcome(Protocol):
@@ -45,14 +56,15 @@ class OriginFile:
     """The snapshot of one fetched origin file: a row of origins.parquet."""
 
     origin: str
-    kind: str  # "robots.txt"
+    kind: str  # robots.txt, ai.txt or tdmrep.json
     url: str
     http_status: int | None
-    outcome: str  # "parsed", "absent" (4xx: no restrictions) or "unreachable"
+    outcome: str  # "parsed", "absent" (no file: no signal) or "unreachable"
     error: str | None
     fetched_at: datetime
     size: int
     sha256: str | None
+    body: bytes | None = None  # kept only with --save-consent-files
 
     def to_row(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -60,11 +72,19 @@ class OriginFile:
 
 @dataclass(frozen=True, slots=True)
 class OriginPolicy:
+    """Everything an origin's own files say, as parsed objects."""
+
     origin: str
     robots: RobotsPolicy | None  # None when robots.txt was unreachable
-    robots_file: OriginFile
     loaded_at: float  # monotonic seconds, for expiry
+    files: dict[str, OriginFile] = field(default_factory=dict)
     failure: Denial | None = None  # why the robots.txt request failed, if it did
+    ai_txt: RobotsPolicy | None = None  # None: no ai.txt (or not fetched)
+    tdmrep: TdmRepFile | None = None  # None: no valid tdmrep.json (or not fetched)
+
+    @property
+    def robots_file(self) -> OriginFile | None:
+        return self.files.get(ROBOTS_TXT)
 
 
 def origin_of(url: URL) -> str:
@@ -72,63 +92,55 @@ def origin_of(url: URL) -> str:
     return f"{url.scheme}://{url.host}:{url.port}"
 
 
-def robots_from_fetch(origin: str, url: str, fetched: FetchOutcome) -> OriginPolicy:
-    """Read a robots.txt fetch per RFC 9309 §2.3.1 and ARCHITECTURE.md §6.
+def _record(origin: str, kind: str, url: str, fetched: FetchOutcome, outcome: str,
+            error: str | None, keep_body: bool) -> OriginFile:
+    parsed = outcome == "parsed"
+    body = fetched.body if parsed else b""
+    return OriginFile(
+        origin=origin, kind=kind, url=url, http_status=fetched.http_status, outcome=outcome,
+        error=error, fetched_at=datetime.now(timezone.utc), size=len(body),
+        sha256=hashlib.sha256(body).hexdigest() if parsed else None,
+        body=body if parsed and keep_body else None)
 
-    2xx → parse; 4xx but 429 → no restrictions; 429, 5xx, network errors and
-    too many redirects → unreachable, which means "disallow everything".
-    """
+
+def robots_from_fetch(origin: str, url: str, fetched: FetchOutcome,
+                      keep_body: bool = False) -> tuple[RobotsPolicy | None, OriginFile]:
+    """Read a robots.txt fetch per RFC 9309 §2.3.1 and ARCHITECTURE.md §6."""
     status = fetched.http_status
-    error: str | None = None
-    robots: RobotsPolicy | None
     if fetched.error is not None:
         outcome, robots, error = "unreachable", None, fetched.error.evidence
     elif status is not None and 200 <= status < 300:
-        outcome, robots = "parsed", RobotsPolicy.parse(fetched.body[:MAX_ROBOTS_BYTES])
+        outcome, robots, error = "parsed", RobotsPolicy.parse(fetched.body), None
     elif status is not None and 400 <= status < 500 and status != 429:
-        outcome, robots = "absent", RobotsPolicy.allow_all()
+        outcome, robots, error = "absent", RobotsPolicy.allow_all(), None
     else:
         outcome, robots, error = "unreachable", None, f"HTTP {status}"
-    body = fetched.body if outcome == "parsed" else b""
-    record = OriginFile(
-        origin=origin, kind="robots.txt", url=url, http_status=status, outcome=outcome,
-        error=error, fetched_at=datetime.now(timezone.utc), size=len(body),
-        sha256=hashlib.sha256(body).hexdigest() if outcome == "parsed" else None)
-    return OriginPolicy(origin, robots, record, time.monotonic(), fetched.error)
+    return robots, _record(origin, ROBOTS_TXT, url, fetched, outcome, error, keep_body)
 
 
-def check_robots(policy: OriginPolicy, url: URL, token: str) -> Denial | None:
-    """A denial if robots.txt forbids ``url`` to ``token`` (or could not be read)."""
-    record = policy.robots_file
-    if policy.failure is not None and policy.failure.reason in NOT_REACHED:
-        return Denial(policy.failure.reason, f"{policy.failure.evidence} (while fetching "
-                      f"{record.url})")
-    if policy.robots is None:
-        return Denial(Reason.ROBOTS_UNREACHABLE,
-                      f"{record.url} could not be fetched ({record.error}); "
-                      "RFC 9309 §2.3.1.4: assume complete disallow")
-    verdict = policy.robots.check(str(url), token)
-    if verdict.allowed:
-        return None
-    digest = f", sha256 {record.sha256[:12]}…" if record.sha256 else ""
-    return Denial(Reason.ROBOTS_DISALLOWED,
-                  f"{record.url} (fetched {record.fetched_at:%Y-%m-%d %H:%M} UTC{digest}) "
-                  f"disallows {url.raw_path_qs} for user-agent {verdict.group}: "
-                  f"rule `{verdict.rule}` on line {verdict.line}")
+def ai_txt_from_fetch(origin: str, url: str, fetched: FetchOutcome,
+                      keep_body: bool = False) -> tuple[RobotsPolicy | None, OriginFile]:
+    """ai.txt: parsed on 2xx; any other answer is no signal."""
+    status = fetched.http_status
+    if fetched.error is None and status is not None and 200 <= status < 300:
+        return RobotsPolicy.parse(fetched.body), _record(
+            origin, AI_TXT, url, fetched, "parsed", None, keep_body)
+    error = fetched.error.evidence if fetched.error else None
+    return None, _record(origin, AI_TXT, url, fetched, "absent", error, keep_body)
 
 
-def check_opt_in(policy: OriginPolicy, token: str) -> Denial | None:
-    """For ``--consent opt-in``: deny unless the origin gave explicit permission.
-
-    The permission signal read so far is a robots.txt group that names our
-    token (the site has spoken to us directly); its Allow/Disallow rules are
-    applied by :func:`check_robots`.
-    """
-    if policy.robots is not None and policy.robots.names_token(token):
-        return None
-    return Denial(Reason.NO_OPT_IN,
-                  f"--consent opt-in: {policy.robots_file.url} has no group for user-agent "
-                  f"{token}, and no other permission signal was found")
+def tdmrep_from_fetch(origin: str, url: str, fetched: FetchOutcome,
+                      keep_body: bool = False) -> tuple[TdmRepFile | None, OriginFile]:
+    """tdmrep.json: a valid file on 2xx; anything else is "not implemented"."""
+    status = fetched.http_status
+    if fetched.error is None and status is not None and 200 <= status < 300:
+        parsed = TdmRepFile.parse(fetched.body)
+        if parsed is not None:
+            return parsed, _record(origin, TDMREP_JSON, url, fetched, "parsed", None, keep_body)
+        return None, _record(origin, TDMREP_JSON, url, fetched, "absent",
+                             "not a valid TDMRep file", keep_body)
+    error = fetched.error.evidence if fetched.error else None
+    return None, _record(origin, TDMREP_JSON, url, fetched, "absent", error, keep_body)
 
 
 Fetcher = Callable[[URL], Awaitable[FetchOutcome]]
@@ -138,18 +150,27 @@ class OriginPolicies:
     """Single-flight, cached origin policies for one event loop.
 
     ``cache`` may outlive this object (a worker process keeps one across
-    shards); in-flight fetches are per instance, since they belong to a loop.
+    shards); in-flight loads are per instance, since they belong to a loop.
+    ``robots``, ``ai_txt`` and ``tdmrep`` say which files to fetch (a check
+    turned off fetches nothing).
     """
 
     def __init__(self, fetch: Fetcher, cache: MutableMapping[str, OriginPolicy] | None = None,
-                 max_age: float = CACHE_SECONDS) -> None:
+                 *, robots: bool = True, ai_txt: bool = True, tdmrep: bool = True,
+                 keep_bodies: bool = False, max_age: float = CACHE_SECONDS) -> None:
         self._fetch = fetch
         self._cache: MutableMapping[str, OriginPolicy] = {} if cache is None else cache
         self._inflight: dict[str, asyncio.Future[OriginPolicy]] = {}
+        self._want = {ROBOTS_TXT: robots, AI_TXT: ai_txt, TDMREP_JSON: tdmrep}
+        self._keep = keep_bodies
         self._max_age = max_age
         # The origin files behind every decision this instance made (fetched or
         # cached), so each run's origins.parquet names all the files it relied on.
-        self.used: dict[str, OriginFile] = {}
+        self.used: dict[tuple[str, str], OriginFile] = {}
+
+    def cached(self, url: URL) -> OriginPolicy | None:
+        """The policy of ``url``'s origin if it is loaded already (no waiting)."""
+        return self._cache.get(origin_of(url))
 
     async def get(self, url: URL) -> OriginPolicy:
         origin = origin_of(url)
@@ -160,15 +181,51 @@ class OriginPolicies:
                 pending = asyncio.ensure_future(self._load(url, origin))
                 self._inflight[origin] = pending
             policy = await asyncio.shield(pending)
-        self.used.setdefault(origin, policy.robots_file)
+        for kind, record in policy.files.items():
+            self.used.setdefault((origin, kind), record)
         return policy
 
     async def _load(self, url: URL, origin: str) -> OriginPolicy:
         try:
-            robots_url = url.with_path("/robots.txt").with_query(None).with_fragment(None)
-            fetched = await self._fetch(robots_url)
-            policy = robots_from_fetch(origin, str(robots_url), fetched)
+            policy = await self._load_files(url, origin)
             self._cache[origin] = policy
             return policy
         finally:
             self._inflight.pop(origin, None)
+
+    def _file_url(self, url: URL, kind: str) -> URL:
+        return url.with_path(FILE_PATHS[kind]).with_query(None).with_fragment(None)
+
+    async def _load_files(self, url: URL, origin: str) -> OriginPolicy:
+        files: dict[str, OriginFile] = {}
+        robots: RobotsPolicy | None = RobotsPolicy.allow_all()
+        failure = None
+        if self._want[ROBOTS_TXT]:
+            target = self._file_url(url, ROBOTS_TXT)
+            fetched = await self._fetch(target)
+            robots, files[ROBOTS_TXT] = robots_from_fetch(origin, str(target), fetched,
+                                                          self._keep)
+            failure = fetched.error
+        if robots is None:  # unreachable: nothing of this origin will be fetched
+            return OriginPolicy(origin, None, time.monotonic(), files, failure)
+        ai_txt, tdmrep = await asyncio.gather(self._ai_txt(url, origin, files),
+                                              self._tdmrep(url, origin, files))
+        return OriginPolicy(origin, robots, time.monotonic(), files, failure, ai_txt, tdmrep)
+
+    async def _ai_txt(self, url: URL, origin: str,
+                      files: dict[str, OriginFile]) -> RobotsPolicy | None:
+        if not self._want[AI_TXT]:
+            return None
+        target = self._file_url(url, AI_TXT)
+        parsed, files[AI_TXT] = ai_txt_from_fetch(origin, str(target),
+                                                  await self._fetch(target), self._keep)
+        return parsed
+
+    async def _tdmrep(self, url: URL, origin: str,
+                      files: dict[str, OriginFile]) -> TdmRepFile | None:
+        if not self._want[TDMREP_JSON]:
+            return None
+        target = self._file_url(url, TDMREP_JSON)
+        parsed, files[TDMREP_JSON] = tdmrep_from_fetch(origin, str(target),
+                                                       await self._fetch(target), self._keep)
+        return parsed

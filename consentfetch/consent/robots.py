@@ -81,7 +81,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["MAX_ROBOTS_BYTES", "RobotsPolicy", "RobotsRule", "RobotsVerdict"]
+__all__ = [
+    "MAX_ROBOTS_BYTES",
+    "PathPattern",
+    "RobotsPolicy",
+    "RobotsRule",
+    "RobotsVerdict",
+    "compile_path_pattern",
+    "match_target",
+]
 
 MAX_ROBOTS_BYTES = 512_000  # RFC 9309 §2.5: parse at least 500 KiB
 
@@ -162,6 +170,22 @@ class _Pattern:
         if self.anchored:
             return path.endswith(last) and len(path) - len(last) >= pos
         return path.find(last, pos) >= 0
+
+
+#: A compiled robots.txt path pattern, for sibling readers that match paths the
+#: way robots.txt does (tdmrep.json locations, ``Content-Usage`` paths):
+#: ``pattern.matches(match_target(url))``; ``pattern.length`` is its priority.
+PathPattern = _Pattern
+
+
+def compile_path_pattern(value: str) -> PathPattern:
+    """``value`` (``*`` wildcards, a final ``$`` anchor) compiled as a rule path is."""
+    return _Pattern.compile(value)
+
+
+def match_target(url_or_path: str) -> str:
+    """The normalised path+query of a URL (or path) that patterns are matched against."""
+    return _canonical(_request_target(url_or_path), pattern=False)
 
 
 @dataclass(frozen=True, slots=True)

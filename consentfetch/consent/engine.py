@@ -1,0 +1,275 @@
+"""The consent engine: every opt-out signal, in order, as pure decisions.
+
+The pipeline asks four questions of a URL, cheapest first, and stops at the
+first denial (ARCHITECTURE.md §6):
+
+1. :meth:`ConsentEngine.check_url`: user-supplied opt-out list (no network).
+2. :meth:`ConsentEngine.check_origin`, for every request hop: robots.txt,
+   AI-crawler inference (strict), robots.txt ``Content-Usage``, ai.txt,
+   tdmrep.json (strict and opt-in; in standard the image's own header may
+   supersede the file, so the file is weighed with the headers).
+3. :meth:`ConsentEngine.check_headers`, before the body is read:
+   X-Robots-Tag, ``tdm-reservation``, ``Content-Usage``.
+4. :meth:`ConsentEngine.check_body`, before anything is written: the opt-out
+   list by sha256, IPTC ``plus:DataMining``, C2PA training-mining.
+
+Under ``--consent opt-in`` every stage also notes explicit permissions in a
+:class:`Permits`, and :meth:`ConsentEngine.check_permission` denies a URL that
+collected none. Nothing here does I/O: the engine is handed parsed files,
+header lines and bytes, and returns a :class:`Denial` or ``None``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from yarl import URL
+
+from .aipref import check_content_usage_header, check_robots_content_usage
+from .crawlers import ai_crawler_blocked, load_ai_crawler_tokens
+from .decision import Denial, Reason
+from .headers import check_x_robots_tag
+from .metadata import C2PA_AVAILABLE, read_c2pa_training, read_iptc_data_mining
+from .origins import AI_TXT, TDMREP_JSON, OriginFile, OriginPolicy
+from .registry import ConsentList
+from .tdmrep import UNSET, TdmVerdict, check_tdm_headers
+
+logger = logging.getLogger(__name__)
+
+# A robots.txt fetch that never reached the host (blocked address, DNS
+# failure) says nothing about the site's wishes: the URL fails with that same
+# reason (it could not be fetched either) instead of being blamed on an opt-out.
+NOT_REACHED = frozenset({Reason.BLOCKED_ADDRESS, Reason.DNS_ERROR})
+
+
+class HeaderLines(Protocol):
+    """Response headers: aiohttp's CIMultiDictProxy, or any multidict."""
+
+    def getall(self, key: str, default: list[str]) -> list[str]: ...
+
+
+@dataclass(slots=True)
+class Permits:
+    """Explicit permissions found for one URL, by stage (for ``--consent opt-in``)."""
+
+    by_stage: dict[str, str] = field(default_factory=dict)
+
+    def note(self, stage: str, evidence: str | None) -> None:
+        if evidence:
+            self.by_stage.setdefault(stage, evidence)
+
+    def any(self) -> str | None:
+        return next(iter(self.by_stage.values()), None)
+
+
+def _file_label(record: OriginFile | None, fallback: str) -> str:
+    if record is None:
+        return fallback
+    digest = f", sha256 {record.sha256[:12]}…" if record.sha256 else ""
+    return f"{record.url} (fetched {record.fetched_at:%Y-%m-%d %H:%M} UTC{digest})"
+
+
+class ConsentEngine:
+    """Consent decisions for one run's profile, ignored checks and lists."""
+
+    def __init__(self, *, token: str, profile: str = "strict", ignore: Sequence[str] = (),
+                 opt_out: ConsentList | None = None, opt_in: ConsentList | None = None,
+                 ai_tokens: Sequence[str] | None = None) -> None:
+        self.token = token
+        self.profile = profile
+        self.strict = profile in ("strict", "opt-in")  # opt-in reads every signal strictly
+        self.opt_in_required = profile == "opt-in"
+        self.ignore = frozenset(ignore)
+        self.opt_out = opt_out
+        self.opt_in = opt_in
+        self.ai_tokens = tuple(ai_tokens) if ai_tokens is not None else load_ai_crawler_tokens()
+
+    def on(self, check: str) -> bool:
+        return check not in self.ignore
+
+    @property
+    def c2pa_active(self) -> bool:
+        return self.on("c2pa") and C2PA_AVAILABLE
+
+    # -- 1. before any request -------------------------------------------------------
+    def check_url(self, url: str, permits: Permits) -> Denial | None:
+        if self.on("registry") and self.opt_out is not None:
+            hit = self.opt_out.match_url(url)
+            if hit is not None:
+                return Denial(Reason.REGISTRY_OPT_OUT, hit.evidence)
+        if self.opt_in is not None:
+            hit = self.opt_in.match_url(url)
+            permits.note("list", hit.evidence if hit else None)
+        return None
+
+    # -- 2. the origin of every hop ----------------------------------------------------
+    def check_origin(self, policy: OriginPolicy, url: URL, permits: Permits) -> Denial | None:
+        """Origin files' verdict on ``url``; permissions are those of the last hop."""
+        permits.by_stage.pop("origin", None)
+        return (self._robots(policy, url, permits) or self._ai_crawlers(policy, url)
+                or self._robots_usage(policy, url, permits) or self._ai_txt(policy, url)
+                or self._tdmrep_file(policy, url, permits))
+
+    def _robots(self, policy: OriginPolicy, url: URL, permits: Permits) -> Denial | None:
+        if not self.on("robots_txt"):
+            return None
+        record = policy.robots_file
+        if policy.failure is not None and policy.failure.reason in NOT_REACHED:
+            where = f" (while fetching {record.url})" if record else ""
+            return Denial(policy.failure.reason, policy.failure.evidence + where)
+        if policy.robots is None:
+            return Denial(Reason.ROBOTS_UNREACHABLE,
+                          f"{record.url if record else 'robots.txt'} could not be fetched "
+                          f"({record.error if record else 'unknown error'}); "
+                          "RFC 9309 §2.3.1.4: assume complete disallow")
+        verdict = policy.robots.check(str(url), self.token)
+        if not verdict.allowed:
+            return Denial(Reason.ROBOTS_DISALLOWED,
+                          f"{_file_label(record, 'robots.txt')} disallows {url.raw_path_qs} "
+                          f"for user-agent {verdict.group}: rule `{verdict.rule}` "
+                          f"on line {verdict.line}")
+        if policy.robots.names_token(self.token):
+            permits.note("origin", f"{record.url if record else 'robots.txt'} has a group "
+                                   f"for user-agent {self.token}")
+        return None
+
+    def _ai_crawlers(self, policy: OriginPolicy, url: URL) -> Denial | None:
+        if not (self.strict and self.on("ai_crawlers") and self.on("robots_txt")) \
+                or policy.robots is None:
+            return None
+        blocked = ai_crawler_blocked(policy.robots, str(url), self.token, self.ai_tokens)
+        if blocked is None:
+            return None
+        token, verdict = blocked
+        return Denial(Reason.AI_CRAWLER_BLOCKED,
+                      f"{_file_label(policy.robots_file, 'robots.txt')} disallows "
+                      f"{url.raw_path_qs} for AI-training crawler {token} (group "
+                      f"`User-agent: {verdict.group}`): rule `{verdict.rule}` on line "
+                      f"{verdict.line}, while allowing other crawlers")
+
+    def _robots_usage(self, policy: OriginPolicy, url: URL, permits: Permits) -> Denial | None:
+        if not self.on("content_usage") or policy.robots is None:
+            return None
+        verdict = check_robots_content_usage(policy.robots.rules(self.token), str(url),
+                                             strict=self.strict)
+        where = _file_label(policy.robots_file, "robots.txt")
+        if verdict.denied:
+            return Denial(Reason.AIPREF_DISALLOWED, f"{where}: {verdict.evidence}")
+        if verdict.allowed:
+            permits.note("origin", f"{where}: {verdict.evidence}")
+        return None
+
+    def _ai_txt(self, policy: OriginPolicy, url: URL) -> Denial | None:
+        if not self.on("ai_txt") or policy.ai_txt is None:
+            return None
+        verdict = policy.ai_txt.check(str(url), self.token)
+        if verdict.allowed:
+            return None
+        return Denial(Reason.AITXT_DISALLOWED,
+                      f"{_file_label(policy.files.get(AI_TXT), 'ai.txt')} disallows "
+                      f"{url.raw_path_qs} for user-agent {verdict.group}: rule "
+                      f"`{verdict.rule}` on line {verdict.line}")
+
+    def _tdm_file_verdict(self, policy: OriginPolicy | None, url: URL) -> TdmVerdict:
+        if policy is None or policy.tdmrep is None or not self.on("tdmrep"):
+            return UNSET
+        return policy.tdmrep.check(url.raw_path_qs)
+
+    def _tdmrep_file(self, policy: OriginPolicy, url: URL, permits: Permits) -> Denial | None:
+        verdict = self._tdm_file_verdict(policy, url)
+        where = _file_label(policy.files.get(TDMREP_JSON), "tdmrep.json")
+        if verdict.reservation == 0:
+            permits.note("origin", f"{where}: {verdict.evidence}")
+        if self.strict and verdict.reservation == 1:
+            return Denial(Reason.TDM_RESERVED, f"{where}: {verdict.evidence}")
+        return None  # standard: weighed against the image's own header
+
+    # -- 3. response headers, before the body ------------------------------------------
+    def check_headers(self, policy: OriginPolicy | None, url: URL, headers: HeaderLines,
+                      permits: Permits) -> Denial | None:
+        if self.on("x_robots_tag"):
+            xrt = check_x_robots_tag(headers.getall("X-Robots-Tag", []), self.token,
+                                     strict=self.strict)
+            if xrt.denied:
+                return Denial(Reason.X_ROBOTS_TAG, f"X-Robots-Tag: {xrt.header} "
+                                                   f"({xrt.directive})")
+        denial = self._tdm_headers(policy, url, headers, permits)
+        if denial is not None or not self.on("content_usage"):
+            return denial
+        usage = check_content_usage_header(headers.getall("Content-Usage", []),
+                                           strict=self.strict)
+        if usage.denied:
+            return Denial(Reason.AIPREF_DISALLOWED, usage.evidence or "Content-Usage")
+        if usage.allowed:
+            permits.note("headers", usage.evidence)
+        return None
+
+    def _tdm_headers(self, policy: OriginPolicy | None, url: URL, headers: HeaderLines,
+                     permits: Permits) -> Denial | None:
+        if not self.on("tdmrep"):
+            return None
+        header = check_tdm_headers(headers.getall("tdm-reservation", []),
+                                   headers.getall("tdm-policy", []))
+        # strict: a file reservation already denied at the origin stage, so only
+        # the header can add one here. standard: the header, when set, supersedes
+        # the file (TDMRep); otherwise the file decides.
+        if self.strict or header.reservation is not None:
+            if header.reservation == 1:
+                return Denial(Reason.TDM_RESERVED, header.evidence or "tdm-reservation: 1")
+            if header.reservation == 0:
+                permits.note("headers", header.evidence)
+            return None
+        file = self._tdm_file_verdict(policy, url)
+        if file.reservation == 1:
+            where = _file_label(policy.files.get(TDMREP_JSON) if policy else None,
+                                "tdmrep.json")
+            return Denial(Reason.TDM_RESERVED, f"{where}: {file.evidence}")
+        return None
+
+    # -- 4. the body, before anything is written ---------------------------------------
+    def check_body(self, body: bytes, sha256: str, mime_type: str | None,
+                   permits: Permits) -> Denial | None:
+        """Opt-out list by content hash, then embedded metadata. CPU work: run in a thread."""
+        if self.on("registry") and self.opt_out is not None and self.opt_out.has_sha256:
+            hit = self.opt_out.match_sha256(sha256)
+            if hit is not None:
+                return Denial(Reason.REGISTRY_OPT_OUT, hit.evidence)
+        if self.opt_in is not None and self.opt_in.has_sha256:
+            hit = self.opt_in.match_sha256(sha256)
+            permits.note("list", hit.evidence if hit else None)
+        if self.on("iptc"):
+            iptc = read_iptc_data_mining(body)
+            if iptc.denied:
+                return Denial(Reason.METADATA_PROHIBITED, iptc.evidence or "plus:DataMining")
+            if iptc.allowed:
+                permits.note("body", iptc.evidence)
+        if self.c2pa_active:
+            c2pa = read_c2pa_training(body, mime_type)
+            if c2pa is not None and c2pa.denied:
+                return Denial(Reason.METADATA_PROHIBITED, c2pa.evidence or "C2PA")
+            if c2pa is not None and c2pa.allowed:
+                permits.note("body", c2pa.evidence)
+        return None
+
+    # -- 5. opt-in: was anything explicitly permitted? --------------------------------
+    def check_permission(self, permits: Permits) -> Denial | None:
+        if not self.opt_in_required or permits.any():
+            return None
+        return Denial(Reason.NO_OPT_IN,
+                      "--consent opt-in: no explicit permission found (none of: an opt-in "
+                      f"list entry, a robots.txt group for {self.token}, Content-Usage "
+                      "train-ai=y, tdm-reservation 0, IPTC DMI-ALLOWED, C2PA allowed)")
+
+    # -- for run.json --------------------------------------------------------------------
+    def checks_performed(self, all_checks: Sequence[str]) -> list[str]:
+        performed = [c for c in all_checks if self.on(c)]
+        if not self.strict and "ai_crawlers" in performed:
+            performed.remove("ai_crawlers")  # inference is a strict-profile reading
+        if not C2PA_AVAILABLE and "c2pa" in performed:
+            performed.remove("c2pa")
+        if self.opt_out is None and "registry" in performed:
+            performed.remove("registry")
+        return performed

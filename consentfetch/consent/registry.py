@@ -1,0 +1,588 @@
+"""User-supplied opt-out and opt-in lists: URLs, URL prefixes, hosts, sha256.
+
+No public registry offers an offline download, so users bring their own lists
+(``--opt-out-list FILE``, repeatable; ``--opt-in-list FILE``). A
+:class:`ConsentList` loads them once and answers, without any network,
+"is this URL listed?" and "is this content hash listed?", with the list file
+and the entry behind every answer (:class:`ListHit`).
+
+Formats (the name says which; ``.gz``, ``.bz2``, ``.xz`` — and ``.zst`` when
+fsspec can decompress it — may follow):
+
+* ``.parquet``/``.pq``, ``.csv``, ``.jsonl``/``.ndjson``/``.json`` (one JSON
+  object a line): any of the columns (keys) ``url``, ``url_prefix``, ``host``,
+  ``sha256``, and an optional ``source`` saying where the entry came from
+  (it is quoted in the evidence). Every non-empty cell of a row is an entry;
+  empty and null cells are skipped. In ``url_prefix`` a trailing ``*`` may be
+  written or not. A ``sha256`` cell may be text (64 hex digits) or, in
+  parquet, 32 raw bytes.
+* ``.txt``: one entry a line: 64 hex digits is a sha256; an entry with
+  ``://`` is a URL, or a URL prefix when it ends with ``*``; anything else is
+  a host. Blank lines and lines starting with ``#`` are skipped, and so is a
+  ``#`` comment after whitespace (no entry holds whitespace).
+
+Files are local paths or fsspec URLs (``s3://``, ``memory://``, ...).
+A file we cannot use raises :class:`~consentfetch.errors.InputError` naming
+it: missing, unreadable, not UTF-8, an unknown extension, or (tables) none of
+the four columns. A malformed *entry* does not: a sha256 that is not 64 hex
+digits, a URL without a scheme or host or with a bad port, a host holding
+``/``, ``:`` (IPv6 aside) or spaces (write ``https://example.com:8080/*`` to
+list one port), a cell that is not text, an invalid JSON line, a CSV record
+the parser rejects. Such entries are skipped and
+counted, and one warning per file gives the count and the first of them: a
+list of millions of rows should not be refused for a few bad ones, and the
+warning makes the gap visible.
+
+Matching
+--------
+* ``host``: the URL's hostname, exactly and case-insensitively, any port and
+  any scheme (``example.com`` does not cover ``www.example.com``).
+* ``url``: the whole URL; ``url_prefix``: the URL starts with the prefix. Both
+  sides are first normalised: scheme and host lower-cased, the default port
+  (``:80`` for http, ``:443`` for https) dropped, user info and fragment
+  dropped, an empty path read as ``/``. A trailing dot of the host is dropped
+  too (``example.com.`` is ``example.com``). The path and query are compared
+  as written: case-sensitive, percent-escapes not decoded. A prefix covers
+  one origin only (scheme, host, port): ``https://example.com/art`` covers
+  ``/art/a.jpg`` and ``/artist/`` but never ``https://example.com.evil/``;
+  ``https://example.com*`` covers the whole origin. ``*`` is a wildcard
+  nowhere else: a host entry ``*.example.com`` is malformed.
+* Hosts are compared as written in the URL and the list, lower-cased: a
+  non-ASCII host is not converted to its IDNA (``xn--``) form nor back, so
+  ``bücher.example`` and ``xn--bcher-kva.example`` are different entries
+  (list both if your URLs use both spellings). IPv6 hosts are written
+  ``[::1]`` in URLs; a host entry may be ``::1`` or ``[::1]``.
+* ``sha256``: the hex digest, case-insensitively.
+* A URL we cannot parse (no ``scheme://host``, a bad port) matches nothing:
+  it will fail as ``invalid_url`` anyway.
+
+When several entries match, a URL entry is reported before a prefix, and a
+prefix before a host. Among prefixes the shortest matching one is reported;
+among identical entries (after normalisation) the first loaded wins.
+
+Evidence (:attr:`ListHit.evidence`) names the list file as given, the kind,
+the entry as written and the row's source:
+``opt-out list optout.csv: url_prefix https://example.com/art/ (source:
+artist request 2026-03)``. ``"opt-out"``/``"opt-in"`` is the ``role`` the
+loader was given; without one the evidence starts ``list optout.csv:``,
+which is true whichever option the file came from.
+
+Scale: lists may hold millions of entries. URLs, hosts and hashes are dict
+keys (one lookup each). Prefixes are grouped by origin; within an origin they
+are sorted and those covered by a shorter prefix are set aside, so at most one
+candidate — the greatest prefix not after the URL — needs checking: a binary
+search, never a scan of all prefixes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+import ipaddress
+import itertools
+import json
+import logging
+import lzma
+import math
+import os
+import re
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.utils import infer_compression
+
+from ..errors import ConfigError, InputError
+
+__all__ = ["KINDS", "ConsentList", "ListHit"]
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("url", "url_prefix", "host", "sha256")
+_SOURCE = "source"
+_ROLES = (None, "opt-out", "opt-in")
+
+_SUFFIX_FORMATS = {
+    ".parquet": "parquet", ".pq": "parquet", ".csv": "csv",
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".txt": "txt",
+}
+_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
+_PARQUET_BATCH = 65_536
+_TEXT_ENCODING = "utf-8-sig"  # strips a byte-order mark
+# what reading a broken, truncated or undecodable file raises
+_READ_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, EOFError, UnicodeDecodeError, zlib.error, lzma.LZMAError, pa.ArrowException)
+
+# what opening a list may raise too: an unknown protocol, a missing driver
+_LOAD_ERRORS: tuple[type[BaseException], ...] = (*_READ_ERRORS, ValueError, ImportError)
+
+_SHA256 = re.compile(r"[0-9A-Fa-f]{64}")
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)([^#]*)(?:#.*)?", re.DOTALL)
+_HOST = re.compile(r"[^\s/?#@:*\[\]\\]+")
+_TXT_COMMENT = re.compile(r"\s#.*", re.DOTALL)
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+@dataclass(frozen=True, slots=True)
+class ListHit:
+    """A list entry that matched, and where it came from."""
+
+    list_name: str  # the file path/URL as given
+    kind: str  # "url" | "url_prefix" | "host" | "sha256"
+    entry: str  # the entry as written in the file
+    source: str | None  # the row's ``source`` column, if any
+    role: str | None = None  # "opt-out", "opt-in", or None when the loader did not say
+
+    @property
+    def evidence(self) -> str:
+        """E.g. ``opt-out list optout.csv: url_prefix https://example.com/art/
+        (source: artist request 2026-03)``; without a role, ``list optout.csv: ...``."""
+        label = f"{self.role} list" if self.role else "list"
+        text = f"{label} {self.list_name}: {self.kind} {self.entry}"
+        return f"{text} (source: {self.source})" if self.source else text
+
+
+# ------------------------------------------------------------ normalisation
+
+
+@dataclass(frozen=True, slots=True)
+class _Url:
+    origin: str  # "scheme://host[:port]", normalised
+    target: str  # path + query as written, starting with "/"
+    host: str  # lower-cased, no brackets, no trailing dot
+
+
+def _parse_url(text: str) -> _Url | None:
+    """A URL split and normalised (see the module docstring), or None."""
+    match = _URL.fullmatch(text.strip())
+    if match is None:
+        return None
+    scheme = match[1].lower()
+    split = _split_authority(match[2].rpartition("@")[2])
+    if split is None:
+        return None
+    host, port = split
+    if port == _DEFAULT_PORTS.get(scheme):
+        port = ""
+    shown = f"[{host}]" if ":" in host else host
+    origin = f"{scheme}://{shown}:{port}" if port else f"{scheme}://{shown}"
+    target = match[3]
+    return _Url(origin, target if target.startswith("/") else "/" + target, host)
+
+
+def _split_authority(hostport: str) -> tuple[str, str] | None:
+    """``(host, port)`` of ``host[:port]`` or ``[v6][:port]``; port "" if none."""
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end < 0:
+            return None
+        host, rest = hostport[1:end], hostport[end + 1 :]
+        if rest and not rest.startswith(":"):
+            return None
+        port = rest[1:]
+    else:
+        host, _, port = hostport.partition(":")
+    host = _clean_host(host)
+    if not (_HOST.fullmatch(host) or (hostport.startswith("[") and _is_ipv6(host))):
+        return None
+    if port and not (port.isascii() and port.isdigit() and int(port) < 65536):
+        return None
+    return host, str(int(port)) if port else ""
+
+
+def _clean_host(host: str) -> str:
+    return host.strip().lower().rstrip(".")
+
+
+def _parse_host(text: str) -> str | None:
+    """A host entry, normalised like a URL's hostname, or None if it is not one."""
+    host = _clean_host(text)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host if _HOST.fullmatch(host) or _is_ipv6(host) else None
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------- index
+
+# What a table stores for an entry: the list's index when the entry as written
+# is the key itself (the common case, and the cheapest to keep by the million),
+# else (list index, entry as written, source).
+_Stored = int | tuple[int, str, str | None]
+
+
+class _PrefixIndex:
+    """The URL prefixes of one origin: sorted, none covering another."""
+
+    __slots__ = ("targets", "stored")
+
+    def __init__(self, entries: dict[str, _Stored]) -> None:
+        self.targets: list[str] = []
+        self.stored: list[_Stored] = []
+        for target in sorted(entries):
+            # in sorted order, the targets starting with a kept prefix follow it
+            if not self.targets or not target.startswith(self.targets[-1]):
+                self.targets.append(target)
+                self.stored.append(entries[target])
+
+    def find(self, target: str) -> _Stored | None:
+        # Prefix-free and sorted: a prefix of ``target`` sorts at or before it,
+        # and anything between that prefix and ``target`` would start with the
+        # prefix. So only the greatest prefix <= target can match.
+        i = bisect.bisect_right(self.targets, target) - 1
+        if i >= 0 and target.startswith(self.targets[i]):
+            return self.stored[i]
+        return None
+
+
+class _Tables:
+    """Entries being loaded, keyed by their normalised form; first one wins."""
+
+    def __init__(self) -> None:
+        self.urls: dict[str, _Stored] = {}
+        self.prefixes: dict[str, dict[str, _Stored]] = {}
+        self.hosts: dict[str, _Stored] = {}
+        self.sha256: dict[str, _Stored] = {}
+        self._sources: dict[str, str] = {}  # one object per distinct source text
+
+    def add(self, list_index: int, kind: str, entry: str, source: str | None) -> str | None:
+        """Add one entry; the reason it is malformed, or None when added."""
+        if source is not None:
+            source = self._sources.setdefault(source, source)
+        if kind == "sha256":
+            if not _SHA256.fullmatch(entry):
+                return f"sha256 {entry!r} is not 64 hex digits"
+            self._put(self.sha256, entry.lower(), list_index, entry, source)
+        elif kind == "host":
+            host = _parse_host(entry)
+            if host is None:
+                wildcard = " (no wildcards: list each host)" if "*" in entry else ""
+                return f"host {entry!r} is not a hostname{wildcard}"
+            self._put(self.hosts, host, list_index, entry, source)
+        elif kind == "url":
+            url = _parse_url(entry)
+            if url is None:
+                return f"url {entry!r} is not a scheme://host/... URL"
+            self._put(self.urls, url.origin + url.target, list_index, entry, source)
+        else:
+            url = _parse_url(entry[:-1] if entry.endswith("*") else entry)
+            if url is None:
+                return f"url_prefix {entry!r} is not a scheme://host/... URL"
+            stored: _Stored = (list_index, entry, source)
+            self.prefixes.setdefault(url.origin, {}).setdefault(url.target, stored)
+        return None
+
+    @staticmethod
+    def _put(table: dict[str, _Stored], key: str, list_index: int, entry: str,
+             source: str | None) -> None:
+        if key not in table:
+            table[key] = list_index if entry == key and source is None else (
+                list_index, entry, source)
+
+
+# ------------------------------------------------------------------- lists
+
+
+class ConsentList:
+    """Opt-out (or opt-in) entries from user-supplied list files.
+
+    Build it with :meth:`load`; it is read-only afterwards, holds no open
+    file, and pickles (to send to worker processes).
+    """
+
+    __slots__ = ("names", "role", "_urls", "_prefixes", "_hosts", "_sha256", "_size")
+
+    names: tuple[str, ...]
+    role: str | None
+
+    def __init__(self, names: Sequence[str] = (), *, role: str | None = None,
+                 _tables: _Tables | None = None) -> None:
+        _check_role(role)
+        tables = _tables or _Tables()
+        self.names = tuple(names)
+        self.role = role
+        self._urls = tables.urls
+        self._hosts = tables.hosts
+        self._sha256 = tables.sha256
+        self._prefixes = {origin: _PrefixIndex(entries)
+                          for origin, entries in tables.prefixes.items()}
+        self._size = (len(tables.urls) + len(tables.hosts) + len(tables.sha256)
+                      + sum(len(entries) for entries in tables.prefixes.values()))
+
+    @classmethod
+    def load(cls, paths: Sequence[str], *, storage_options: dict[str, Any] | None = None,
+             role: str | None = None) -> ConsentList:
+        """Read the list files ``paths`` (local paths or fsspec URLs), in order.
+
+        ``role`` (``"opt-out"`` or ``"opt-in"``) only words the evidence
+        (``opt-out list optout.csv: ...``); without it the evidence says
+        ``list optout.csv: ...``, true of either use.
+        Raises :class:`InputError` for a file that cannot be used.
+        """
+        _check_role(role)
+        names = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+        names = [os.fspath(name) for name in names]
+        tables = _Tables()
+        for index, name in enumerate(names):
+            _load_file(tables, index, name, storage_options or {})
+        result = cls(names, role=role, _tables=tables)
+        logger.debug("%s lists %s: %d entries", role or "consent", ", ".join(names),
+                     len(result))
+        return result
+
+    def match_url(self, url: str) -> ListHit | None:
+        """The entry listing ``url``: a URL, else a URL prefix, else its host."""
+        parsed = _parse_url(url)
+        if parsed is None:
+            return None
+        stored = self._urls.get(parsed.origin + parsed.target)
+        if stored is not None:
+            return self._hit("url", parsed.origin + parsed.target, stored)
+        index = self._prefixes.get(parsed.origin)
+        if index is not None and (stored := index.find(parsed.target)) is not None:
+            return self._hit("url_prefix", "", stored)
+        stored = self._hosts.get(parsed.host)
+        if stored is not None:
+            return self._hit("host", parsed.host, stored)
+        return None
+
+    def match_sha256(self, hexdigest: str) -> ListHit | None:
+        """The entry listing this content hash (hex, any case)."""
+        key = hexdigest.strip().lower()
+        stored = self._sha256.get(key)
+        return None if stored is None else self._hit("sha256", key, stored)
+
+    def __len__(self) -> int:
+        """Distinct entries (after normalisation) over all the files."""
+        return self._size
+
+    def __repr__(self) -> str:
+        return f"ConsentList({list(self.names)!r}, role={self.role!r}, entries={self._size})"
+
+    @property
+    def has_sha256(self) -> bool:
+        """Does any list hold a content hash (worth hashing downloaded bytes for)?"""
+        return bool(self._sha256)
+
+    def _hit(self, kind: str, key: str, stored: _Stored) -> ListHit:
+        if isinstance(stored, int):
+            return ListHit(self.names[stored], kind, key, None, self.role)
+        index, entry, source = stored
+        return ListHit(self.names[index], kind, entry, source, self.role)
+
+
+def _check_role(role: str | None) -> None:
+    if role not in _ROLES:
+        raise ConfigError(f"list role must be 'opt-out', 'opt-in' or None (got {role!r})")
+
+
+# ----------------------------------------------------------------- reading
+
+
+@dataclass(slots=True)
+class _Malformed:
+    """Malformed entries of one file: how many, and the first one."""
+
+    count: int = 0
+    first: str | None = None
+
+    def add(self, where: str, message: str) -> None:
+        self.count += 1
+        if self.first is None:
+            self.first = f"{where}: {message}"
+
+
+# (where in the file, kind, cell value, source value); kind _BAD: the value
+# says why the record is malformed (an invalid JSON line, a bad CSV record)
+_Cell = tuple[str, str, Any, Any]
+_BAD = ""
+
+
+def _list_format(name: str) -> str:
+    lower = name.lower().rstrip("/")
+    for suffix in _COMPRESSION_SUFFIXES:
+        if lower.endswith(suffix):
+            if infer_compression(lower) is None:
+                raise InputError(f"{name}: cannot decompress {suffix} files: fsspec has no "
+                                 "codec for it (for .zst, install the zstandard package)")
+            lower = lower[: -len(suffix)]
+            break
+    fmt = _SUFFIX_FORMATS.get(os.path.splitext(lower)[1])
+    if fmt is None:
+        raise InputError(f"{name}: unknown list format (expected a name ending in "
+                         f"{', '.join(sorted(_SUFFIX_FORMATS))}, optionally "
+                         f"+ {', '.join(_COMPRESSION_SUFFIXES)})")
+    return fmt
+
+
+def _load_file(tables: _Tables, index: int, name: str, storage_options: dict[str, Any]
+               ) -> None:
+    fmt = _list_format(name)
+    compressed = infer_compression(name.lower()) is not None
+    malformed = _Malformed()
+    added = 0
+    try:
+        opened = fsspec.open(name, "rb", compression="infer", **storage_options)
+        with opened as f:
+            for where, kind, value, source in _cells(f, fmt, name, compressed):
+                entry, problem = (None, value) if kind == _BAD else _entry_text(kind, value)
+                if problem is None and entry is not None:
+                    problem = tables.add(index, kind, entry, _source_text(source))
+                    added += problem is None
+                if problem is not None:
+                    malformed.add(where, problem)
+    except InputError:
+        raise
+    except FileNotFoundError as exc:
+        raise InputError(f"{name}: list file not found") from exc
+    except _LOAD_ERRORS as exc:
+        raise InputError(f"{name}: cannot read the list: {exc}") from exc
+    if malformed.count:
+        logger.warning("%s: skipped %d malformed entr%s (first: %s)", name, malformed.count,
+                       "y" if malformed.count == 1 else "ies", malformed.first)
+    if not added:
+        logger.warning("%s: the list holds no entry", name)
+    logger.info("%s: %d entries read", name, added)
+
+
+def _cells(f: IO[bytes], fmt: str, name: str, compressed: bool) -> Iterator[_Cell]:
+    if fmt == "txt":
+        return _txt_cells(f)
+    if fmt == "csv":
+        return _csv_cells(f, name)
+    if fmt == "jsonl":
+        return _jsonl_cells(f, name)
+    return _parquet_cells(f, name, compressed)
+
+
+def _entry_text(kind: str, value: Any) -> tuple[str | None, str | None]:
+    """``(entry, None)``, ``(None, None)`` for an empty cell, or ``(None, problem)``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None, None
+    if isinstance(value, bytes | bytearray):
+        if kind == "sha256" and len(value) == 32:
+            return bytes(value).hex(), None
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return None, f"{kind} cell holds bytes that are not UTF-8"
+    if not isinstance(value, str):
+        return None, f"{kind} cell is not text (got {type(value).__name__})"
+    value = value.strip()
+    return (value or None), None
+
+
+def _source_text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = (bytes(value).decode("utf-8", "replace") if isinstance(value, bytes | bytearray)
+            else str(value)).strip()
+    return text or None
+
+
+def _no_column(name: str, available: Sequence[str]) -> InputError:
+    have = ", ".join(repr(a) for a in available) or "none"
+    return InputError(f"{name}: no url, url_prefix, host or sha256 column (the file has {have})")
+
+
+def _text(f: IO[bytes], newline: str | None = None) -> io.TextIOWrapper:
+    return io.TextIOWrapper(f, encoding=_TEXT_ENCODING, newline=newline)
+
+
+def _txt_kind(entry: str) -> str:
+    if _SHA256.fullmatch(entry):
+        return "sha256"
+    if "://" in entry:
+        return "url_prefix" if entry.endswith("*") else "url"
+    return "host"
+
+
+def _txt_cells(f: IO[bytes]) -> Iterator[_Cell]:
+    for lineno, line in enumerate(_text(f), start=1):
+        entry = _TXT_COMMENT.sub("", line).strip()
+        if entry and not entry.startswith("#"):
+            yield f"line {lineno}", _txt_kind(entry), entry, None
+
+
+def _csv_cells(f: IO[bytes], name: str) -> Iterator[_Cell]:
+    reader = csv.reader(_text(f, newline=""))
+    header: list[str] = []
+    try:
+        header = next((record for record in reader if record), [])
+    except csv.Error as exc:
+        raise InputError(f"{name}: cannot parse the header row: {exc}") from exc
+    columns = [(kind, header.index(kind)) for kind in KINDS if kind in header]
+    if not columns:
+        raise _no_column(name, header)
+    source = header.index(_SOURCE) if _SOURCE in header else None
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield f"line {reader.line_num}", _BAD, f"malformed CSV record: {exc}", None
+            continue
+        where = f"line {reader.line_num}"
+        src = record[source] if source is not None and source < len(record) else None
+        for kind, i in columns:
+            if i < len(record):
+                yield where, kind, record[i], src
+
+
+def _jsonl_cells(f: IO[bytes], name: str) -> Iterator[_Cell]:
+    records = keyed = 0
+    for lineno, line in enumerate(_text(f), start=1):
+        if not line.strip():
+            continue
+        records += 1
+        where = f"line {lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield where, _BAD, f"invalid JSON: {exc.msg}", None
+            continue
+        except RecursionError:
+            yield where, _BAD, "invalid JSON: nested too deeply", None
+            continue
+        if not isinstance(obj, dict):
+            yield where, _BAD, f"not a JSON object (got {type(obj).__name__})", None
+            continue
+        kinds = [kind for kind in KINDS if kind in obj]
+        keyed += bool(kinds)
+        for kind in kinds:
+            yield where, kind, obj[kind], obj.get(_SOURCE)
+    if records and not keyed:
+        raise _no_column(name, [])
+
+
+def _parquet_cells(f: IO[bytes], name: str, compressed: bool) -> Iterator[_Cell]:
+    # parquet needs random access: a compressed file is decompressed whole
+    source: Any = pa.BufferReader(f.read()) if compressed else f
+    pf = pq.ParquetFile(source)
+    names = pf.schema_arrow.names
+    kinds = [kind for kind in KINDS if kind in names]
+    if not kinds:
+        raise _no_column(name, names)
+    wanted = kinds + ([_SOURCE] if _SOURCE in names else [])
+    row = 0
+    for batch in pf.iter_batches(batch_size=_PARQUET_BATCH, columns=wanted):
+        values = {column: batch.column(column).to_pylist() for column in wanted}
+        sources = values.get(_SOURCE) or itertools.repeat(None)
+        for offset, src in zip(range(batch.num_rows), sources):
+            where = f"row {row + offset}"
+            for kind in kinds:
+                yield where, kind, values[kind][offset], src
+        row += batch.num_rows
