@@ -1,14 +1,17 @@
 """``consentfetch demo``: a real run against a small bundled site on loopback.
 
-Three origins stand in for the open web: a photo gallery whose robots.txt
-keeps crawlers out of /private/, an artist who marks some works
-``X-Robots-Tag: noai`` / ``noimageai``, and a server whose robots.txt answers
-503 (so, per RFC 9309, nothing of it may be fetched). A few broken rows (a
-missing image, a corrupt file, an ftp: URL) show how failures are audited.
+Four origins stand in for the open web: a photo gallery whose robots.txt
+keeps crawlers out of /private/; an artist who marks some works
+``X-Robots-Tag: noai`` / ``noimageai`` and embeds IPTC "no AI training" in
+others; a server whose robots.txt answers 503 (so, per RFC 9309, nothing of it
+may be fetched); and a publisher who uses the newer signals: TDMRep, ai.txt
+and the IETF ``Content-Usage`` preference. A few broken rows (a missing image,
+a corrupt file, an ftp: URL) show how failures are audited.
 """
 
 from __future__ import annotations
 
+import io
 import sys
 import tempfile
 from typing import TextIO
@@ -16,11 +19,24 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image
 
 from .audit import read_audit
 from .testsite import LocalSite, Resource, make_image, running_site
 
-GALLERY, ARTIST, BROKEN = 0, 1, 2
+GALLERY, ARTIST, BROKEN, PUBLISHER = 0, 1, 2, 3
+DEMO_HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
+_IPTC_PROHIBITED = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+    b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+    b'xmlns:plus="http://ns.useplus.org/ldf/xmp/1.0/" plus:DataMining='
+    b'"http://ns.useplus.org/ldf/vocab/DMI-PROHIBITED-AIMLTRAINING"/></rdf:RDF></x:xmpmeta>')
+
+
+def _with_xmp(jpeg: bytes, packet: bytes) -> bytes:
+    out = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).save(out, "JPEG", quality=90, xmp=packet)
+    return out.getvalue()
 
 
 def populate(site: LocalSite) -> list[dict[str, str]]:
@@ -47,10 +63,27 @@ def populate(site: LocalSite) -> list[dict[str, str]]:
         fmt = "png" if i % 2 else "jpg"
         body = make_image(500, 700, fmt, seed=100 + i, alpha=fmt == "png")
         add(ARTIST, f"/works/{i}.{fmt}", Resource(body, headers=headers), f"artwork {i}")
+    for i in range(2):
+        body = _with_xmp(make_image(400, 400, seed=150 + i), _IPTC_PROHIBITED)
+        add(ARTIST, f"/works/tagged-{i}.jpg", body, f"artwork with IPTC opt-out {i}")
 
     site.put(BROKEN, "/robots.txt", Resource(b"busy", status=503))
     for i in range(3):
         add(BROKEN, f"/img/{i}.jpg", make_image(300, 300, seed=200 + i), f"broken-site {i}")
+
+    site.put(PUBLISHER, "/robots.txt",
+             "User-agent: *\nAllow: /\nContent-Usage: /essays/ train-ai=n\n")
+    site.put(PUBLISHER, "/ai.txt", "User-agent: *\nDisallow: *.png\n")
+    site.put(PUBLISHER, "/.well-known/tdmrep.json",
+             '[{"location": "/reserved/*", "tdm-reservation": 1, '
+             '"tdm-policy": "https://publisher.example/tdm-policy.json"}]')
+    add(PUBLISHER, "/news/a.jpg", make_image(600, 400, seed=300), "news photo")
+    add(PUBLISHER, "/reserved/b.jpg", make_image(600, 400, seed=301), "reserved (TDMRep)")
+    add(PUBLISHER, "/essays/c.jpg", make_image(600, 400, seed=302), "essay (Content-Usage)")
+    add(PUBLISHER, "/charts/d.png", make_image(300, 300, "png", seed=303), "chart (ai.txt)")
+    add(PUBLISHER, "/news/e.jpg", Resource(make_image(600, 400, seed=304),
+                                           headers={"Content-Usage": "train-ai=n"}),
+        "news photo (Content-Usage header)")
 
     add(GALLERY, "/photos/missing.jpg", None, "a photo that is gone (404)")
     add(GALLERY, "/photos/corrupt.jpg", b"\xff\xd8\xff\xe0 not really a jpeg", "corrupt")
@@ -64,14 +97,14 @@ def run_demo(output_dir: str, out: TextIO | None = None) -> int:
     from .fetch import fetch_shards
 
     stream = out or sys.stdout
-    with running_site() as site, tempfile.TemporaryDirectory() as tmp:
+    with running_site(DEMO_HOSTS) as site, tempfile.TemporaryDirectory() as tmp:
         rows = populate(site)
         url_list = str(Path(tmp) / "demo_urls.parquet")
         pq.write_table(pa.Table.from_pylist(rows), url_list)
         print(f"demo site: {', '.join(site.origin(h) for h in range(len(site.hosts)))}",
               file=stream)
         print(f"downloading {len(rows)} URLs into {output_dir} ...", file=stream)
-        report = fetch_shards(url_list, output_dir, caption_col="caption", shard_size=16,
+        report = fetch_shards(url_list, output_dir, caption_col="caption", shard_size=20,
                               processes=1, allow_private_networks=True, overwrite=True,
                               retries=1, retry_backoff=0.2, timeout=5)
     print_report(report, stream)

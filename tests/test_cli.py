@@ -58,7 +58,8 @@ def test_demo_runs_and_explains(tmp_path: Path) -> None:
     result = run_cli("demo", str(tmp_path / "demo"))
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for reason in ("robots_disallowed", "x_robots_tag", "robots_unreachable"):
+    for reason in ("robots_disallowed", "x_robots_tag", "robots_unreachable", "tdm_reserved",
+                   "aipref_disallowed", "aitxt_disallowed", "metadata_prohibited"):
         assert reason in out
     assert "success" in out and "Disallow: /private/" in out
     assert (tmp_path / "demo" / "00000.tar").exists()
