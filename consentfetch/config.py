@@ -8,6 +8,7 @@ checked; everything downstream trusts a :class:`FetchConfig`.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import os
 import re
@@ -16,6 +17,7 @@ from typing import Any
 
 from ._version import __version__
 from .errors import ConfigError
+from .net.guard import RESOLVERS, parse_networks
 
 DEFAULT_USER_AGENT_TOKEN = "consentfetch"
 DEFAULT_CONTACT = "https://pypi.org/project/consentfetch/"
@@ -26,7 +28,9 @@ DEFAULT_MAX_REDIRECTS = 10
 DEFAULT_RETRIES = 2
 DEFAULT_RETRY_BACKOFF = 1.0
 DEFAULT_CONCURRENCY = 64  # requests in flight per process
-DEFAULT_PER_HOST_CONCURRENCY = 4
+DEFAULT_PER_HOST_CONCURRENCY = 2
+DEFAULT_MAX_HOST_FAILURES = 8  # failed attempts in a row before a host is given up
+DEFAULT_MAX_RETRY_AFTER = 60.0  # seconds; a longer Retry-After is not waited for
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # decoded pixels; bigger is a bomb or useless
 
 RESIZE_MODES = ("no", "border", "keep_ratio", "keep_ratio_largest", "center_crop")
@@ -68,6 +72,9 @@ class FetchConfig:
     # network
     concurrency: int = DEFAULT_CONCURRENCY
     per_host_concurrency: int = DEFAULT_PER_HOST_CONCURRENCY
+    min_host_delay: float = 0.0  # seconds between request starts to one host
+    max_host_failures: int = DEFAULT_MAX_HOST_FAILURES  # 0: never give a host up
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
     retry_backoff: float = DEFAULT_RETRY_BACKOFF  # seconds before the first retry; doubles, jittered
@@ -76,6 +83,8 @@ class FetchConfig:
     user_agent_token: str = DEFAULT_USER_AGENT_TOKEN
     contact: str = DEFAULT_CONTACT
     allow_private_networks: bool = False
+    allowed_networks: tuple[str, ...] = ()  # CIDRs let through the address guard
+    resolver: str = "threaded"  # or "async" (aiodns)
     # consent
     consent: str = "strict"
     ignore: tuple[str, ...] = ()  # checks turned off, names from CHECKS
@@ -100,7 +109,7 @@ class FetchConfig:
         """Plain JSON-ready values, for run.json."""
         out = dataclasses.asdict(self)
         for name in ("save_additional_columns", "ignore", "opt_out_lists", "opt_in_lists",
-                     "ai_crawler_tokens"):
+                     "ai_crawler_tokens", "allowed_networks"):
             out[name] = list(getattr(self, name))
         if math.isinf(self.max_aspect_ratio):
             out["max_aspect_ratio"] = None
@@ -123,13 +132,13 @@ def make_config(**options: Any) -> FetchConfig:
     given = {k: v for k, v in options.items()
              if v is not None or k in ("caption_col", "input_format")}
     for name in ("save_additional_columns", "ignore", "opt_out_lists", "opt_in_lists",
-                 "ai_crawler_tokens"):
+                 "ai_crawler_tokens", "allowed_networks"):
         if name in given:
             value = given[name]
             given[name] = (value,) if isinstance(value, str) else tuple(value)
     if given.get("max_aspect_ratio") is not None:
         given["max_aspect_ratio"] = float(given["max_aspect_ratio"])
-    for name in ("timeout", "retry_backoff"):
+    for name in ("timeout", "retry_backoff", "min_host_delay", "max_retry_after"):
         if given.get(name) is not None:
             given[name] = float(given[name])
     cfg = FetchConfig(**given)
@@ -156,11 +165,20 @@ def _validate(cfg: FetchConfig) -> None:
                  "per_host_concurrency", "max_bytes", "max_image_pixels"):
         value = getattr(cfg, name)
         need(isinstance(value, int) and value >= 1, name, "a positive integer")
-    for name in ("min_image_size", "retries", "max_redirects"):
+    for name in ("min_image_size", "retries", "max_redirects", "max_host_failures"):
         value = getattr(cfg, name)
         need(isinstance(value, int) and value >= 0, name, "a non-negative integer")
     need(cfg.timeout > 0, "timeout", "a positive number of seconds")
     need(cfg.retry_backoff >= 0, "retry_backoff", "a non-negative number of seconds")
+    need(cfg.min_host_delay >= 0, "min_host_delay", "a non-negative number of seconds")
+    need(cfg.max_retry_after >= 0, "max_retry_after", "a non-negative number of seconds")
+    need(cfg.resolver in RESOLVERS, "resolver", f"one of {', '.join(RESOLVERS)}")
+    need(cfg.resolver != "async" or importlib.util.find_spec("aiodns") is not None,
+         "resolver", "async needs aiodns: pip install 'consentfetch[dns]'")
+    try:
+        parse_networks(cfg.allowed_networks)
+    except ValueError as exc:
+        need(False, "allowed_networks", str(exc))
     need(cfg.max_aspect_ratio >= 1, "max_aspect_ratio", "at least 1")
     need(bool(_TOKEN_RE.match(cfg.user_agent_token)), "user_agent_token",
          "letters, '_' and '-' only (RFC 9309 product token)")

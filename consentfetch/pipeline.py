@@ -35,6 +35,7 @@ from .consent.origins import MAX_ORIGIN_FILE_BYTES, OriginPolicies, OriginPolicy
 from .consent.registry import ConsentList
 from .image import ResizedImage, ResizeOptions, process_image, resize_options_from
 from .net.client import Fetched, HttpClient, parse_http_url
+from .net.politeness import HostScheduler, HostSlots
 from .reader import InputRow, ShardInput, compute_key
 from .writer import OutputDir, RowResult, ShardWriter
 
@@ -95,11 +96,13 @@ class _Shard:
         async with self.client.slots.slot(url.host or ""):
             return await self.client.fetch_small(url, max_bytes=MAX_ORIGIN_FILE_BYTES)
 
-    def host_delay(self, url: URL) -> float:
-        policy = self.policies.cached(url)
-        if policy is None or policy.robots is None:
-            return 0.0
-        return policy.robots.crawl_delay(self.token) or 0.0
+    async def policy(self, url: URL) -> OriginPolicy:
+        """The origin policy of ``url``; its Crawl-delay goes to the host's slot."""
+        policy = await self.policies.get(url)
+        if policy.robots is not None and self.config.enabled("robots_txt"):
+            self.client.slots.set_delay(url.host or "", policy.robots.crawl_delay(self.token)
+                                        or 0.0)
+        return policy
 
     async def process(self, row: InputRow) -> RowResult:
         if row.error:
@@ -113,15 +116,14 @@ class _Shard:
             return _denied(denial)
 
         async def check_hop(hop: URL) -> Denial | None:
-            return self.engine.check_origin(await self.policies.get(hop), hop, permits)
+            return self.engine.check_origin(await self.policy(hop), hop, permits)
 
         def check_headers(final: URL, headers: CIMultiDictProxy[str]) -> Denial | None:
             return self.engine.check_headers(self.policies.cached(final), final, headers,
                                              permits)
 
         fetched = await self.client.fetch_image(url, check_hop=check_hop,
-                                                check_headers=check_headers,
-                                                host_delay=self.host_delay)
+                                                check_headers=check_headers)
         if isinstance(fetched, Denial):
             return _denied(fetched)
         loop = asyncio.get_running_loop()
@@ -154,30 +156,50 @@ def _success(image: ResizedImage, http_status: int, sha256: str) -> RowResult:
                      original_height=image.original_height, image=image.data)
 
 
+def make_client(config: FetchConfig) -> HttpClient:
+    """An HTTP client with the run's limits and a fresh per-host politeness state."""
+    slots = HostSlots(config.per_host_concurrency, min_delay=config.min_host_delay,
+                      max_failures=config.max_host_failures, backoff_base=config.retry_backoff)
+    return HttpClient(
+        user_agent=config.user_agent, timeout=config.timeout, max_bytes=config.max_bytes,
+        max_redirects=config.max_redirects, retries=config.retries,
+        concurrency=config.concurrency, slots=slots,
+        allow_private_networks=config.allow_private_networks,
+        allowed_networks=config.allowed_networks, max_retry_after=config.max_retry_after,
+        resolver=config.resolver)
+
+
+def _schedule(shard: ShardInput,
+              slots: HostSlots, per_host: int) -> HostScheduler[tuple[int, InputRow]]:
+    """Queue the shard's rows by host, so hosts take turns and none can stall the rest."""
+    scheduler: HostScheduler[tuple[int, InputRow]] = HostScheduler(slots, per_host)
+    for index, row in enumerate(shard.rows):
+        url = parse_http_url(row.url) if not row.error else None
+        host = url.host or "" if isinstance(url, URL) else ""  # "": no request will be made
+        scheduler.add(host, (index, row))
+    return scheduler
+
+
 async def _run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
                      extra_fields: list[pa.Field], progress: ProgressSink | None) -> ShardOutcome:
     writer = ShardWriter(out, shard.shard_id, extra_fields, encode_format=config.encode_format,
                          save_caption=config.caption_col is not None,
                          run_columns=run_columns(config))
-    queue: asyncio.Queue[tuple[int, InputRow]] = asyncio.Queue()
-    for item in enumerate(shard.rows):
-        queue.put_nowait(item)
     try:
         with ThreadPoolExecutor(max_workers=_image_threads(),
                                 thread_name_prefix="consentfetch-image") as pool:
-            async with HttpClient(
-                    user_agent=config.user_agent, timeout=config.timeout,
-                    max_bytes=config.max_bytes, max_redirects=config.max_redirects,
-                    retries=config.retries, retry_backoff=config.retry_backoff,
-                    concurrency=config.concurrency,
-                    per_host_concurrency=config.per_host_concurrency,
-                    allow_private_networks=config.allow_private_networks) as client:
+            async with make_client(config) as client:
                 ctx = _Shard(config, client, pool)
+                # Rows that make no request (host "") are not limited per host.
+                scheduler = _schedule(shard, client.slots, config.per_host_concurrency)
 
                 async def worker() -> None:
-                    while not queue.empty():
-                        index, row = queue.get_nowait()
-                        result = await ctx.process(row)
+                    while (item := await scheduler.next()) is not None:
+                        host, (index, row) = item
+                        try:
+                            result = await ctx.process(row)
+                        finally:
+                            scheduler.done(host)
                         writer.add(compute_key(shard.shard_id, index, config.shard_size),
                                    row, result)
                         if progress is not None:

@@ -79,6 +79,7 @@ class Denial:
     reason: Reason
     evidence: str
     http_status: int | None = None
+    retry_after: float | None = None  # a server's Retry-After, in seconds (429/503)
 
     @property
     def status(self) -> Status:

@@ -19,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
 from multidict import CIMultiDictProxy
-from tenacity import (AsyncRetrying, retry_if_result, stop_after_attempt, wait_exponential,
-                      wait_random)
+from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_none
 from yarl import URL
 
 from ..consent.decision import Denial, Reason
@@ -35,8 +36,15 @@ from .politeness import HostSlots
 logger = logging.getLogger(__name__)
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+BACKOFF_STATUSES = frozenset({429, 503})  # the statuses whose Retry-After we honour
 ORIGIN_FILE_MAX_REDIRECTS = 5  # RFC 9309 §2.3.1.2: follow at least five
 _CHUNK = 64 * 1024
+
+MAX_HEADER_LINE = 16 * 1024  # bytes in one response header line
+MAX_HEADERS = 128  # response header lines
+# Outcomes that count against a host's health (backoff, circuit breaker).
+HOST_FAILURES = frozenset({Reason.TIMEOUT, Reason.CONNECTION_ERROR, Reason.DNS_ERROR,
+                           Reason.TLS_ERROR, Reason.HTTP_ERROR})
 
 HopCheck = Callable[[URL], Awaitable[Denial | None]]
 HeaderCheck = Callable[[URL, "CIMultiDictProxy[str]"], Denial | None]
@@ -116,36 +124,67 @@ def is_transient(outcome: object) -> bool:
         outcome.http_status == 429 or (outcome.http_status or 0) >= 500)
 
 
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After value: delay-seconds or an HTTP-date (RFC 9110)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
 def _http_error(response: aiohttp.ClientResponse) -> Denial:
-    return Denial(Reason.HTTP_ERROR, f"HTTP {response.status} {response.reason or ''}".strip(),
-                  response.status)
+    text = f"HTTP {response.status} {response.reason or ''}".strip()
+    retry_after = None
+    if response.status in BACKOFF_STATUSES:
+        raw = response.headers.get("Retry-After")
+        retry_after = parse_retry_after(raw)
+        if raw:
+            text += f" (Retry-After: {raw})"
+    return Denial(Reason.HTTP_ERROR, text, response.status, retry_after)
 
 
 class HttpClient:
-    """One aiohttp session with our limits; use as an async context manager."""
+    """One aiohttp session with our limits; use as an async context manager.
+
+    ``slots`` holds the per-host politeness state; the shard's scheduler
+    shares it, so the hosts a client backs off are the hosts it skips.
+    """
 
     def __init__(self, *, user_agent: str, timeout: float, max_bytes: int,
-                 max_redirects: int, retries: int, concurrency: int, per_host_concurrency: int,
-                 allow_private_networks: bool, retry_backoff: float = 1.0) -> None:
+                 max_redirects: int, retries: int, concurrency: int, slots: HostSlots,
+                 allow_private_networks: bool, allowed_networks: tuple[str, ...] = (),
+                 max_retry_after: float = 60.0, resolver: str = "threaded") -> None:
         self.user_agent = user_agent
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
         self.retries = retries
-        self.retry_backoff = retry_backoff
+        self.max_retry_after = max_retry_after
         self.allow_private_networks = allow_private_networks
-        self.slots = HostSlots(per_host_concurrency)
+        self.allowed_networks = allowed_networks
+        self.slots = slots
+        self._resolver = resolver
         self._concurrency = concurrency
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> HttpClient:
         connector = aiohttp.TCPConnector(
             limit=self._concurrency * 2, ttl_dns_cache=300,
-            resolver=resolver_for(self.allow_private_networks))
+            resolver=resolver_for(self.allow_private_networks, self.allowed_networks,
+                                  self._resolver))
         self._session = aiohttp.ClientSession(
             connector=connector, headers={"User-Agent": self.user_agent},
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
-            max_line_size=16 * 1024, max_field_size=16 * 1024)
+            max_line_size=MAX_HEADER_LINE, max_field_size=MAX_HEADER_LINE,
+            max_headers=MAX_HEADERS)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -161,8 +200,35 @@ class HttpClient:
     def _guard(self, url: URL) -> Denial | None:
         if self.allow_private_networks:
             return None
-        evidence = check_host(url.host or "")
+        evidence = check_host(url.host or "", self.allowed_networks)
         return Denial(Reason.BLOCKED_ADDRESS, evidence) if evidence else None
+
+    def is_transient(self, outcome: object) -> bool:
+        """Worth another attempt: timeouts, resets, 429 and 5xx (unless Retry-After is too long)."""
+        if not is_transient(outcome):
+            return False
+        assert isinstance(outcome, Denial)
+        return outcome.retry_after is None or outcome.retry_after <= self.max_retry_after
+
+    def _report(self, url: URL, outcome: Fetched | Denial | URL) -> None:
+        """Tell the host's politeness state how an attempt went."""
+        host = url.host or ""
+        if isinstance(outcome, Denial) and outcome.reason in HOST_FAILURES \
+                and (outcome.reason is not Reason.HTTP_ERROR or is_transient(outcome)):
+            self.slots.report(host, ok=False, outcome=outcome, evidence=outcome.evidence,
+                              retry_after=min(outcome.retry_after, self.max_retry_after)
+                              if outcome.retry_after is not None else None)
+        elif not isinstance(outcome, Denial) or outcome.http_status is not None:
+            self.slots.report(host, ok=True)
+
+    def given_up(self, url: URL) -> Denial | None:
+        """The denial for a URL whose host the circuit breaker gave up, else None."""
+        why = self.slots.given_up(url.host or "")
+        if why is None:
+            return None
+        last = self.slots.last_failure(url.host or "")
+        reason = last.reason if isinstance(last, Denial) else Reason.CONNECTION_ERROR
+        return Denial(reason, f"not requested: {why}")
 
     # -- origin files ------------------------------------------------------------
     async def fetch_small(self, url: URL, *, max_bytes: int) -> SmallFetch:
@@ -189,31 +255,33 @@ class HttpClient:
             return SmallFetch(url, None, error=denial_from_exception(exc))
 
     # -- images --------------------------------------------------------------------
-    async def fetch_image(self, url: URL, *, check_hop: HopCheck, check_headers: HeaderCheck,
-                          host_delay: Callable[[URL], float]) -> Fetched | Denial:
-        """Fetch an image with retries on transient failures; never raises for network faults."""
+    async def fetch_image(self, url: URL, *, check_hop: HopCheck,
+                          check_headers: HeaderCheck) -> Fetched | Denial:
+        """Fetch an image, retrying transient failures; never raises for network faults.
+
+        The wait between attempts is the host's backoff (see
+        :mod:`~consentfetch.net.politeness`), enforced by its slot.
+        """
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retries + 1),
-            # retry_backoff, doubling, capped at 30 s, plus up to one backoff of jitter
-            wait=wait_exponential(multiplier=self.retry_backoff, max=30)
-            + wait_random(0, self.retry_backoff),
-            retry=retry_if_result(is_transient),
+            stop=stop_after_attempt(self.retries + 1), wait=wait_none(),
+            retry=retry_if_result(self.is_transient),
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
         outcome: Fetched | Denial | None = await retrying(
-            self._attempt, url, check_hop, check_headers, host_delay)
+            self._attempt, url, check_hop, check_headers)
         assert isinstance(outcome, (Fetched, Denial))
         return outcome
 
-    async def _attempt(self, url: URL, check_hop: HopCheck, check_headers: HeaderCheck,
-                       host_delay: Callable[[URL], float]) -> Fetched | Denial:
+    async def _attempt(self, url: URL, check_hop: HopCheck,
+                       check_headers: HeaderCheck) -> Fetched | Denial:
         current = url
         for _ in range(self.max_redirects + 1):
-            denial = self._guard(current) or await check_hop(current)
+            denial = self._guard(current) or self.given_up(current) or await check_hop(current)
             if denial:
                 return denial
-            async with self.slots.slot(current.host or "", host_delay(current)):
+            async with self.slots.slot(current.host or ""):
                 outcome = await self._one_hop(current, check_headers)
+            self._report(current, outcome)
             if not isinstance(outcome, URL):
                 return outcome
             current = outcome
@@ -227,8 +295,7 @@ class HttpClient:
                 async with self.session.get(url, allow_redirects=False) as response:
                     location = response.headers.get("Location")
                     if response.status in REDIRECT_STATUSES and location:
-                        nxt = parse_http_url(str(url.join(URL(location))))
-                        return nxt
+                        return parse_http_url(str(url.join(URL(location))))
                     if not 200 <= response.status < 300:
                         return _http_error(response)
                     denial = check_headers(url, response.headers)

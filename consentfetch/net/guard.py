@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any
+from collections.abc import Sequence
 
 from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
+from aiohttp.resolver import DefaultResolver, ThreadedResolver
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class BlockedAddressError(OSError):
@@ -48,10 +49,27 @@ def literal_address(host: str) -> IPAddress | None:
         return None
 
 
-def check_host(host: str) -> str | None:
-    """Evidence text if ``host`` is a literal blocked address, else None."""
+def parse_networks(cidrs: Sequence[str]) -> tuple[IPNetwork, ...]:
+    """``--allow-network`` values as networks; ValueError names a bad one."""
+    networks = []
+    for cidr in cidrs:
+        try:
+            networks.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError as exc:
+            raise ValueError(f"not an IP network: {cidr!r}") from exc
+    return tuple(networks)
+
+
+def is_refused(address: IPAddress, allowed: Sequence[IPNetwork] = ()) -> bool:
+    """Blocked, and not inside a network the user explicitly allowed."""
+    return is_blocked(address) and not any(address in net for net in allowed
+                                           if net.version == address.version)
+
+
+def check_host(host: str, allowed: Sequence[str] = ()) -> str | None:
+    """Evidence text if ``host`` is a literal address we refuse, else None."""
     address = literal_address(host)
-    if address is not None and is_blocked(address):
+    if address is not None and is_refused(address, parse_networks(allowed)):
         return f"{host} is a non-public address ({_kind(address)})"
     return None
 
@@ -64,15 +82,18 @@ def _kind(address: IPAddress) -> str:
 
 
 class GuardedResolver(AbstractResolver):
-    """A resolver that drops blocked addresses and fails if none is left."""
+    """A resolver that drops refused addresses and fails if none is left."""
 
-    def __init__(self, inner: AbstractResolver | None = None) -> None:
+    def __init__(self, inner: AbstractResolver | None = None,
+                 allowed: Sequence[IPNetwork] = ()) -> None:
         self._inner = inner or DefaultResolver()
+        self._allowed = tuple(allowed)
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
-        allowed = [r for r in results if not is_blocked(ipaddress.ip_address(r["host"]))]
+        allowed = [r for r in results
+                   if not is_refused(ipaddress.ip_address(r["host"]), self._allowed)]
         if not allowed:
             shown = ", ".join(sorted({r["host"] for r in results}))
             raise BlockedAddressError(f"{host} resolves only to non-public addresses ({shown})")
@@ -82,7 +103,21 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
-def resolver_for(allow_private_networks: bool, inner: Any = None) -> AbstractResolver:
+RESOLVERS = ("threaded", "async")
+
+
+def _base_resolver(kind: str) -> AbstractResolver:
+    if kind == "async":
+        # aiohttp's AsyncResolver needs aiodns (pip install 'consentfetch[dns]').
+        from aiohttp.resolver import AsyncResolver
+        return AsyncResolver()
+    return ThreadedResolver()
+
+
+def resolver_for(allow_private_networks: bool, allowed_networks: Sequence[str] = (),
+                 kind: str = "threaded") -> AbstractResolver:
     """The resolver a session should use under the given policy."""
-    base = inner or DefaultResolver()
-    return base if allow_private_networks else GuardedResolver(base)
+    base = _base_resolver(kind)
+    if allow_private_networks:
+        return base
+    return GuardedResolver(base, parse_networks(allowed_networks))

@@ -1,63 +1,226 @@
-"""Per-host slots: how many requests a host gets at once, and how often.
+"""Politeness: per-host limits, gaps, backoff, a circuit breaker, and fair scheduling.
 
-Each host has a slot with a semaphore (``per_host_concurrency``) and the time
-of the last request start; a request waits until the host's minimum gap (the
-robots.txt Crawl-delay) has passed. Idle slots are dropped so a run over
-millions of hosts does not keep millions of slots.
+Two pieces share one per-host state (:class:`HostSlots`):
+
+* The client takes a **slot** around every request (``async with
+  slots.slot(host)``): at most ``per_host`` requests to a host at once, and
+  at least the host's gap between request starts. The gap is the larger of
+  ``--min-host-delay`` and robots.txt ``Crawl-delay``.
+* Every attempt's outcome is **reported**. A 429, a 5xx or a network failure
+  backs the host off exponentially, with jitter, or for ``Retry-After`` when
+  that is longer. An error never shortens the delay. After
+  ``max_failures`` failures in a row the host is **given up** for the run.
+
+:class:`HostScheduler` hands rows to the shard's workers so that a worker
+is only given a row whose host has a free slot and is not backing off.
+Hosts take turns. A slow or rate-limited host therefore holds at most
+``per_host`` workers, and requests to the other hosts keep flowing.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import heapq
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+BACKOFF_BASE = 1.0  # seconds of host backoff after the first failure; doubles after each
+BACKOFF_CAP = 300.0  # the longest backoff we impose on ourselves
 
 
 @dataclass(slots=True)
-class _Slot:
+class _Host:
     semaphore: asyncio.Semaphore
-    delay: float = 0.0
-    last_start: float = field(default=-1e18)
+    delay: float = 0.0  # minimum gap between request starts; only ever grows
+    last_start: float = -1e18
+    blocked_until: float = 0.0  # backoff after errors; only ever moves later
+    failures: int = 0  # in a row
+    given_up: str | None = None  # why, once the circuit breaker opened
+    last_failure: object = None  # the outcome of the last failed attempt
     users: int = 0
     gap_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
+    def ready_at(self) -> float:
+        """When the next request may start (ignoring the concurrency limit)."""
+        return max(self.last_start + self.delay, self.blocked_until)
+
+    @property
+    def idle(self) -> bool:
+        return self.users == 0 and self.failures == 0 and self.delay == 0 \
+            and self.given_up is None
+
 
 class HostSlots:
-    """Hand out per-host request slots; use as ``async with slots.slot(host, delay):``."""
+    """Per-host politeness state; ``async with slots.slot(host):`` around each request."""
 
-    def __init__(self, per_host: int) -> None:
+    def __init__(self, per_host: int, *, min_delay: float = 0.0, max_failures: int = 0,
+                 backoff_base: float = BACKOFF_BASE, clock: Callable[[], float] | None = None,
+                 jitter: Callable[[float], float] | None = None) -> None:
         self._per_host = per_host
-        self._slots: dict[str, _Slot] = {}
+        self._min_delay = min_delay
+        self._max_failures = max_failures  # 0: never give a host up
+        self._backoff_base = backoff_base
+        self._clock = clock
+        self._jitter = jitter or (lambda span: random.uniform(0, span))
+        self._hosts: dict[str, _Host] = {}
+        self.changed = asyncio.Event()  # set whenever a host may have become ready
 
     def __len__(self) -> int:
-        return len(self._slots)
+        return len(self._hosts)
 
+    def now(self) -> float:
+        return self._clock() if self._clock else asyncio.get_running_loop().time()
+
+    def _get(self, host: str) -> _Host:
+        state = self._hosts.get(host)
+        if state is None:
+            state = self._hosts[host] = _Host(asyncio.Semaphore(self._per_host),
+                                              delay=self._min_delay)
+        return state
+
+    def _forget_if_idle(self, host: str) -> None:
+        state = self._hosts.get(host)
+        if state is not None and state.idle and self._min_delay == 0:
+            del self._hosts[host]
+
+    # -- what the scheduler asks ---------------------------------------------------------
+    def ready_at(self, host: str) -> float:
+        state = self._hosts.get(host)
+        return state.ready_at() if state else 0.0
+
+    def given_up(self, host: str) -> str | None:
+        state = self._hosts.get(host)
+        return state.given_up if state else None
+
+    def set_delay(self, host: str, seconds: float) -> None:
+        """Raise a host's minimum gap (robots.txt Crawl-delay); never lowers it."""
+        if seconds > 0:
+            state = self._get(host)
+            state.delay = max(state.delay, seconds)
+
+    # -- what the client does --------------------------------------------------------------
     @asynccontextmanager
-    async def slot(self, host: str, min_delay: float = 0.0) -> AsyncIterator[None]:
-        slot = self._slots.get(host)
-        if slot is None:
-            slot = self._slots[host] = _Slot(asyncio.Semaphore(self._per_host))
-        slot.users += 1
-        # A host's delay only ever grows during a run.
-        slot.delay = max(slot.delay, min_delay)
+    async def slot(self, host: str) -> AsyncIterator[None]:
+        state = self._get(host)
+        state.users += 1
         try:
-            async with slot.semaphore:
-                if slot.delay > 0:
-                    await self._wait_gap(slot)
-                else:
-                    slot.last_start = asyncio.get_running_loop().time()
+            async with state.semaphore:
+                async with state.gap_lock:  # request starts are spaced one at a time
+                    wait = state.ready_at() - self.now()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    state.last_start = self.now()
                 yield
         finally:
-            slot.users -= 1
-            if slot.users == 0:
-                del self._slots[host]
+            state.users -= 1
+            self.changed.set()
+            self._forget_if_idle(host)
 
-    @staticmethod
-    async def _wait_gap(slot: _Slot) -> None:
-        async with slot.gap_lock:  # one request at a time measures the gap
-            loop = asyncio.get_running_loop()
-            wait = slot.last_start + slot.delay - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            slot.last_start = loop.time()
+    def last_failure(self, host: str) -> object:
+        state = self._hosts.get(host)
+        return state.last_failure if state else None
+
+    def report(self, host: str, *, ok: bool, retry_after: float | None = None,
+               evidence: str = "", outcome: object = None) -> float:
+        """Record an attempt's outcome; returns the host's backoff in seconds (0 if none)."""
+        state = self._get(host)
+        if ok:
+            state.failures = 0
+            self._forget_if_idle(host)
+            return 0.0
+        state.failures += 1
+        state.last_failure = outcome
+        backoff = min(BACKOFF_CAP, self._backoff_base * 2 ** (state.failures - 1))
+        backoff += self._jitter(backoff / 2)
+        if retry_after is not None:
+            backoff = max(backoff, retry_after)
+        state.blocked_until = max(state.blocked_until, self.now() + backoff)
+        if self._max_failures and state.failures >= self._max_failures \
+                and state.given_up is None:
+            state.given_up = (f"{host} failed {state.failures} times in a row (last: "
+                              f"{evidence}); given up for this run")
+        self.changed.set()
+        return backoff
+
+
+class HostScheduler(Generic[T]):
+    """Fair, politeness-aware hand-out of work items grouped by host.
+
+    ``next()`` returns ``(host, item)`` for a host that has a free slot and is
+    not waiting out a gap or a backoff. Hosts take turns. It returns None when
+    every item has been handed out. Call ``done(host)`` when an item is
+    finished. Items of a host that was given up are handed out at once, for
+    the caller to record without a request.
+    """
+
+    def __init__(self, slots: HostSlots, per_host: int) -> None:
+        self._slots = slots
+        self._per_host = per_host
+        self._queues: dict[str, deque[T]] = {}
+        self._inflight: dict[str, int] = {}
+        self._ring: deque[str] = deque()  # hosts that may be ready
+        self._timed: list[tuple[float, str]] = []  # (ready time, host): waiting out a gap
+        self._full: set[str] = set()  # hosts at their concurrency limit
+        self.pending = 0
+
+    def add(self, host: str, item: T) -> None:
+        queue = self._queues.setdefault(host, deque())
+        self._inflight.setdefault(host, 0)
+        if not queue:  # new or drained: the host (re)joins the ring
+            self._ring.append(host)
+        queue.append(item)
+        self.pending += 1
+
+    async def next(self) -> tuple[str, T] | None:
+        while True:
+            picked = self._pick()
+            if picked is not None:
+                return picked
+            if self.pending == 0:
+                return None
+            timeout = None
+            if self._timed:
+                timeout = max(0.0, self._timed[0][0] - self._slots.now())
+            self._slots.changed.clear()
+            try:
+                await asyncio.wait_for(self._slots.changed.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    def done(self, host: str) -> None:
+        self._inflight[host] -= 1
+        if host in self._full:
+            self._full.discard(host)
+            self._ring.append(host)
+        self._slots.changed.set()
+
+    def _pick(self) -> tuple[str, T] | None:
+        now = self._slots.now()
+        while self._timed and self._timed[0][0] <= now:
+            self._ring.append(heapq.heappop(self._timed)[1])
+        for _ in range(len(self._ring)):
+            host = self._ring.popleft()
+            queue = self._queues[host]
+            if not queue:
+                continue  # emptied; the host leaves the ring
+            if self._slots.given_up(host) is None:
+                if self._inflight[host] >= self._per_host:
+                    self._full.add(host)
+                    continue
+                ready = self._slots.ready_at(host)
+                if ready > now:
+                    heapq.heappush(self._timed, (ready, host))
+                    continue
+            item = queue.popleft()
+            self._inflight[host] += 1
+            self.pending -= 1
+            if queue:
+                self._ring.append(host)
+            return host, item
+        return None
