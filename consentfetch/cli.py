@@ -61,7 +61,16 @@ def _add_download_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--concurrency", type=int, default=d["concurrency"].default,
                    help="requests in flight per process")
     g.add_argument("--per-host-concurrency", type=int,
-                   default=d["per_host_concurrency"].default)
+                   default=d["per_host_concurrency"].default,
+                   help="requests in flight per host (per process)")
+    g.add_argument("--min-host-delay", type=float, default=d["min_host_delay"].default,
+                   help="seconds between request starts to one host (robots.txt Crawl-delay "
+                        "raises it)")
+    g.add_argument("--max-host-failures", type=int, default=d["max_host_failures"].default,
+                   help="failed attempts in a row before a host is given up for the run "
+                        "(0: never)")
+    g.add_argument("--max-retry-after", type=float, default=d["max_retry_after"].default,
+                   help="longest Retry-After (seconds) we wait for; longer is not retried")
     g.add_argument("--timeout", type=float, default=d["timeout"].default,
                    help="seconds: total deadline of one request (connect + headers + body)")
     g.add_argument("--retries", type=int, default=d["retries"].default,
@@ -75,6 +84,12 @@ def _add_download_options(p: argparse.ArgumentParser) -> None:
                    help="a URL or e-mail put in the User-Agent so site owners can reach you")
     g.add_argument("--allow-private-networks", action="store_true",
                    help="allow loopback and private addresses (tests, intranets)")
+    g.add_argument("--allow-network", dest="allowed_networks", action="append", default=[],
+                   metavar="CIDR", help="let one network through the address guard "
+                                        "(repeatable), e.g. 10.20.0.0/16")
+    g.add_argument("--resolver", choices=("threaded", "async"), default="threaded",
+                   help="DNS resolver: the system's (threaded) or aiodns (async; needs "
+                        "consentfetch[dns])")
     g = p.add_argument_group("consent")
     g.add_argument("--consent", choices=cfg.CONSENT_PROFILES, default=d["consent"].default,
                    help="strict: every signal, most restrictive reading; standard: signals "

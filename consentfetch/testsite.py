@@ -13,6 +13,11 @@ by query parameters, in the manner of Scrapy's mock server:
     /fault/reset                        the connection is dropped
     /fault/redirect?n=3&to=/gen/a.jpg   a chain of n redirects, then ``to``
     /fault/loop                         redirects to itself
+    /fault/flaky?id=x&fail=2&code=503   ``code`` for the first ``fail`` requests of ``id``,
+                                        then an image (``retry_after=S`` adds Retry-After)
+    /fault/reset_body                   headers and half a body, then the connection drops
+    /fault/burst?n=5&retry_after=1      429 for the first ``n`` requests to this host
+                                        (any /fault/burst path), then an image
 
 Only loopback addresses are ever bound. The site runs in a background thread
 with its own event loop so that synchronous code (the CLI demo, pytest tests,
@@ -25,6 +30,7 @@ import asyncio
 import io
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -81,6 +87,8 @@ class LocalSite:
         self.port = 0
         self._resources: dict[tuple[str, str], Resource] = {}
         self.hits: Counter[tuple[str, str]] = Counter()  # (host, path) -> requests
+        self.log: list[tuple[float, str, str]] = []  # (monotonic time, host, path_qs) in order
+        self.counters: Counter[str] = Counter()  # state of the stateful faults
         self.user_agents: set[str] = set()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -118,6 +126,7 @@ class LocalSite:
         path = request.path
         with self._lock:
             self.hits[(host, path)] += 1
+            self.log.append((time.monotonic(), host, request.path_qs))
             self.user_agents.add(request.headers.get("User-Agent", ""))
             resource = self._resources.get((host, path))
         if resource is not None:
@@ -125,8 +134,30 @@ class LocalSite:
         if path.startswith("/gen/"):
             return self._generated(request)
         if path.startswith("/fault/"):
-            return await _fault(request, path[len("/fault/"):])
+            return await self._stateful(request, host, path[len("/fault/"):]) \
+                or await _fault(request, path[len("/fault/"):])
         return web.Response(status=404, text="not found")
+
+    async def _stateful(self, request: web.Request, host: str,
+                        kind: str) -> web.StreamResponse | None:
+        """Faults whose answer depends on earlier requests (counted per id or host)."""
+        q = request.query
+        if kind == "flaky":
+            name = f"flaky:{host}:{q.get('id', '')}"
+            limit = int(q.get("fail", "1"))
+        elif kind == "burst":
+            name = f"burst:{host}"
+            limit = int(q.get("n", "5"))
+        else:
+            return None
+        with self._lock:
+            self.counters[name] += 1
+            failing = self.counters[name] <= limit
+        if not failing:
+            return web.Response(body=make_image(64, 48), content_type="image/jpeg")
+        code = int(q.get("code", "429" if kind == "burst" else "503"))
+        headers = {"Retry-After": q["retry_after"]} if "retry_after" in q else None
+        return web.Response(status=code, text=f"status {code}", headers=headers)
 
     @staticmethod
     def _respond(resource: Resource, path: str) -> web.Response:
@@ -234,6 +265,15 @@ async def _fault(request: web.Request, kind: str) -> web.StreamResponse:
         await response.write(make_image(32, 32)[:1000])
         assert request.transport is not None
         request.transport.close()
+        return response
+    if kind == "reset_body":
+        response = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
+        response.content_length = 20_000
+        await response.prepare(request)
+        await response.write(b"\xff\xd8" + b"\0" * 5000)
+        await asyncio.sleep(0.05)
+        assert request.transport is not None
+        request.transport.abort()
         return response
     if kind == "reset":
         assert request.transport is not None

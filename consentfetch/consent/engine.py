@@ -39,10 +39,6 @@ from .tdmrep import UNSET, TdmVerdict, check_tdm_headers
 
 logger = logging.getLogger(__name__)
 
-# A robots.txt fetch that never reached the host (blocked address, DNS
-# failure) says nothing about the site's wishes: the URL fails with that same
-# reason (it could not be fetched either) instead of being blamed on an opt-out.
-NOT_REACHED = frozenset({Reason.BLOCKED_ADDRESS, Reason.DNS_ERROR})
 
 
 class HeaderLines(Protocol):
@@ -117,9 +113,12 @@ class ConsentEngine:
         if not self.on("robots_txt"):
             return None
         record = policy.robots_file
-        if policy.failure is not None and policy.failure.reason in NOT_REACHED:
+        if policy.unreached is not None:
+            # No connection to the host was ever made (DNS, blocked address,
+            # refused, TLS handshake): the site said nothing, and the image could
+            # not be fetched either, so the URL fails with that reason.
             where = f" (while fetching {record.url})" if record else ""
-            return Denial(policy.failure.reason, policy.failure.evidence + where)
+            return Denial(policy.unreached.reason, policy.unreached.evidence + where)
         if policy.robots is None:
             return Denial(Reason.ROBOTS_UNREACHABLE,
                           f"{record.url if record else 'robots.txt'} could not be fetched "

@@ -49,6 +49,7 @@ class FetchOutcome(Protocol):
     http_status: int | None
     body: bytes
     error: Denial | None
+    reached: bool  # False: no connection to the host was ever established
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,9 @@ class OriginPolicy:
     robots: RobotsPolicy | None  # None when robots.txt was unreachable
     loaded_at: float  # monotonic seconds, for expiry
     files: dict[str, OriginFile] = field(default_factory=dict)
-    failure: Denial | None = None  # why the robots.txt request failed, if it did
+    # Why robots.txt could not even be requested (DNS, blocked address, refused
+    # connection, TLS handshake): the host was never reached, so nothing was said.
+    unreached: Denial | None = None
     ai_txt: RobotsPolicy | None = None  # None: no ai.txt (or not fetched)
     tdmrep: TdmRepFile | None = None  # None: no valid tdmrep.json (or not fetched)
 
@@ -199,18 +202,19 @@ class OriginPolicies:
     async def _load_files(self, url: URL, origin: str) -> OriginPolicy:
         files: dict[str, OriginFile] = {}
         robots: RobotsPolicy | None = RobotsPolicy.allow_all()
-        failure = None
+        unreached = None
         if self._want[ROBOTS_TXT]:
             target = self._file_url(url, ROBOTS_TXT)
             fetched = await self._fetch(target)
             robots, files[ROBOTS_TXT] = robots_from_fetch(origin, str(target), fetched,
                                                           self._keep)
-            failure = fetched.error
+            if not fetched.reached:
+                unreached = fetched.error
         if robots is None:  # unreachable: nothing of this origin will be fetched
-            return OriginPolicy(origin, None, time.monotonic(), files, failure)
+            return OriginPolicy(origin, None, time.monotonic(), files, unreached)
         ai_txt, tdmrep = await asyncio.gather(self._ai_txt(url, origin, files),
                                               self._tdmrep(url, origin, files))
-        return OriginPolicy(origin, robots, time.monotonic(), files, failure, ai_txt, tdmrep)
+        return OriginPolicy(origin, robots, time.monotonic(), files, None, ai_txt, tdmrep)
 
     async def _ai_txt(self, url: URL, origin: str,
                       files: dict[str, OriginFile]) -> RobotsPolicy | None:

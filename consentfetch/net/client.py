@@ -69,6 +69,7 @@ class SmallFetch:
     body: bytes = b""
     error: Denial | None = None
     truncated: bool = False
+    reached: bool = True  # False: no connection to the host was ever established
 
 
 def parse_http_url(raw: object) -> URL | Denial:
@@ -129,7 +130,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # RFC 9110: 1*DIGIT, ASCII only
         return float(value)
     try:
         when = parsedate_to_datetime(value)
@@ -239,7 +240,7 @@ class HttpClient:
                 for _ in range(ORIGIN_FILE_MAX_REDIRECTS + 1):
                     denial = self._guard(current)
                     if denial:
-                        return SmallFetch(url, None, error=denial)
+                        return SmallFetch(url, None, error=denial, reached=False)
                     async with self.session.get(current, allow_redirects=False) as response:
                         location = response.headers.get("Location")
                         if response.status in REDIRECT_STATUSES and location:
@@ -252,7 +253,10 @@ class HttpClient:
                     Reason.TOO_MANY_REDIRECTS,
                     f"more than {ORIGIN_FILE_MAX_REDIRECTS} redirects from {url}"))
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-            return SmallFetch(url, None, error=denial_from_exception(exc))
+            # A connector error (DNS, blocked address, refused, TLS handshake) means
+            # no HTTP exchange with the host ever happened.
+            return SmallFetch(url, None, error=denial_from_exception(exc),
+                              reached=not isinstance(exc, aiohttp.ClientConnectorError))
 
     # -- images --------------------------------------------------------------------
     async def fetch_image(self, url: URL, *, check_hop: HopCheck,

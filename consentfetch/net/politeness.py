@@ -50,10 +50,10 @@ class _Host:
         """When the next request may start (ignoring the concurrency limit)."""
         return max(self.last_start + self.delay, self.blocked_until)
 
-    @property
-    def idle(self) -> bool:
+    def idle(self, now: float) -> bool:
+        """Nothing to remember: no users, no failures, no gap, no backoff under way."""
         return self.users == 0 and self.failures == 0 and self.delay == 0 \
-            and self.given_up is None
+            and self.given_up is None and self.blocked_until <= now
 
 
 class HostSlots:
@@ -86,7 +86,7 @@ class HostSlots:
 
     def _forget_if_idle(self, host: str) -> None:
         state = self._hosts.get(host)
-        if state is not None and state.idle and self._min_delay == 0:
+        if state is not None and self._min_delay == 0 and state.idle(self.now()):
             del self._hosts[host]
 
     # -- what the scheduler asks ---------------------------------------------------------
@@ -136,8 +136,9 @@ class HostSlots:
             return 0.0
         state.failures += 1
         state.last_failure = outcome
-        backoff = min(BACKOFF_CAP, self._backoff_base * 2 ** (state.failures - 1))
-        backoff += self._jitter(backoff / 2)
+        doublings = min(state.failures - 1, 32)  # 2**32 s is past any cap
+        backoff = min(BACKOFF_CAP, self._backoff_base * 2 ** doublings)
+        backoff = min(BACKOFF_CAP, backoff + self._jitter(backoff / 2))
         if retry_after is not None:
             backoff = max(backoff, retry_after)
         state.blocked_until = max(state.blocked_until, self.now() + backoff)
@@ -204,6 +205,14 @@ class HostScheduler(Generic[T]):
         now = self._slots.now()
         while self._timed and self._timed[0][0] <= now:
             self._ring.append(heapq.heappop(self._timed)[1])
+        if any(self._slots.given_up(host) for _, host in self._timed):
+            # A host given up while it waited out a backoff: its rows go now.
+            waiting, self._timed = self._timed, []
+            for ready, host in waiting:
+                if self._slots.given_up(host):
+                    self._ring.append(host)
+                else:
+                    heapq.heappush(self._timed, (ready, host))
         for _ in range(len(self._ring)):
             host = self._ring.popleft()
             queue = self._queues[host]

@@ -1,0 +1,197 @@
+"""The fault matrix: hostile and broken servers and inputs, all in one run.
+
+Every fault gets its own audit row with the right reason, the run finishes,
+and the ordinary rows around the faults still succeed. A second test shows a
+slow host does not stall the fast ones (asserted by request order, not time).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from consentfetch import fetch_shards, read_audit
+from consentfetch.testsite import LocalSite, Resource, make_image, running_site
+
+from .conftest import LOCAL
+
+
+def png_bomb(side: int = 20_000) -> bytes:
+    """A valid side x side 1-bit PNG, a few hundred KB; built without holding its pixels."""
+    row = b"\x00" * (1 + side // 8)
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row * 1000) for _ in range(side // 1000)) + z.flush()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+HUGE_CAPTION = "ünïcode caption " * 65_536  # ~1 MiB
+
+
+MATRIX_HOSTS = tuple(f"127.0.0.{i}" for i in range(50, 80))
+PRIVATE = MATRIX_HOSTS[-1]  # the one host the guard still refuses
+
+
+def build_matrix(site: LocalSite) -> list[tuple[str, str, str | None, str | None]]:
+    """(name, url, expected status, expected reason): each fault on its own origin."""
+    hosts = iter(range(len(MATRIX_HOSTS) - 1))
+    fail, bad = "failed_to_download", "failed_to_resize"
+    ok = make_image(64, 48)
+
+    def at(path: str, resource: Resource | bytes | None = None) -> str:
+        host = next(hosts)
+        return site.put(host, path, resource) if resource is not None else site.url(host, path)
+
+    closed = at("/closed/a.jpg", make_image(40, 40))
+    site.put(closed.split("/")[2].split(":")[0], "/robots.txt",
+             "User-agent: *\nDisallow: /closed/\n")
+    dup = at("/dup.jpg", ok)
+    refused = site.hosts[next(hosts)]
+    return [
+        ("normal", at("/gen/n1.jpg?w=300&h=200"), "success", None),
+        ("connection refused", f"http://{refused}:1/a.jpg", fail, "connection_error"),
+        ("reset mid-body", at("/fault/reset_body"), fail, "connection_error"),
+        ("body shorter than Content-Length", at("/fault/short"), fail, "connection_error"),
+        ("stall before headers", at("/fault/slow?delay=30"), fail, "timeout"),
+        ("slow drip", at("/fault/drip?seconds=60"), fail, "timeout"),
+        ("500 then 200", at("/fault/flaky?id=a&fail=1&code=500"), "success", None),
+        ("503 with Retry-After, then 200",
+         at("/fault/flaky?id=b&fail=1&code=503&retry_after=1"), "success", None),
+        ("redirect loop", at("/fault/loop"), fail, "too_many_redirects"),
+        ("redirect to a private address",
+         at("/r", Resource(b"", status=302,
+                           headers={"Location": f"http://{PRIVATE}:{site.port}/gen/x.jpg"})),
+         fail, "blocked_address"),
+        ("redirect to an opted-out origin",
+         at("/r", Resource(b"", status=302, headers={"Location": closed})),
+         "disallowed", "robots_disallowed"),
+        ("non-image content", at("/html", Resource(b"<html><body>hello</body></html>",
+                                                   content_type="text/html")),
+         bad, "decode_error"),
+        ("zero-length body", at("/empty.jpg", b""), bad, "decode_error"),
+        ("corrupt JPEG", at("/corrupt.jpg", ok[:200] + b"\x00" * 300), bad, "decode_error"),
+        ("20000x20000 PNG bomb", at("/bomb.png", png_bomb()), bad, "image_too_large"),
+        ("URL with a space", at("/a b.jpg", ok), "success", None),
+        ("duplicate URL (1)", dup, "success", None),
+        ("duplicate URL (2)", dup, "success", None),
+        ("unicode host (IDNA)", "http://bücher.invalid/a.jpg", fail, "dns_error"),
+        ("ftp:", "ftp://127.0.0.2/a.jpg", fail, "invalid_url"),
+        ("data:", "data:image/png;base64,iVBORw0KGgo=", fail, "invalid_url"),
+        ("javascript:", "javascript:alert(1)", fail, "invalid_url"),
+        ("normal, after the faults", at("/gen/n2.jpg?w=120&h=300"), "success", None),
+    ]
+
+
+@pytest.fixture
+def matrix_site():
+    with running_site(MATRIX_HOSTS) as site:
+        yield site
+
+
+def test_fault_matrix(matrix_site: LocalSite, tmp_path: Path) -> None:
+    site = matrix_site
+    matrix = build_matrix(site)
+    rows = [{"url": url, "caption": name, "n": i} for i, (name, url, _, _) in enumerate(matrix)]
+    rows.append({"url": site.url(0, "/gen/cap.jpg"), "caption": HUGE_CAPTION, "n": len(rows)})
+    path = tmp_path / "urls.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    # Every host but PRIVATE is let through the guard.
+    allowed = [f"{h}/32" for h in site.hosts if h != PRIVATE]
+    out = tmp_path / "out"
+    report = fetch_shards(str(path), str(out), caption_col="caption",
+                          save_additional_columns=["n"],
+                          **{**LOCAL, "allow_private_networks": False,
+                             "allowed_networks": allowed, "timeout": 2, "retries": 1,
+                             "retry_backoff": 0.05, "concurrency": 16})
+    audit = {r["n"]: r for r in read_audit(str(out)).to_pylist()}
+    assert len(audit) == len(rows) == report.total
+    for i, (name, url, status, reason) in enumerate(matrix):
+        row = audit[i]
+        assert (row["status"], row["reason"]) == (status, reason), (name, row["evidence"])
+        assert row["url"] == url
+        if reason:
+            assert row["evidence"], name
+    big = audit[len(matrix)]
+    assert big["status"] == "success" and big["caption"] == HUGE_CAPTION
+    # The 503 was retried after its Retry-After, not before.
+    times = [t for t, host, path in site.log if path.startswith("/fault/flaky?id=b")]
+    assert len(times) == 2 and times[1] - times[0] >= 0.9
+
+
+def test_invalid_utf8_caption_in_csv(matrix_site: LocalSite, tmp_path: Path) -> None:
+    url = matrix_site.put(0, "/a.jpg", make_image(40, 40))
+    path = tmp_path / "urls.csv"
+    path.write_bytes(b"url,caption\n" + url.encode() + b",caf\xe9 \xff\n")
+    fetch_shards(str(path), str(tmp_path / "o"), caption_col="caption", **LOCAL)
+    (row,) = read_audit(str(tmp_path / "o")).to_pylist()
+    assert row["status"] == "success" and row["caption"] == "caf\ufffd \ufffd"
+
+
+def test_429_burst_backs_the_host_off(matrix_site: LocalSite, tmp_path: Path) -> None:
+    """A host answering 429 is backed off as a whole, then everything succeeds."""
+    site = matrix_site
+    rows = [{"url": site.url(0, f"/fault/burst?n=3&retry_after=1&i={i}")} for i in range(6)]
+    path = tmp_path / "urls.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    fetch_shards(str(path), str(tmp_path / "o"),
+                 **{**LOCAL, "retries": 3, "retry_backoff": 0.05, "per_host_concurrency": 2})
+    audit = read_audit(str(tmp_path / "o")).to_pylist()
+    assert [r["status"] for r in audit] == ["success"] * 6
+    burst = [t for t, _, p in site.log if p.startswith("/fault/burst")]
+    assert len(burst) <= 6 + 3 + 2  # 3 refusals, and little else was wasted
+    # After the first 429 no request went out before its Retry-After had passed.
+    assert burst[-1] - burst[0] >= 0.9
+
+
+def test_circuit_breaker_gives_a_dead_host_up(matrix_site: LocalSite, tmp_path: Path) -> None:
+    site = matrix_site
+    rows = [{"url": site.url(0, f"/fault/status?code=500&i={i}")} for i in range(30)]
+    rows.append({"url": site.url(1, "/gen/fine.jpg")})
+    path = tmp_path / "urls.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    fetch_shards(str(path), str(tmp_path / "o"),
+                 **{**LOCAL, "retries": 1, "retry_backoff": 0.01, "max_host_failures": 4,
+                    "per_host_concurrency": 1})
+    audit = read_audit(str(tmp_path / "o")).to_pylist()
+    assert audit[-1]["status"] == "success"
+    dead = audit[:-1]
+    assert all(r["reason"] == "http_error" for r in dead)
+    given_up = [r for r in dead if r["evidence"].startswith("not requested:")]
+    assert len(given_up) >= 25 and "given up" in given_up[0]["evidence"]
+    assert site.hit_count(0, "/fault/status") <= 6  # 4 failures trip it (+ in flight)
+
+
+def test_slow_host_does_not_stall_fast_hosts(tmp_path: Path) -> None:
+    """One slow host among many fast ones: fast rows are not held behind it.
+
+    Asserted by the order of requests at the site, not by wall time: every
+    fast-host request arrives before the slow host's third request does.
+    """
+    hosts = tuple(f"127.0.0.{i}" for i in range(40, 49))
+    with running_site(hosts) as site:
+        slow, fast = 0, range(1, len(hosts))
+        rows = [{"url": site.url(slow, f"/fault/slow?delay=1&i={i}")} for i in range(6)]
+        for i in range(30):
+            for h in fast:
+                rows.append({"url": site.put(h, f"/{i}.jpg", make_image(32, 32, seed=i))})
+        path = tmp_path / "urls.parquet"
+        pq.write_table(pa.Table.from_pylist(rows), path)  # slow rows first, the worst case
+        fetch_shards(str(path), str(tmp_path / "o"),
+                     **{**LOCAL, "concurrency": 8, "per_host_concurrency": 2, "retries": 0})
+        slow_arrivals = [t for t, host, p in site.log
+                         if host == hosts[slow] and p.startswith("/fault/slow")]
+        fast_arrivals = [t for t, host, p in site.log
+                         if host != hosts[slow] and p.endswith(".jpg")]
+    assert len(slow_arrivals) == 6 and len(fast_arrivals) == 30 * len(fast)
+    assert max(fast_arrivals) < sorted(slow_arrivals)[2]
+    audit = read_audit(str(tmp_path / "o")).to_pylist()
+    assert [r["status"] for r in audit].count("success") == len(audit)
