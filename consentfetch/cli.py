@@ -13,6 +13,7 @@ import argparse
 import csv
 import json
 import logging
+import signal
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 
 from . import config as cfg
 from ._version import __version__
+from .distribute import StopRequested
 from .errors import ConsentFetchError, RunInterrupted
 from .fetch import Report, fetch_shards
 
@@ -57,6 +59,9 @@ def _add_download_options(p: argparse.ArgumentParser) -> None:
                         help="keep complete shards of an earlier run in OUTPUT_DIR (default)")
     resume.add_argument("--overwrite", dest="overwrite", action="store_true",
                         help="delete an earlier run in OUTPUT_DIR and start over")
+    g.add_argument("--retry-failed", action="store_true",
+                   help="also re-attempt the transient download failures (timeouts, DNS, "
+                        "connection errors, HTTP 429/5xx) of complete shards")
     g = p.add_argument_group("network")
     g.add_argument("--concurrency", type=int, default=d["concurrency"].default,
                    help="requests in flight per process")
@@ -193,6 +198,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.output_dir)
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops a download like Ctrl-C does (the CLI only: the library never
+    installs signal handlers)."""
+    def handler(signum: int, frame: object) -> None:
+        raise StopRequested()
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 \
@@ -200,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "download":
         logging.getLogger("consentfetch.progress").setLevel(logging.INFO)
+        _stop_on_sigterm()
     command = {"download": _cmd_download, "audit": _cmd_audit, "demo": _cmd_demo}[args.command]
     try:
         return command(args)

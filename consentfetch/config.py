@@ -43,6 +43,15 @@ CHECKS = ("registry", "robots_txt", "ai_crawlers", "content_usage", "ai_txt", "t
 INPUT_FORMATS = ("parquet", "csv", "tsv", "txt", "jsonl")
 DISTRIBUTORS = ("multiprocessing",)
 
+# Options a resumed run may change: how the work is spread and how patient the
+# network layer is. Every other option shapes the output (sizes, formats, keys,
+# consent), so resuming with a different value would mix two datasets.
+RESUME_SAFE_OPTIONS = frozenset({
+    "processes", "distributor", "overwrite", "retry_failed", "concurrency",
+    "per_host_concurrency", "min_host_delay", "max_host_failures", "max_retry_after",
+    "timeout", "retries", "retry_backoff", "resolver", "contact", "save_consent_files",
+})
+
 _TOKEN_RE = re.compile(r"^[A-Za-z_-]+$")  # RFC 9309 product token
 
 
@@ -69,6 +78,7 @@ class FetchConfig:
     processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     distributor: str = "multiprocessing"
     overwrite: bool = False
+    retry_failed: bool = False  # re-attempt transient download failures of complete shards
     # network
     concurrency: int = DEFAULT_CONCURRENCY
     per_host_concurrency: int = DEFAULT_PER_HOST_CONCURRENCY
@@ -146,6 +156,18 @@ def make_config(**options: Any) -> FetchConfig:
     return cfg
 
 
+def resume_conflicts(previous: dict[str, Any], current: FetchConfig) -> list[str]:
+    """The output-shaping options whose value differs from a previous run's config."""
+    now = current.to_dict()
+    changed = []
+    for name in sorted(set(previous) | set(now)):
+        if name in RESUME_SAFE_OPTIONS or previous.get(name) == now.get(name):
+            continue
+        flag = "--" + name.replace("_", "-")
+        changed.append(f"{flag} was {previous.get(name)!r}, now {now.get(name)!r}")
+    return changed
+
+
 def _validate(cfg: FetchConfig) -> None:
     def need(ok: bool, name: str, msg: str) -> None:
         if not ok:
@@ -190,3 +212,5 @@ def _validate(cfg: FetchConfig) -> None:
          "RFC 9309 product tokens: letters, '_' and '-' only")
     need(cfg.caption_col != cfg.url_col or cfg.caption_col is None, "caption_col",
          "a different column than --url-col")
+    need(not (cfg.retry_failed and cfg.overwrite), "retry_failed",
+         "cannot be combined with --overwrite")

@@ -9,9 +9,13 @@ shards it runs. Progress flows back through a queue in small batches.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import os
 import queue
+import signal
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -29,7 +33,17 @@ from .writer import OutputDir
 logger = logging.getLogger(__name__)
 
 _FLUSH_EVERY = 0.25  # seconds between progress messages from a worker
+_PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 _worker_queue: Any = None  # set in each worker process by _init_worker
+
+
+class StopRequested(KeyboardInterrupt):
+    """Raised by the CLI's SIGTERM handler: stop like Ctrl-C.
+
+    Unlike Ctrl-C in a terminal, a SIGTERM reaches only this process, so the
+    worker processes are interrupted in turn: they discard their in-flight
+    shards (nothing half-written stays visible) and the run stops.
+    """
 
 
 def run_all(shards: Iterable[ShardInput], config: FetchConfig, out: OutputDir,
@@ -53,20 +67,32 @@ def _run_pool(shards: Iterable[ShardInput], config: FetchConfig, out: OutputDir,
     drain.start()
     executor = ProcessPoolExecutor(processes, mp_context=ctx, initializer=_init_worker,
                                    initargs=(updates, logging.getLogger().level))
-    pending: set[Future[ShardOutcome]] = set()
     try:
-        for shard in shards:
-            pending.add(executor.submit(_worker_run, shard, config, out, extra_fields))
-            if len(pending) >= 2 * processes:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                yield from (f.result() for f in done)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            yield from (f.result() for f in done)
+        yield from _submit_all(executor, shards, config, out, extra_fields, processes)
+    except StopRequested:
+        for child in multiprocessing.active_children():
+            if child.pid is not None:
+                os.kill(child.pid, signal.SIGINT)
+        raise
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
         stop.set()
         drain.join(5)
+
+
+def _submit_all(executor: ProcessPoolExecutor, shards: Iterable[ShardInput],
+                config: FetchConfig, out: OutputDir, extra_fields: list[pa.Field],
+                processes: int) -> Iterator[ShardOutcome]:
+    """Submit shards a few at a time (at most 2 per process pending); yield as they finish."""
+    pending: set[Future[ShardOutcome]] = set()
+    for shard in shards:
+        pending.add(executor.submit(_worker_run, shard, config, out, extra_fields))
+        if len(pending) >= 2 * processes:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            yield from (f.result() for f in done)
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        yield from (f.result() for f in done)
 
 
 def _drain(updates: Any, progress: Progress, stop: threading.Event) -> None:
@@ -80,8 +106,27 @@ def _drain(updates: Any, progress: Progress, stop: threading.Event) -> None:
         progress.update(done, successes)
 
 
+def _die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this worker if the parent process dies.
+
+    Without it a parent killed with SIGKILL leaves orphan workers that go on
+    writing their shards, racing the resumed run that redoes them.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        logger.debug("prctl(PR_SET_PDEATHSIG) unavailable", exc_info=True)
+        return
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def _init_worker(updates: Any, log_level: int) -> None:
     global _worker_queue
+    _die_with_parent()
     _worker_queue = updates
     logging.basicConfig(level=log_level or logging.WARNING,
                         format="%(asctime)s %(processName)s %(levelname)s %(name)s: %(message)s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -13,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from ._version import __version__
-from .config import CHECKS, FetchConfig, make_config
+from .config import CHECKS, FetchConfig, make_config, resume_conflicts
 from .consent.metadata import C2PA_AVAILABLE
 from .pipeline import engine_for
 from .distribute import run_all
@@ -21,10 +22,23 @@ from .errors import ConfigError, RunInterrupted
 from .progress import Progress
 from collections.abc import Iterator
 
-from .reader import InputSource, ShardInput, shard_name
+from .reader import InputRow, InputSource, ShardInput, key_index, shard_name
 from .writer import RESERVED_COLUMNS, OutputDir
 
 logger = logging.getLogger(__name__)
+
+# Download failures worth another try with --retry-failed: the site may answer
+# next time. Consent decisions (disallowed) are never retried.
+TRANSIENT_REASONS = frozenset({"timeout", "dns_error", "connection_error"})
+
+
+def is_retryable(row: dict[str, Any]) -> bool:
+    """A transient download failure: timeout, DNS, connection, HTTP 429 or 5xx."""
+    if row["status"] != "failed_to_download":
+        return False
+    status = row.get("http_status") or 0
+    return row["reason"] in TRANSIENT_REASONS or (
+        row["reason"] == "http_error" and (status == 429 or status >= 500))
 
 
 
@@ -89,20 +103,29 @@ class _Run:
     def execute(self) -> Report:
         if self.config.overwrite:
             self.out.remove_run()
+        else:
+            self._check_resumable()
         leftovers = self.out.remove_temporaries()
-        if leftovers:
-            logger.info("removed %d leftover temporary file(s) of an interrupted run",
-                        len(leftovers))
+        broken = self.out.remove_incomplete()
+        if leftovers or broken:
+            logger.info("removed %d temporary file(s) and %d unfinished shard(s) of an "
+                        "interrupted run", len(leftovers), len(broken))
         done = self.out.completed_shards()
         self._load_origins()
         self._write_run_json("running")
         t0 = time.monotonic()
         try:
-            for outcome in run_all(self._todo(done), self.config, self.out,
+            work = self._todo(done)
+            if self.config.retry_failed:
+                work = itertools.chain(work, self._retry_jobs(done))
+            for outcome in run_all(work, self.config, self.out,
                                    self.source.extra_fields, self.progress, self._processes()):
                 self.written += 1
+                before = len(self.origin_rows)
                 for row in outcome.origin_rows:
                     self.origin_rows[(row["origin"], row["kind"])] = row
+                if len(self.origin_rows) != before:
+                    self._write_origins()  # flushed as shards complete: a crash loses little
         except KeyboardInterrupt as exc:
             self._finish("interrupted")
             raise RunInterrupted(
@@ -124,6 +147,36 @@ class _Run:
         if skipped:
             logger.info("resumed: %d shard(s) were already complete", skipped)
 
+    def _retry_jobs(self, done: set[int]) -> Iterator[ShardInput]:
+        """For --retry-failed: the transient failures of shards complete before this run."""
+        extra = [f.name for f in self.source.extra_fields]
+        total = 0
+        for shard_id in sorted(done):
+            rows = [r for r in self.out.read_table(f"{shard_name(shard_id)}.parquet").to_pylist()
+                    if is_retryable(r)]
+            if not rows:
+                continue
+            total += len(rows)
+            yield ShardInput(
+                shard_id,
+                [InputRow(r["url"], r["caption"], {n: r.get(n) for n in extra}) for r in rows],
+                [key_index(r["key"], self.config.shard_size) for r in rows])
+        logger.info("--retry-failed: %d transient failure(s) retried", total)
+
+    def _check_resumable(self) -> None:
+        """Refuse to add to a folder holding a run made with other options."""
+        if not self.out.exists("run.json"):
+            return
+        previous = self.out.read_json("run.json")
+        conflicts = resume_conflicts(previous.get("config", {}), self.config)
+        if previous.get("input") not in (None, self.input):
+            conflicts.insert(0, f"input was {previous['input']!r}, now {self.input!r}")
+        if conflicts:
+            raise ConfigError(
+                f"{self.out.url} holds a run made with other options ("
+                + "; ".join(conflicts) + "). Run again with the same options to resume, "
+                "or add --overwrite to start over.")
+
     def _processes(self) -> int:
         total = self.source.total_rows
         if total is None:
@@ -135,10 +188,13 @@ class _Run:
             for row in self.out.read_table("origins.parquet").to_pylist():
                 self.origin_rows[(row["origin"], row["kind"])] = row
 
-    def _finish(self, state: str, skipped: int = 0, duration: float = 0.0) -> Report:
+    def _write_origins(self) -> None:
         if self.origin_rows:
             rows = sorted(self.origin_rows.values(), key=lambda r: (r["origin"], r["kind"]))
             self.out.write_table("origins.parquet", pa.Table.from_pylist(rows))
+
+    def _finish(self, state: str, skipped: int = 0, duration: float = 0.0) -> Report:
+        self._write_origins()
         counts, reasons = self._totals()
         self._write_run_json(state, counts, reasons)
         return Report(self.out.url, counts, reasons, self.written, skipped, duration,

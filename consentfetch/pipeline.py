@@ -173,7 +173,8 @@ def _schedule(shard: ShardInput,
               slots: HostSlots, per_host: int) -> HostScheduler[tuple[int, InputRow]]:
     """Queue the shard's rows by host, so hosts take turns and none can stall the rest."""
     scheduler: HostScheduler[tuple[int, InputRow]] = HostScheduler(slots, per_host)
-    for index, row in enumerate(shard.rows):
+    indices = shard.indices if shard.indices is not None else range(len(shard.rows))
+    for index, row in zip(indices, shard.rows, strict=True):
         url = parse_http_url(row.url) if not row.error else None
         host = url.host or "" if isinstance(url, URL) else ""  # "": no request will be made
         scheduler.add(host, (index, row))
@@ -182,9 +183,12 @@ def _schedule(shard: ShardInput,
 
 async def _run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
                      extra_fields: list[pa.Field], progress: ProgressSink | None) -> ShardOutcome:
+    replace = None
+    if shard.indices is not None:
+        replace = {compute_key(shard.shard_id, i, config.shard_size) for i in shard.indices}
     writer = ShardWriter(out, shard.shard_id, extra_fields, encode_format=config.encode_format,
                          save_caption=config.caption_col is not None,
-                         run_columns=run_columns(config))
+                         run_columns=run_columns(config), replace_keys=replace)
     try:
         with ThreadPoolExecutor(max_workers=_image_threads(),
                                 thread_name_prefix="consentfetch-image") as pool:

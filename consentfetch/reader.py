@@ -75,10 +75,16 @@ class InputRow:
 
 @dataclass(slots=True)
 class ShardInput:
-    """The rows of one shard, in input order."""
+    """The rows of one shard, in input order.
+
+    ``indices`` is set when the rows are a subset of a shard that already
+    exists (``--retry-failed``): row ``i`` keeps its index ``indices[i]``, and
+    so its key, and the shard's other rows and samples are carried over.
+    """
 
     shard_id: int
     rows: list[InputRow]
+    indices: list[int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +128,11 @@ def compute_key(shard_id: int, index: int, shard_size: int) -> str:
         raise ValueError(f"shard_id must be non-negative (got {shard_id})")
     key = shard_id * 10**sample_digits + index
     return str(key).zfill(_SHARD_DIGITS + sample_digits)
+
+
+def key_index(key: str, shard_size: int) -> int:
+    """The row index inside its shard of a key made by :func:`compute_key`."""
+    return int(key) % 10 ** len(str(shard_size - 1))
 
 
 def shard_name(shard_id: int) -> str:

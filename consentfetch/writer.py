@@ -115,6 +115,51 @@ class OutputDir:
                 done.add(int(stem))
         return done
 
+    def shard_problem(self, shard_id: int) -> str | None:
+        """Why a shard that looks complete is not (None when it is whole).
+
+        Complete means: tar, parquet and stats all present, the parquet holds
+        ``count`` rows, and the tar holds one ``.json`` member per success.
+        """
+        stem = shard_name(shard_id)
+        missing = [n for n in (f"{stem}.tar", f"{stem}.parquet", f"{stem}_stats.json")
+                   if not self.exists(n)]
+        if missing:
+            return f"missing {', '.join(missing)}"
+        try:
+            stats = self.read_json(f"{stem}_stats.json")
+            with self.fs.open(self.path(f"{stem}.parquet"), "rb") as f:
+                rows = pq.ParquetFile(f).metadata.num_rows
+            with self.fs.open(self.path(f"{stem}.tar"), "rb") as f, \
+                    tarfile.open(fileobj=f, mode="r:") as tar:
+                samples = sum(1 for m in tar if m.name.endswith(".json"))
+        except (OSError, ValueError, KeyError, tarfile.TarError) as exc:
+            return f"unreadable: {exc}"
+        if rows != stats["count"] or samples != stats["successes"]:
+            return (f"{rows} audit rows and {samples} samples, but stats say "
+                    f"{stats['count']} rows and {stats['successes']} successes")
+        return None
+
+    def remove_shard(self, shard_id: int) -> None:
+        """Delete every file of a shard, stats first (so it stops looking complete)."""
+        stem = shard_name(shard_id)
+        for name in (f"{stem}_stats.json", f"{stem}.tar", f"{stem}.parquet"):
+            if self.exists(name):
+                self.fs.rm(self.path(name))
+
+    def remove_incomplete(self) -> list[int]:
+        """Delete the files of shards that did not finish; returns their ids."""
+        complete = {i for i in self.completed_shards() if self.shard_problem(i) is None}
+        started = set()
+        for name in self.names():
+            stem = name.split(".", 1)[0].removesuffix("_stats")
+            if stem.isdigit() and name.endswith((".tar", ".parquet", "_stats.json")):
+                started.add(int(stem))
+        broken = sorted(started - complete)
+        for shard_id in broken:
+            self.remove_shard(shard_id)
+        return broken
+
     def remove_temporaries(self) -> list[str]:
         """Delete leftovers of an interrupted run; returns their names."""
         leftovers = [n for n in self.names() if n.endswith(TMP_SUFFIX)]
@@ -168,7 +213,8 @@ class ShardWriter:
 
     def __init__(self, out: OutputDir, shard_id: int, extra_fields: Sequence[pa.Field], *,
                  encode_format: str, save_caption: bool,
-                 run_columns: dict[str, Any] | None = None) -> None:
+                 run_columns: dict[str, Any] | None = None,
+                 replace_keys: set[str] | None = None) -> None:
         self.out = out
         self.stem = shard_name(shard_id)
         self.shard_id = shard_id
@@ -181,6 +227,19 @@ class ShardWriter:
         self._rows: list[dict[str, Any]] = []
         self._tar_file = out.fs.open(out.path(f"{self.stem}.tar{TMP_SUFFIX}"), "wb")
         self._tar = tarfile.open(fileobj=self._tar_file, mode="w", format=tarfile.USTAR_FORMAT)
+        self._rewrite = replace_keys is not None
+        if replace_keys is not None:
+            self._carry_over(replace_keys)
+
+    def _carry_over(self, replace_keys: set[str]) -> None:
+        """Start from the existing shard: its samples and audit rows but ``replace_keys``."""
+        table = self.out.read_table(f"{self.stem}.parquet")
+        self._rows = [r for r in table.to_pylist() if r["key"] not in replace_keys]
+        with self.out.fs.open(self.out.path(f"{self.stem}.tar"), "rb") as f, \
+                tarfile.open(fileobj=f, mode="r:") as old:
+            for member in old:
+                if member.name.split(".", 1)[0] not in replace_keys:
+                    self._tar.addfile(member, old.extractfile(member))
 
     def add(self, key: str, row: InputRow, result: RowResult) -> None:
         record = self._record(key, row, result)
@@ -220,6 +279,8 @@ class ShardWriter:
         with self.out.fs.open(self.out.path(f"{self.stem}.parquet{TMP_SUFFIX}"), "wb") as f:
             pq.write_table(table, f)
         stats = shard_stats(self.shard_id, self._rows, self.started, time.time())
+        if self._rewrite:  # the shard stops looking complete until the new stats land
+            self.out.fs.rm(self.out.path(f"{self.stem}_stats.json"))
         self.out.commit(f"{self.stem}.tar")
         self.out.commit(f"{self.stem}.parquet")
         self.out.write_json(f"{self.stem}_stats.json", stats)  # last: marks completion

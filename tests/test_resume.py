@@ -1,0 +1,150 @@
+"""Resume, --retry-failed, clean stops and SIGKILL at any moment."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import webdataset as wds
+
+from consentfetch import ConfigError, fetch_shards, read_audit
+from consentfetch.testsite import LocalSite, make_image, running_site
+
+from .conftest import LOCAL
+
+
+def check_invariants(out: Path, n_rows: int) -> None:
+    """Every tar readable, every input row audited once, samples == successes."""
+    assert not list(out.glob("*.tmp"))
+    audit = read_audit(str(out)).to_pylist()
+    assert len(audit) == n_rows
+    assert len({r["key"] for r in audit}) == n_rows
+    assert len({r["url"] for r in audit}) == n_rows
+    successes = {r["key"] for r in audit if r["status"] == "success"}
+    keys = []
+    for tar_path in sorted(out.glob("*.tar")):
+        with tarfile.open(tar_path) as tar:
+            tar.getmembers()
+        keys += [s["__key__"] for s in wds.WebDataset(str(tar_path), shardshuffle=False)]
+    assert len(keys) == len(set(keys)), "duplicate samples"
+    assert set(keys) == successes
+
+
+def test_retry_failed_rewrites_only_transient_failures(site: LocalSite, url_list,
+                                                       tmp_path: Path) -> None:
+    site.put(0, "/robots.txt", "User-agent: *\nDisallow: /no/\n")
+    rows = [{"url": site.put(0, f"/ok/{i}.jpg", make_image(40, 40, seed=i))} for i in range(4)]
+    rows += [{"url": site.url(0, f"/fault/flaky?id={i}&fail=1&code=503")} for i in range(3)]
+    rows += [{"url": site.url(0, "/missing.jpg")}, {"url": site.url(0, "/no/a.jpg")}]
+    path, out = url_list(rows), tmp_path / "o"
+    options = {**LOCAL, "retries": 0, "shard_size": 5}
+    first = fetch_shards(path, str(out), **options)
+    assert first.counts == {"disallowed": 1, "failed_to_download": 4, "success": 4}
+    keys_before = {r["url"]: r["key"] for r in read_audit(str(out)).to_pylist()}
+
+    second = fetch_shards(path, str(out), retry_failed=True, **options)
+    assert second.counts == {"disallowed": 1, "failed_to_download": 1, "success": 7}
+    audit = {r["url"]: r for r in read_audit(str(out)).to_pylist()}
+    assert {u: r["key"] for u, r in audit.items()} == keys_before  # keys are kept
+    assert audit[site.url(0, "/missing.jpg")]["reason"] == "http_error"  # 404: not retried
+    assert site.hit_count(0, "/missing.jpg") == 1
+    assert site.hit_count(0, "/no/a.jpg") == 0
+    check_invariants(out, len(rows))
+
+
+def test_resume_refuses_other_options(site: LocalSite, url_list, tmp_path: Path) -> None:
+    path, out = url_list([{"url": site.put(0, "/a.jpg", make_image(40, 40))}]), tmp_path / "o"
+    fetch_shards(path, str(out), **LOCAL)
+    with pytest.raises(ConfigError, match="--image-size was 256, now 128.*--overwrite"):
+        fetch_shards(path, str(out), image_size=128, **LOCAL)
+    fetch_shards(path, str(out), **{**LOCAL, "timeout": 7, "concurrency": 3})  # safe changes
+    report = fetch_shards(path, str(out), image_size=128, overwrite=True, **LOCAL)
+    assert report.shards_written == 1
+    assert json.loads((out / "run.json").read_text())["config"]["image_size"] == 128
+
+
+def test_inconsistent_shard_is_redone(site: LocalSite, url_list, tmp_path: Path) -> None:
+    rows = [{"url": site.put(0, f"/{i}.jpg", make_image(40, 40, seed=i))} for i in range(4)]
+    path, out = url_list(rows), tmp_path / "o"
+    fetch_shards(path, str(out), shard_size=2, **LOCAL)
+    (out / "00001.tar").write_bytes(b"")  # truncated by a crash of some other tool
+    report = fetch_shards(path, str(out), shard_size=2, **LOCAL)
+    assert (report.shards_written, report.shards_skipped) == (1, 1)
+    check_invariants(out, 4)
+
+
+def _slow_run(site: LocalSite, url_list, n: int) -> str:
+    rows = [{"url": site.url(i % len(site.hosts), f"/fault/slow?delay=0.05&i={i}")}
+            for i in range(n)]
+    return url_list(rows)
+
+
+def _download(path: str, out: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "consentfetch", "download", path, str(out),
+         "--allow-private-networks", "--shard-size", "50", "--processes", "2",
+         "--concurrency", "8", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _wait_for(predicate, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting for the run"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("kill_after_shards", [0, 4, 10])  # of 12; 10: the last two run
+def test_sigkill_then_resume(url_list, tmp_path: Path, kill_after_shards: int) -> None:
+    """SIGKILL (of the parent alone: workers must die with it) at three points."""
+    with running_site(("127.0.0.20", "127.0.0.21", "127.0.0.22")) as site:
+        n = 600
+        path, out = _slow_run(site, url_list, n), tmp_path / "o"
+        proc = _download(path, out)
+        if kill_after_shards == 0:
+            _wait_for(lambda: site.hit_count(0, "/fault/slow") > 5)
+        else:
+            _wait_for(lambda: len(list(out.glob("*_stats.json"))) >= kill_after_shards)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        # The workers die with their parent (PR_SET_PDEATHSIG): nothing of the
+        # killed run is left to race the resumed one.
+        _wait_for(lambda: not _group_alive(proc.pid), timeout=10)
+        done_before = len(list(out.glob("*_stats.json")))
+        assert done_before < n // 50, "the run finished before it could be killed"
+        resumed = _download(path, out)
+        stdout, stderr = resumed.communicate(timeout=120)
+        assert resumed.returncode == 0, stderr
+        assert f"{n} URLs: {n} success" in stdout
+    check_invariants(out, n)
+
+
+def test_sigterm_stops_cleanly_with_workers(url_list, tmp_path: Path) -> None:
+    with running_site(("127.0.0.23", "127.0.0.24")) as site:
+        path, out = _slow_run(site, url_list, 400), tmp_path / "o"
+        proc = _download(path, out)
+        _wait_for(lambda: site.hit_count(0, "/fault/slow") > 10)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130, stderr
+        assert "run the same command again to resume" in stderr
+        assert not list(out.glob("*.tmp"))
+        assert json.loads((out / "run.json").read_text())["state"] == "interrupted"
+        for stats in out.glob("*_stats.json"):  # whatever finished is whole
+            stem = stats.name.removesuffix("_stats.json")
+            assert (out / f"{stem}.tar").exists() and (out / f"{stem}.parquet").exists()
