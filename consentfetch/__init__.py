@@ -5,11 +5,13 @@ Public names are the ones in ``__all__``; every other module may change.
 
 from ._version import __version__
 from .audit import read_audit
+from .check import CheckResult, check_url
 from .config import FetchConfig, make_config
 from .errors import ConfigError, ConsentFetchError, InputError, OutputError, RunInterrupted
 from .fetch import Report, fetch_shards
 
 __all__ = [
+    "CheckResult",
     "ConfigError",
     "ConsentFetchError",
     "FetchConfig",
@@ -18,6 +20,7 @@ __all__ = [
     "Report",
     "RunInterrupted",
     "__version__",
+    "check_url",
     "fetch_shards",
     "make_config",
     "read_audit",

@@ -114,6 +114,26 @@ def _add_download_options(p: argparse.ArgumentParser) -> None:
                         "origins.parquet")
 
 
+def _add_check_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``check``: the download's consent and network options that matter."""
+    d = cfg.FetchConfig.__dataclass_fields__
+    p.add_argument("--consent", choices=cfg.CONSENT_PROFILES, default=d["consent"].default)
+    p.add_argument("--user-agent-token", default=d["user_agent_token"].default)
+    p.add_argument("--contact", default=d["contact"].default)
+    p.add_argument("--ignore", action="append", choices=cfg.CHECKS, default=[], metavar="CHECK")
+    p.add_argument("--opt-out-list", dest="opt_out_lists", action="append", default=[],
+                   metavar="FILE")
+    p.add_argument("--opt-in-list", dest="opt_in_lists", action="append", default=[],
+                   metavar="FILE")
+    p.add_argument("--ai-crawler-token", dest="ai_crawler_tokens", action="append", default=[],
+                   metavar="TOKEN")
+    p.add_argument("--timeout", type=float, default=d["timeout"].default)
+    p.add_argument("--max-bytes", type=int, default=d["max_bytes"].default)
+    p.add_argument("--allow-private-networks", action="store_true")
+    p.add_argument("--allow-network", dest="allowed_networks", action="append", default=[],
+                   metavar="CIDR")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="consentfetch",
@@ -131,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output_dir")
     p.add_argument("--by", choices=("status", "reason", "host"), default="reason")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+
+    p = sub.add_parser("check", help="live: would these URLs be downloaded, and why?")
+    p.add_argument("urls", nargs="+", metavar="URL")
+    p.add_argument("--json", action="store_true", help="one JSON object per URL, one per line")
+    _add_check_options(p)
 
     p = sub.add_parser("demo", help="run against a bundled local site and show the audit")
     p.add_argument("output_dir", nargs="?", default="consentfetch-demo")
@@ -193,6 +218,40 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    """Exit 0 when every URL would be downloaded, 1 when any would not."""
+    from .check import check_urls
+    options = {k: v for k, v in vars(args).items()
+               if k not in ("command", "urls", "json", "verbose")}
+    results = check_urls(args.urls, **options)
+    for result in results:
+        if args.json:
+            print(json.dumps(result.to_dict(), default=str))
+        else:
+            print(_describe_check(result))
+    return 0 if all(r.decision == "allowed" for r in results) else 1
+
+
+def _describe_check(result: Any) -> str:
+    if result.decision == "allowed":
+        head = "WOULD BE DOWNLOADED: no opt-out signal found"
+    else:
+        head = f"NOT DOWNLOADED ({result.decision}: {result.reason})"
+    lines = [result.url, f"  {head}"]
+    if result.evidence:
+        lines.append(f"  why: {result.evidence}")
+    if len(result.hops) > 1:
+        lines.append("  requested: " + " -> ".join(result.hops))
+    for f in result.origin_files:
+        status = f"HTTP {f['http_status']}" if f["http_status"] else (f["error"] or "no answer")
+        digest = f", sha256 {f['sha256'][:12]}…" if f["sha256"] else ""
+        lines.append(f"  {f['kind']:<12} {f['outcome']:<11} {status}{digest}  {f['url']}")
+    for name, values in result.headers.items():
+        for value in values:
+            lines.append(f"  header  {name}: {value}")
+    return "\n".join(lines) + "\n"
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     return run_demo(args.output_dir)
@@ -214,7 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "download":
         logging.getLogger("consentfetch.progress").setLevel(logging.INFO)
         _stop_on_sigterm()
-    command = {"download": _cmd_download, "audit": _cmd_audit, "demo": _cmd_demo}[args.command]
+    command = {"download": _cmd_download, "audit": _cmd_audit, "check": _cmd_check,
+               "demo": _cmd_demo}[args.command]
     try:
         return command(args)
     except RunInterrupted as exc:

@@ -68,6 +68,19 @@ def engine_for(config: FetchConfig) -> ConsentEngine:
         ai_tokens=load_ai_crawler_tokens(config.ai_crawler_tokens))
 
 
+# Response headers that carry consent signals (shown by ``consentfetch check``).
+CONSENT_HEADERS = ("X-Robots-Tag", "tdm-reservation", "tdm-policy", "Content-Usage",
+                   "Content-Type", "Content-Length")
+
+
+@dataclass
+class Observation:
+    """What one URL's processing met: the request hops and the judged headers."""
+
+    hops: list[str] = field(default_factory=list)
+    headers: dict[str, list[str]] = field(default_factory=dict)
+
+
 @dataclass
 class ShardOutcome:
     """What a finished shard reports back to the distributor (picklable)."""
@@ -104,7 +117,10 @@ class _Shard:
                                         or 0.0)
         return policy
 
-    async def process(self, row: InputRow) -> RowResult:
+    async def process(self, row: InputRow, *, seen: Observation | None = None,
+                      decide_only: bool = False) -> RowResult:
+        """One row through every stage. ``decide_only`` stops after the consent
+        checks (no resize); ``seen`` collects the hops and headers met on the way."""
         if row.error:
             return _denied(Denial(Reason.INVALID_URL, row.error))
         url = parse_http_url(row.url)
@@ -116,9 +132,14 @@ class _Shard:
             return _denied(denial)
 
         async def check_hop(hop: URL) -> Denial | None:
+            if seen is not None:
+                seen.hops.append(str(hop))
             return self.engine.check_origin(await self.policy(hop), hop, permits)
 
         def check_headers(final: URL, headers: CIMultiDictProxy[str]) -> Denial | None:
+            if seen is not None:
+                seen.headers = {name: headers.getall(name) for name in CONSENT_HEADERS
+                                if name in headers}
             return self.engine.check_headers(self.policies.cached(final), final, headers,
                                              permits)
 
@@ -127,14 +148,18 @@ class _Shard:
         if isinstance(fetched, Denial):
             return _denied(fetched)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, self._inspect, fetched, permits)
+        return await loop.run_in_executor(self.pool, self._inspect, fetched, permits,
+                                          decide_only)
 
-    def _inspect(self, fetched: Fetched, permits: Permits) -> RowResult:
+    def _inspect(self, fetched: Fetched, permits: Permits, decide_only: bool) -> RowResult:
         """Body checks, then decode and resize: CPU work, run in a thread."""
         digest = hashlib.sha256(fetched.body).hexdigest()
         mime = fetched.headers.get("Content-Type")
         denial = self.engine.check_body(fetched.body, digest, mime, permits) \
             or self.engine.check_permission(permits)
+        if denial is None and decide_only:
+            return RowResult(status=Status.SUCCESS, http_status=fetched.http_status,
+                             sha256=digest)
         if denial is None:
             image = process_image(fetched.body, self.resize)
             if not isinstance(image, Denial):

@@ -1,0 +1,70 @@
+"""``check_url`` / ``consentfetch check``: would this URL be downloaded, and why?
+
+A live check without building a dataset. It fetches the origin's consent
+files and the image's response headers. The body is read only when the
+headers allow it, because body metadata (IPTC, C2PA) is a signal too; it is
+never resized or written. Every URL goes through the very code a download
+uses (:class:`consentfetch.pipeline._Shard`), so there is no second
+implementation of any rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from yarl import URL
+
+from .config import FetchConfig, make_config
+from .consent.origins import origin_of
+from .pipeline import Observation, _Shard, make_client
+from .reader import InputRow
+
+
+@dataclass
+class CheckResult:
+    """The decision on one URL, with everything that led to it."""
+
+    url: str
+    decision: str  # "allowed" (would be downloaded), or the status: disallowed, failed_to_download
+    reason: str | None
+    evidence: str | None
+    http_status: int | None
+    hops: list[str] = field(default_factory=list)  # every URL requested, redirects included
+    headers: dict[str, list[str]] = field(default_factory=dict)  # consent-bearing headers
+    origin_files: list[dict[str, Any]] = field(default_factory=list)  # robots.txt, ai.txt, ...
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def _check_all(urls: list[str], config: FetchConfig) -> list[CheckResult]:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        async with make_client(config) as client:
+            shard = _Shard(config, client, pool)
+
+            async def one(url: str) -> CheckResult:
+                seen = Observation()
+                result = await shard.process(InputRow(url, None, {}), seen=seen,
+                                             decide_only=True)
+                decision = "allowed" if result.reason is None else str(result.status)
+                origins = {origin_of(URL(hop)) for hop in seen.hops}
+                files = [{k: v for k, v in f.to_row().items() if k != "body"}
+                         for (origin, _), f in shard.policies.used.items() if origin in origins]
+                return CheckResult(url, decision, result.reason, result.evidence,
+                                   result.http_status, seen.hops, seen.headers, files)
+
+            return list(await asyncio.gather(*(one(u) for u in urls)))
+
+
+def check_urls(urls: list[str], **options: Any) -> list[CheckResult]:
+    """Live consent decisions for ``urls`` with the download's options (``consent=``...)."""
+    config = make_config(**{"retries": 0, **options})
+    return asyncio.run(_check_all(list(urls), config))
+
+
+def check_url(url: str, **options: Any) -> CheckResult:
+    """Would ``url`` be downloaded under these options, and why? (a live check)"""
+    return check_urls([url], **options)[0]
