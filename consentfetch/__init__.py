@@ -4,7 +4,7 @@ Public names are the ones in ``__all__``; every other module may change.
 """
 
 from ._version import __version__
-from .audit import read_audit
+from .audit import explain_url, read_audit, summarize_audit
 from .check import CheckResult, check_url
 from .config import FetchConfig, make_config
 from .errors import ConfigError, ConsentFetchError, InputError, OutputError, RunInterrupted
@@ -21,7 +21,9 @@ __all__ = [
     "RunInterrupted",
     "__version__",
     "check_url",
+    "explain_url",
     "fetch_shards",
     "make_config",
     "read_audit",
+    "summarize_audit",
 ]

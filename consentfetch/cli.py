@@ -1,7 +1,10 @@
 """The ``consentfetch`` command line.
 
     consentfetch download INPUT OUTPUT_DIR [options]
-    consentfetch audit OUTPUT_DIR [--by status|reason|host] [--format table|json|csv]
+    consentfetch audit OUTPUT_DIR [--by status|reason|host] [--format table|json|csv] [...]
+    consentfetch why URL OUTPUT_DIR | consentfetch why --host HOST OUTPUT_DIR
+    consentfetch report OUTPUT_DIR -o report.html
+    consentfetch check URL [URL...]
     consentfetch demo [OUTPUT_DIR]
 
 This module is the only one that prints; everything else logs.
@@ -10,23 +13,23 @@ This module is the only one that prints; everything else logs.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
+import os
 import signal
 import sys
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from . import config as cfg
 from ._version import __version__
+from .cli_audit import add_audit_commands
 from .distribute import StopRequested
 from .errors import ConsentFetchError, RunInterrupted
 from .fetch import Report, fetch_shards
 
 EXIT_ERROR = 2
+_AUDIT_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
 EXIT_INTERRUPTED = 130
 
 
@@ -141,16 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"consentfetch {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     sub = parser.add_subparsers(dest="command", required=True)
+    _AUDIT_HANDLERS.update(add_audit_commands(sub))
 
     p = sub.add_parser("download", help="download a URL list into webdataset shards")
     p.add_argument("input", help="URL list: parquet, csv, tsv, txt or jsonl (local or fsspec)")
     p.add_argument("output_dir")
     _add_download_options(p)
-
-    p = sub.add_parser("audit", help="count an output folder's audit rows")
-    p.add_argument("output_dir")
-    p.add_argument("--by", choices=("status", "reason", "host"), default="reason")
-    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
 
     p = sub.add_parser("check", help="live: would these URLs be downloaded, and why?")
     p.add_argument("urls", nargs="+", metavar="URL")
@@ -189,32 +188,6 @@ def print_report(report: Report, out: Any = None) -> None:
 def _cmd_download(args: argparse.Namespace) -> int:
     report = fetch_shards(args.input, args.output_dir, progress=True, **_download_options(args))
     print_report(report)
-    return 0
-
-
-def _cmd_audit(args: argparse.Namespace) -> int:
-    from .audit import read_audit
-    table = read_audit(args.output_dir)
-    if table.num_rows == 0:
-        print(f"no complete shards in {args.output_dir}", file=sys.stderr)
-        return 1
-    if args.by == "host":
-        keys = [urlsplit(u).hostname if u else None for u in table["url"].to_pylist()]
-    else:
-        keys = table[args.by].to_pylist()
-    counts = Counter("(none)" if k is None else k for k in keys)
-    rows = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    if args.format == "json":
-        print(json.dumps({k: n for k, n in rows}, indent=2))
-    elif args.format == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow([args.by, "count"])
-        writer.writerows(rows)
-    else:
-        width = max(len(args.by), *(len(str(k)) for k, _ in rows))
-        print(f"{args.by:<{width}}  count")
-        for key, n in rows:
-            print(f"{key:<{width}}  {n}")
     return 0
 
 
@@ -273,8 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "download":
         logging.getLogger("consentfetch.progress").setLevel(logging.INFO)
         _stop_on_sigterm()
-    command = {"download": _cmd_download, "audit": _cmd_audit, "check": _cmd_check,
-               "demo": _cmd_demo}[args.command]
+    command = {"download": _cmd_download, "check": _cmd_check, "demo": _cmd_demo,
+               **_AUDIT_HANDLERS}[args.command]
     try:
         return command(args)
     except RunInterrupted as exc:
@@ -286,3 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConsentFetchError as exc:
         print(f"consentfetch: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader went away (`consentfetch audit out/ | head`): stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

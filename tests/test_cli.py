@@ -41,7 +41,9 @@ def test_download_then_audit(site: LocalSite, url_list, tmp_path: Path) -> None:
 
     result = run_cli("audit", str(out), "--by", "reason", "--format", "json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"(none)": 5, "robots_disallowed": 1, "x_robots_tag": 1}
+    data = json.loads(result.stdout)
+    assert data["by_reason"] == {"robots_disallowed": 1, "x_robots_tag": 1}
+    assert data["by_status"]["success"] == 5
     result = run_cli("audit", str(out), "--by", "host")
     assert "127.0.0.2" in result.stdout and "127.0.0.3" in result.stdout
 
@@ -108,3 +110,22 @@ def test_download_with_worker_processes(site: LocalSite, url_list, tmp_path: Pat
     assert "40 URLs: 40 success" in result.stdout
     assert sorted(p.name for p in out.glob("*_stats.json")) == [
         f"0000{i}_stats.json" for i in range(4)]
+
+
+def test_why_and_report_commands(site: LocalSite, url_list, tmp_path: Path) -> None:
+    site.put(0, "/robots.txt", "User-agent: *\nDisallow: /art/\n")
+    closed = site.put(0, "/art/a.jpg", make_image(40, 40))
+    fine = site.put(0, "/b.jpg", make_image(40, 40))
+    out = tmp_path / "o"
+    assert run_cli("download", url_list([{"url": closed}, {"url": fine}]), str(out),
+                   "--allow-private-networks", "--processes", "1").returncode == 0
+    result = run_cli("why", closed, str(out))
+    assert result.returncode == 0, result.stderr
+    assert "Disallow: /art/" in result.stdout and "robots.txt" in result.stdout
+    result = run_cli("why", site.url(0, "/never-listed.jpg"), str(out))
+    assert result.returncode == 1
+    report = tmp_path / "report.html"
+    result = run_cli("report", str(out), "-o", str(report))
+    assert result.returncode == 0, result.stderr
+    html = report.read_text()
+    assert "robots_disallowed" in html and "<script" not in html.lower()
