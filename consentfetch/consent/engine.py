@@ -154,11 +154,12 @@ class ConsentEngine:
             return None
         verdict = check_robots_content_usage(policy.robots.rules(self.token), str(url),
                                              strict=self.strict)
-        where = _file_label(policy.robots_file, "robots.txt")
+        if not (verdict.denied or verdict.allowed):
+            return None
+        evidence = f"{_file_label(policy.robots_file, 'robots.txt')}: {verdict.evidence}"
         if verdict.denied:
-            return Denial(Reason.AIPREF_DISALLOWED, f"{where}: {verdict.evidence}")
-        if verdict.allowed:
-            permits.note("origin", f"{where}: {verdict.evidence}")
+            return Denial(Reason.AIPREF_DISALLOWED, evidence)
+        permits.note("origin", evidence)
         return None
 
     def _ai_txt(self, policy: OriginPolicy, url: URL) -> Denial | None:
@@ -179,6 +180,8 @@ class ConsentEngine:
 
     def _tdmrep_file(self, policy: OriginPolicy, url: URL, permits: Permits) -> Denial | None:
         verdict = self._tdm_file_verdict(policy, url)
+        if verdict.reservation is None:
+            return None
         where = _file_label(policy.files.get(TDMREP_JSON), "tdmrep.json")
         if verdict.reservation == 0:
             permits.note("origin", f"{where}: {verdict.evidence}")

@@ -233,11 +233,14 @@ class _Selection:
 class RobotsPolicy:
     """A parsed robots.txt: which paths each crawler token may fetch."""
 
-    __slots__ = ("_groups", "_selections")
+    __slots__ = ("_groups", "_selections", "_named")
 
     def __init__(self, groups: tuple[_Group, ...] = ()) -> None:
         self._groups = groups
         self._selections: dict[str, _Selection] = {}
+        # Every token some group names: AI-crawler inference asks about dozens
+        # of tokens for every URL, so this is looked up, not recomputed.
+        self._named = frozenset(a.token for g in groups for a in g.agents if a.token)
 
     @classmethod
     def parse(cls, body: bytes | str) -> RobotsPolicy:
@@ -277,7 +280,7 @@ class RobotsPolicy:
     def names_token(self, token: str) -> bool:
         """Does any group name ``token`` itself (exactly, case-insensitively)?"""
         wanted = _product_token(token)
-        return bool(wanted) and any(g.selector(wanted) is not None for g in self._groups)
+        return bool(wanted) and wanted in self._named
 
     def rules(self, token: str) -> tuple[RobotsRule, ...]:
         """The rules of the group(s) applying to ``token``, in file order."""
