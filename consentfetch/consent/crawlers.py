@@ -81,13 +81,16 @@ def ai_crawler_blocked(policy: RobotsPolicy, url: str, our_token: str,
     such token: the verdict holds the rule, its line and the group's
     ``User-agent`` value, the evidence.
     """
+    named = [t for t in ai_tokens if t.lower() in policy.named_tokens] \
+        if policy.named_tokens else []
+    if not named:  # the common case, decided without matching any path
+        return None
     if policy.names_token(our_token) or not policy.check(url, "*").allowed:
         return None
-    for token in ai_tokens:
-        if policy.names_token(token):
-            verdict = policy.check(url, token)
-            if not verdict.allowed:
-                return token, verdict
+    for token in named:
+        verdict = policy.check(url, token)
+        if not verdict.allowed:
+            return token, verdict
     return None
 
 

@@ -277,6 +277,11 @@ class RobotsPolicy:
         delays = [d for _, group in self._select(token).groups for d in group.crawl_delays]
         return max(delays) if delays else None
 
+    @property
+    def named_tokens(self) -> frozenset[str]:
+        """Every product token some group names (lower-cased)."""
+        return self._named
+
     def names_token(self, token: str) -> bool:
         """Does any group name ``token`` itself (exactly, case-insensitively)?"""
         wanted = _product_token(token)

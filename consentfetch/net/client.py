@@ -264,17 +264,22 @@ class HttpClient:
         """Fetch an image, retrying transient failures; never raises for network faults.
 
         The wait between attempts is the host's backoff (see
-        :mod:`~consentfetch.net.politeness`), enforced by its slot.
+        :mod:`~consentfetch.net.politeness`), enforced by its slot. The first
+        attempt runs directly; tenacity steps in only for the retries, since
+        nearly every URL needs just one attempt.
         """
+        outcome = await self._attempt(url, check_hop, check_headers)
+        if self.retries == 0 or not self.is_transient(outcome):
+            return outcome
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retries + 1), wait=wait_none(),
+            stop=stop_after_attempt(self.retries), wait=wait_none(),
             retry=retry_if_result(self.is_transient),
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
-        outcome: Fetched | Denial | None = await retrying(
+        retried: Fetched | Denial | None = await retrying(
             self._attempt, url, check_hop, check_headers)
-        assert isinstance(outcome, (Fetched, Denial))
-        return outcome
+        assert isinstance(retried, (Fetched, Denial))
+        return retried
 
     async def _attempt(self, url: URL, check_hop: HopCheck,
                        check_headers: HeaderCheck) -> Fetched | Denial:
