@@ -125,3 +125,37 @@ def measure(cmd: Sequence[str], *, env: dict[str, str] | None = None,
     stats.returncode = proc.returncode
     stats.stderr = "".join(stderr_chunks)
     return stats
+
+
+# -- a corpus site: many origins, each with a robots.txt, a few with opt-outs --------
+
+CORPUS_HOSTS = tuple(f"127.0.0.{i}" for i in range(120, 152))  # 32 origins
+OPTED_OUT_HOSTS = 4  # the first few origins close /private/ in robots.txt
+NOAI_EVERY = 50  # every 50th image carries X-Robots-Tag: noai
+
+
+def corpus_url_path(index: int, path: Path) -> str:
+    folder = "private" if index % 40 == 7 else "img"
+    return f"/{folder}/{index}{path.suffix}"
+
+
+def setup_corpus_site(files: Sequence[str], site: LocalSite) -> None:
+    """Serve ``files`` spread over the site's hosts (run in the site's process)."""
+    from consentfetch.testsite import Resource
+    for h in range(len(site.hosts)):
+        robots = "User-agent: *\nDisallow: /private/\n" if h < OPTED_OUT_HOSTS \
+            else "User-agent: *\nAllow: /\n"
+        site.put(h, "/robots.txt", robots)
+    for index, name in enumerate(files):
+        path = Path(name)
+        headers = {"X-Robots-Tag": "noai"} if index % NOAI_EVERY == 3 else {}
+        site.put(index % len(site.hosts), corpus_url_path(index, path),
+                 Resource(path.read_bytes(), headers=headers))
+
+
+def corpus_urls(files: Sequence[Path], port: int, hosts: Sequence[str] = CORPUS_HOSTS,
+                repeat: int = 1) -> list[str]:
+    """The URL of every corpus file on the corpus site (``repeat`` times, in the same order)."""
+    urls = [f"http://{hosts[i % len(hosts)]}:{port}{corpus_url_path(i, p)}"
+            for i, p in enumerate(files)]
+    return urls * repeat
