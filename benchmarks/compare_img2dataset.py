@@ -95,7 +95,10 @@ def img2dataset_cmd(venv: Path, urls: Path, out: Path, args: argparse.Namespace,
             "--encode_quality", "95", "--processes_count", str(args.processes),
             "--thread_count", str(args.concurrency),
             "--number_sample_per_shard", str(shard_size), "--timeout", "10",
-            "--retries", "0", "--enable_wandb", "False", "--incremental_mode", "overwrite"]
+            "--retries", "0", "--enable_wandb", "False"]
+    # Not --incremental_mode overwrite: img2dataset 1.47 creates <out>/_tmp, writes its
+    # shard inputs there, then "overwrite" deletes <out> with _tmp in it, even for a
+    # new folder, and the run fails. run_round removes each output folder first.
 
 
 def successes(out: Path) -> int:
