@@ -132,6 +132,13 @@ def summarise(results: list[Result]) -> None:
               f"{statistics.median(r.cpu_per_image_ms for r in rs):6.2f} ms CPU/image "
               f"peak RSS {statistics.median(r.stats.max_rss_mib for r in rs):6.1f} MiB "
               f"(sum {statistics.median(r.stats.total_rss_mib for r in rs):6.1f})")
+    if "consentfetch-checks-off" in by_tool:
+        strict = {r.round: r.images_per_s for r in by_tool["consentfetch"]}
+        overhead = [1 - strict[r.round] / r.images_per_s
+                    for r in by_tool["consentfetch-checks-off"]]
+        print(f"\nconsent overhead (strict vs all checks off): "
+              f"{100 * statistics.median(overhead):.1f}% of images/s, per round "
+              f"{[round(100 * x, 1) for x in overhead]}")
     if "img2dataset" not in by_tool:
         return
     rounds = sorted({r.round for r in results})
@@ -150,12 +157,6 @@ def summarise(results: list[Result]) -> None:
         print(f"  {tool:<24} images/s x{statistics.median(speed):.2f} "
               f"{[round(x, 2) for x in speed]}; CPU/image x{statistics.median(cpu):.2f}; "
               f"peak RSS (sum) x{statistics.median(rss):.2f} over {len(rounds)} rounds")
-    if "consentfetch-checks-off" in by_tool:
-        strict = {r.round: r.images_per_s for r in by_tool["consentfetch"]}
-        overhead = [1 - strict[r.round] / r.images_per_s for r in by_tool["consentfetch-checks-off"]]
-        print(f"  consent overhead (strict vs all checks off): "
-              f"{100 * statistics.median(overhead):.1f}% of images/s "
-              f"{[round(100 * x, 1) for x in overhead]}")
 
 
 def main() -> None:

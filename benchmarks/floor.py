@@ -12,6 +12,8 @@
 3. **A real run**: ``consentfetch download`` over the same URLs, with one
    process. Its CPU per image is set against floor + fetch cost: the fraction
    of the floor reached.
+4. **Startup**: from launching ``consentfetch download`` to its first request
+   reaching the site (robots.txt), with 1 and with 2 worker processes.
 """
 
 from __future__ import annotations
@@ -81,12 +83,37 @@ def fetch_ceiling(urls: list[str], concurrency: int) -> tuple[float, float]:
     return len(urls) / (time.monotonic() - wall), (time.process_time() - cpu) / len(urls)
 
 
+def startup_to_first_request(processes: int, repeats: int) -> list[float]:
+    """Seconds from process launch to the first request at the site."""
+    import subprocess
+    from consentfetch.testsite import make_image, running_site
+    times = []
+    with running_site(("127.0.0.160",)) as site, tempfile.TemporaryDirectory() as tmp:
+        url = site.put(0, "/a.jpg", make_image(64, 64))
+        url_list = Path(tmp) / "one.parquet"
+        pq.write_table(pa.table({"url": [url] * 4}), url_list)
+        for i in range(repeats):
+            site.log.clear()
+            launched = time.monotonic()  # CLOCK_MONOTONIC: shared by every process
+            subprocess.run([sys.executable, "-m", "consentfetch", "download", str(url_list),
+                            str(Path(tmp) / f"out{i}"), "--allow-private-networks",
+                            "--processes", str(processes), "--shard-size", "2"],
+                           check=True, capture_output=True)
+            times.append(site.log[0][0] - launched)
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
+
+    for processes in (1, 2):
+        startup = statistics.median(startup_to_first_request(processes, args.repeats))
+        print(f"startup to first request, {processes} process(es): {1000 * startup:.0f} ms "
+              f"(median of {args.repeats})")
 
     files = build_corpus(n=args.n)
     bodies = [p.read_bytes() for p in files]

