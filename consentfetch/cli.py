@@ -56,7 +56,10 @@ def _add_download_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("work and output")
     g.add_argument("--shard-size", type=int, default=d["shard_size"].default)
     g.add_argument("--processes", type=int, help="worker processes (default: number of cores)")
-    g.add_argument("--distributor", choices=cfg.DISTRIBUTORS, default="multiprocessing")
+    g.add_argument("--distributor", choices=cfg.DISTRIBUTORS, default="multiprocessing",
+                   help="multiprocessing (this machine), spark or ray (the extras "
+                        "consentfetch[spark] / consentfetch[ray]; see 'Running on a cluster' "
+                        "in README.md)")
     resume = g.add_mutually_exclusive_group()
     resume.add_argument("--resume", dest="overwrite", action="store_false", default=False,
                         help="keep complete shards of an earlier run in OUTPUT_DIR (default)")

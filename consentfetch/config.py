@@ -41,7 +41,9 @@ CONSENT_PROFILES = ("strict", "standard", "opt-in")
 CHECKS = ("registry", "robots_txt", "ai_crawlers", "content_usage", "ai_txt", "tdmrep",
           "x_robots_tag", "iptc", "c2pa")
 INPUT_FORMATS = ("parquet", "csv", "tsv", "txt", "jsonl")
-DISTRIBUTORS = ("multiprocessing",)
+DISTRIBUTORS = ("multiprocessing", "spark", "ray")
+# The Python package each cluster distributor needs, and the extra that installs it.
+DISTRIBUTOR_PACKAGES = {"spark": "pyspark", "ray": "ray"}
 
 # Options a resumed run may change: how the work is spread and how patient the
 # network layer is. Every other option shapes the output (sizes, formats, keys,
@@ -177,6 +179,9 @@ def _validate(cfg: FetchConfig) -> None:
     need(cfg.encode_format in ENCODE_FORMATS, "encode_format", f"one of {', '.join(ENCODE_FORMATS)}")
     need(cfg.consent in CONSENT_PROFILES, "consent", f"one of {', '.join(CONSENT_PROFILES)}")
     need(cfg.distributor in DISTRIBUTORS, "distributor", f"one of {', '.join(DISTRIBUTORS)}")
+    package = DISTRIBUTOR_PACKAGES.get(cfg.distributor)
+    need(package is None or importlib.util.find_spec(package) is not None, "distributor",
+         f"{cfg.distributor} needs {package}: pip install 'consentfetch[{cfg.distributor}]'")
     need(cfg.input_format is None or cfg.input_format in INPUT_FORMATS, "input_format",
          f"one of {', '.join(INPUT_FORMATS)}")
     if cfg.encode_format == "png":

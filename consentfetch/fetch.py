@@ -17,8 +17,9 @@ from ._version import __version__
 from .config import CHECKS, FetchConfig, make_config, resume_conflicts
 from .consent.metadata import C2PA_AVAILABLE
 from .pipeline import engine_for
-from .distribute import run_all
+from .distribute import Distributor, distributor_for, preload_lists
 from .errors import ConfigError, RunInterrupted
+from .originphase import ORIGINS_FILE, batches, collect_origins, fresh_origins, normalise_row
 from .progress import Progress
 from collections.abc import Iterator
 
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 # Download failures worth another try with --retry-failed: the site may answer
 # next time. Consent decisions (disallowed) are never retried.
 TRANSIENT_REASONS = frozenset({"timeout", "dns_error", "connection_error"})
+_ORIGIN_ROW_GROUP = 512  # rows of origins.parquet per row group
 
 
 def is_retryable(row: dict[str, Any]) -> bool:
@@ -83,6 +85,7 @@ def fetch_shards(input: str, output_dir: str, *, storage_options: dict[str, Any]
     if clash:
         raise ConfigError(f"--save-additional-columns: {', '.join(sorted(clash))} would clash "
                           "with an audit column of the same name")
+    preload_lists(config, storage_options)  # opt-out lists may live on s3:// too
     engine_for(config)  # loads the opt-out/opt-in lists now, so a bad list fails early
     out = OutputDir(output_dir, storage_options)
     return _Run(config, source, out, input, progress).execute()
@@ -101,10 +104,18 @@ class _Run:
         self.written = 0
 
     def execute(self) -> Report:
+        if not self.config.overwrite:
+            self._check_resumable()
+        # A cluster that cannot start fails here, before the folder is touched.
+        dist = distributor_for(self.config, self._processes())
+        try:
+            return self._execute(dist)
+        finally:
+            dist.close()
+
+    def _execute(self, dist: Distributor) -> Report:
         if self.config.overwrite:
             self.out.remove_run()
-        else:
-            self._check_resumable()
         leftovers = self.out.remove_temporaries()
         broken = self.out.remove_incomplete()
         if leftovers or broken:
@@ -115,11 +126,10 @@ class _Run:
         self._write_run_json("running")
         t0 = time.monotonic()
         try:
-            work = self._todo(done)
-            if self.config.retry_failed:
-                work = itertools.chain(work, self._retry_jobs(done))
-            for outcome in run_all(work, self.config, self.out,
-                                   self.source.extra_fields, self.progress, self._processes()):
+            if dist.shared_origins:
+                self._origin_phase(dist, done)
+            for outcome in dist.run_shards(self._jobs(done), self.config, self.out,
+                                           self.source.extra_fields, self.progress):
                 self.written += 1
                 before = len(self.origin_rows)
                 for row in outcome.origin_rows:
@@ -136,18 +146,40 @@ class _Run:
         report = self._finish("complete", len(done), time.monotonic() - t0)
         return Report(**{**report.__dict__, "leftovers_removed": leftovers})
 
-    def _todo(self, done: set[int]) -> Iterator[ShardInput]:
+    def _jobs(self, done: set[int], quiet: bool = False) -> Iterator[ShardInput]:
+        """The shards to run: those not complete, then --retry-failed's rewrites."""
+        work = self._todo(done, quiet)
+        if self.config.retry_failed:
+            work = itertools.chain(work, self._retry_jobs(done, quiet))
+        return work
+
+    def _origin_phase(self, dist: Distributor, done: set[int]) -> None:
+        """Fetch every origin's consent files once for the whole run (see originphase)."""
+        t0 = time.monotonic()
+        bases = collect_origins(self._jobs(done, quiet=True), engine_for(self.config))
+        fresh = fresh_origins(self.origin_rows, self.config)
+        todo = [base for origin, base in sorted(bases.items()) if origin not in fresh]
+        logger.info("origin phase: %d origin(s) in the input, %d to fetch (%s)",
+                    len(bases), len(todo), dist.name)
+        for rows in dist.fetch_origins(batches(todo, dist.parallelism), self.config):
+            for row in rows:
+                self.origin_rows[(row["origin"], row["kind"])] = row
+        self._write_origins()
+        logger.info("origin phase: done in %.1f s", time.monotonic() - t0)
+
+    def _todo(self, done: set[int], quiet: bool = False) -> Iterator[ShardInput]:
         skipped = 0
         for shard in self.source.shards():
             if shard.shard_id in done:
                 skipped += 1
-                self.progress.update(len(shard.rows), 0)
+                if not quiet:
+                    self.progress.update(len(shard.rows), 0)
                 continue
             yield shard
-        if skipped:
+        if skipped and not quiet:
             logger.info("resumed: %d shard(s) were already complete", skipped)
 
-    def _retry_jobs(self, done: set[int]) -> Iterator[ShardInput]:
+    def _retry_jobs(self, done: set[int], quiet: bool = False) -> Iterator[ShardInput]:
         """For --retry-failed: the transient failures of shards complete before this run."""
         extra = [f.name for f in self.source.extra_fields]
         total = 0
@@ -161,7 +193,8 @@ class _Run:
                 shard_id,
                 [InputRow(r["url"], r["caption"], {n: r.get(n) for n in extra}) for r in rows],
                 [key_index(r["key"], self.config.shard_size) for r in rows])
-        logger.info("--retry-failed: %d transient failure(s) retried", total)
+        if not quiet:
+            logger.info("--retry-failed: %d transient failure(s) retried", total)
 
     def _check_resumable(self) -> None:
         """Refuse to add to a folder holding a run made with other options."""
@@ -184,14 +217,16 @@ class _Run:
         return max(1, min(self.config.processes, math.ceil(total / self.config.shard_size)))
 
     def _load_origins(self) -> None:
-        if self.out.exists("origins.parquet"):
-            for row in self.out.read_table("origins.parquet").to_pylist():
-                self.origin_rows[(row["origin"], row["kind"])] = row
+        if self.out.exists(ORIGINS_FILE):
+            for row in self.out.read_table(ORIGINS_FILE).to_pylist():
+                self.origin_rows[(row["origin"], row["kind"])] = normalise_row(row)
 
     def _write_origins(self) -> None:
         if self.origin_rows:
+            # Sorted by origin in small row groups: a shard task reads only its origins' rows.
             rows = sorted(self.origin_rows.values(), key=lambda r: (r["origin"], r["kind"]))
-            self.out.write_table("origins.parquet", pa.Table.from_pylist(rows))
+            self.out.write_table(ORIGINS_FILE, pa.Table.from_pylist(rows),
+                                 row_group_size=_ORIGIN_ROW_GROUP)
 
     def _finish(self, state: str, skipped: int = 0, duration: float = 0.0) -> Report:
         self._write_origins()

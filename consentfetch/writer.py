@@ -8,10 +8,20 @@ Layout (ARCHITECTURE.md §5)::
     origins.parquet    one row per origin file fetched (robots.txt, ...)
     run.json           version, config, user agent, consent profile, totals
 
-Atomic completion: every file is written under ``<name>.tmp`` and renamed when
-whole. A shard's files are renamed tar, parquet, then stats: a shard is
-complete exactly when its ``_stats.json`` exists (the tar and parquet were
-renamed before it), so a crash never leaves a shard that looks complete.
+Atomic completion: on a local file system every file is written under
+``<name>.tmp`` and renamed when whole. A shard's files are renamed tar,
+parquet, then stats: a shard is complete exactly when its ``_stats.json``
+exists (the tar and parquet were renamed before it), so a crash never leaves a
+shard that looks complete.
+
+On an object store (``s3://``, ``gs://``, ``memory://``, any non-local fsspec
+file system) a rename is a copy, not atomic, but an object appears whole when
+its upload completes, or not at all. There the tar is built in a local
+temporary file while the shard runs, and at the end the tar, the parquet and
+then the stats file are uploaded under their final names, in that order: the
+stats file, written last, is still the completion marker. A crash leaves at
+most a tar or a tar and a parquet without a stats file, which a resumed run
+removes (:meth:`OutputDir.remove_incomplete`).
 """
 
 from __future__ import annotations
@@ -19,16 +29,19 @@ from __future__ import annotations
 import io
 import json
 import logging
+import shutil
 import tarfile
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import IO, Any
 
 import fsspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .consent.decision import Status
@@ -92,6 +105,10 @@ class OutputDir:
         self.fs, self.root = fsspec.core.url_to_fs(str(path), **(storage_options or {}))
         self.root = self.root.rstrip("/")
         self.url = str(path)
+        self.storage_options = dict(storage_options or {})
+        # Renames are atomic only on a local file system; elsewhere files are
+        # written under their final names and the stats file marks completion.
+        self.local = _is_local(self.fs)
         try:
             self.fs.makedirs(self.root, exist_ok=True)
         except OSError as exc:
@@ -101,10 +118,17 @@ class OutputDir:
         return f"{self.root}/{name}"
 
     def exists(self, name: str) -> bool:
+        # Other processes write here too: an object store's cached listing would be stale.
+        self.fs.invalidate_cache(self.root)
         return bool(self.fs.exists(self.path(name)))
 
     def names(self) -> list[str]:
-        return sorted(p.rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False))
+        self.fs.invalidate_cache(self.root)
+        try:
+            listed = self.fs.ls(self.root, detail=False)
+        except FileNotFoundError:  # an object store has no empty folders
+            return []
+        return sorted(p.rsplit("/", 1)[-1] for p in listed)
 
     def completed_shards(self) -> set[int]:
         """Shard ids whose stats file exists, i.e. that finished (see module doc)."""
@@ -119,7 +143,9 @@ class OutputDir:
         """Why a shard that looks complete is not (None when it is whole).
 
         Complete means: tar, parquet and stats all present, the parquet holds
-        ``count`` rows, and the tar holds one ``.json`` member per success.
+        ``count`` rows, and the tar holds one ``.json`` member per success. On
+        an object store, where each file is whole or absent, the sizes the
+        stats file recorded are compared instead of reading every tar back.
         """
         stem = shard_name(shard_id)
         missing = [n for n in (f"{stem}.tar", f"{stem}.parquet", f"{stem}_stats.json")
@@ -128,6 +154,8 @@ class OutputDir:
             return f"missing {', '.join(missing)}"
         try:
             stats = self.read_json(f"{stem}_stats.json")
+            if not self.local and "bytes" in stats:
+                return self._size_problem(stem, stats["bytes"])
             with self.fs.open(self.path(f"{stem}.parquet"), "rb") as f:
                 rows = pq.ParquetFile(f).metadata.num_rows
             with self.fs.open(self.path(f"{stem}.tar"), "rb") as f, \
@@ -140,11 +168,34 @@ class OutputDir:
                     f"{stats['count']} rows and {stats['successes']} successes")
         return None
 
+    def _size_problem(self, stem: str, sizes: dict[str, int]) -> str | None:
+        for suffix, expected in sizes.items():
+            actual = self.fs.size(self.path(f"{stem}.{suffix}"))
+            if actual != expected:
+                return f"{stem}.{suffix} has {actual} bytes, but stats say {expected}"
+        return None
+
     def remove_shard(self, shard_id: int) -> None:
         """Delete every file of a shard, stats first (so it stops looking complete)."""
         stem = shard_name(shard_id)
         for name in (f"{stem}_stats.json", f"{stem}.tar", f"{stem}.parquet"):
             if self.exists(name):
+                self.fs.rm(self.path(name))
+
+    def remove_shard_leftovers(self, shard_id: int, *, keep_complete: bool = False) -> None:
+        """Before a (re)try of a shard: delete what an earlier attempt left of it.
+
+        Its temporary files always; with ``keep_complete`` (a --retry-failed
+        rewrite starts from the complete shard) only those, otherwise every
+        file of the shard. Names are probed one by one, without listing the folder.
+        """
+        self.fs.invalidate_cache(self.root)
+        stem = shard_name(shard_id)
+        names = [f"{stem}{s}{TMP_SUFFIX}" for s in (".tar", ".parquet", "_stats.json")]
+        if not keep_complete:
+            names = [f"{stem}_stats.json", f"{stem}.tar", f"{stem}.parquet", *names]
+        for name in names:
+            if self.fs.exists(self.path(name)):
                 self.fs.rm(self.path(name))
 
     def remove_incomplete(self) -> list[int]:
@@ -177,10 +228,21 @@ class OutputDir:
         self.fs.mv(self.path(name + TMP_SUFFIX), self.path(name))
 
     def write_bytes(self, name: str, data: bytes) -> None:
-        """Write a whole file atomically (temporary name, then rename)."""
+        """Write a whole file atomically: locally a temporary name, then a rename;
+        on an object store one upload, which appears whole or not at all."""
+        if not self.local:
+            self.fs.pipe_file(self.path(name), data)
+            return
         with self.fs.open(self.path(name + TMP_SUFFIX), "wb") as f:
             f.write(data)
         self.commit(name)
+
+    def upload(self, name: str, source: IO[bytes]) -> int:
+        """Copy ``source`` (from its start) to ``name`` on an object store; returns its size."""
+        source.seek(0)
+        with self.fs.open(self.path(name), "wb") as f:
+            shutil.copyfileobj(source, f, 1 << 20)
+        return source.tell()
 
     def write_json(self, name: str, value: Any) -> None:
         self.write_bytes(name, (json.dumps(value, indent=2, default=str) + "\n").encode())
@@ -196,10 +258,36 @@ class OutputDir:
         with self.fs.open(self.path(name), "rb") as f:
             return pq.ParquetFile(f).read()
 
-    def write_table(self, name: str, table: pa.Table) -> None:
+    def read_rows(self, name: str, column: str, values: set[str]) -> list[dict[str, Any]]:
+        """The rows of a parquet file whose ``column`` is in ``values``.
+
+        Reads ``column`` first, then only the row groups holding a match.
+        """
+        wanted = pa.array(sorted(values), pa.string())
+        rows: list[dict[str, Any]] = []
+        with self.fs.open(self.path(name), "rb") as f:
+            pf = pq.ParquetFile(f)
+            for group in range(pf.num_row_groups):
+                keys = pf.read_row_group(group, columns=[column]).column(column)
+                mask = pc.is_in(keys, value_set=wanted)
+                if pc.any(mask).as_py():
+                    rows += pf.read_row_group(group).filter(mask).to_pylist()
+        return rows
+
+    def write_table(self, name: str, table: pa.Table, row_group_size: int | None = None) -> None:
+        if not self.local:
+            sink = io.BytesIO()
+            pq.write_table(table, sink, row_group_size=row_group_size)
+            self.write_bytes(name, sink.getvalue())
+            return
         with self.fs.open(self.path(name + TMP_SUFFIX), "wb") as f:
-            pq.write_table(table, f)
+            pq.write_table(table, f, row_group_size=row_group_size)
         self.commit(name)
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    return "file" in protocols or "local" in protocols
 
 
 def _is_run_file(name: str) -> bool:
@@ -225,7 +313,11 @@ class ShardWriter:
         self.run_columns = run_columns or {}
         self.started = time.time()
         self._rows: list[dict[str, Any]] = []
-        self._tar_file = out.fs.open(out.path(f"{self.stem}.tar{TMP_SUFFIX}"), "wb")
+        # Locally the tar streams to its temporary name; for an object store it
+        # is built in a local temporary file and uploaded whole at commit.
+        self._tar_file: IO[bytes] = (
+            out.fs.open(out.path(f"{self.stem}.tar{TMP_SUFFIX}"), "wb") if out.local
+            else tempfile.TemporaryFile(prefix=f"consentfetch-{self.stem}-", suffix=".tar"))
         self._tar = tarfile.open(fileobj=self._tar_file, mode="w", format=tarfile.USTAR_FORMAT)
         self._rewrite = replace_keys is not None
         if replace_keys is not None:
@@ -273,16 +365,26 @@ class ShardWriter:
     def commit(self) -> dict[str, Any]:
         """Finish the shard atomically and return its stats."""
         self._tar.close()
-        self._tar_file.close()
         self._rows.sort(key=lambda r: r["key"])
         table = pa.Table.from_pylist(self._rows, schema=self.schema)
-        with self.out.fs.open(self.out.path(f"{self.stem}.parquet{TMP_SUFFIX}"), "wb") as f:
-            pq.write_table(table, f)
         stats = shard_stats(self.shard_id, self._rows, self.started, time.time())
-        if self._rewrite:  # the shard stops looking complete until the new stats land
-            self.out.fs.rm(self.out.path(f"{self.stem}_stats.json"))
-        self.out.commit(f"{self.stem}.tar")
-        self.out.commit(f"{self.stem}.parquet")
+        if self.out.local:
+            self._tar_file.close()
+            with self.out.fs.open(self.out.path(f"{self.stem}.parquet{TMP_SUFFIX}"), "wb") as f:
+                pq.write_table(table, f)
+            if self._rewrite:  # the shard stops looking complete until the new stats land
+                self.out.fs.rm(self.out.path(f"{self.stem}_stats.json"))
+            self.out.commit(f"{self.stem}.tar")
+            self.out.commit(f"{self.stem}.parquet")
+        else:
+            parquet = io.BytesIO()
+            pq.write_table(table, parquet)
+            if self._rewrite:
+                self.out.fs.rm(self.out.path(f"{self.stem}_stats.json"))
+            tar_bytes = self.out.upload(f"{self.stem}.tar", self._tar_file)
+            self._tar_file.close()
+            self.out.write_bytes(f"{self.stem}.parquet", parquet.getvalue())
+            stats["bytes"] = {"tar": tar_bytes, "parquet": len(parquet.getvalue())}
         self.out.write_json(f"{self.stem}_stats.json", stats)  # last: marks completion
         return stats
 
@@ -292,7 +394,7 @@ class ShardWriter:
             self._tar.close()
             self._tar_file.close()
         finally:
-            for suffix in (".tar", ".parquet"):
+            for suffix in (".tar", ".parquet") if self.out.local else ():
                 tmp = self.out.path(f"{self.stem}{suffix}{TMP_SUFFIX}")
                 if self.out.fs.exists(tmp):
                     self.out.fs.rm(tmp)

@@ -16,7 +16,10 @@ The files, in order:
   anything else → "not implemented", no signal.
 
 Interpreting a fetch is pure (``*_from_fetch``); fetching is a function handed
-in, so this module does no I/O of its own.
+in, so this module does no I/O of its own. :func:`policy_from_files` rebuilds a
+policy from snapshot rows whose bodies were kept: that is how the workers of a
+cluster run read the policies its origin phase fetched, instead of fetching
+every origin's files again (``origins.parquet``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -65,7 +68,10 @@ class OriginFile:
     fetched_at: datetime
     size: int
     sha256: str | None
-    body: bytes | None = None  # kept only with --save-consent-files
+    body: bytes | None = None  # kept with --save-consent-files, or by the origin phase
+    # The reason code (dns_error, blocked_address, ...) when robots.txt could not
+    # even be requested: the host was never reached. ``error`` has the evidence.
+    unreached_reason: str | None = None
 
     def to_row(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -99,11 +105,13 @@ def _record(origin: str, kind: str, url: str, fetched: FetchOutcome, outcome: st
             error: str | None, keep_body: bool) -> OriginFile:
     parsed = outcome == "parsed"
     body = fetched.body if parsed else b""
+    unreached = fetched.error if kind == ROBOTS_TXT and not fetched.reached else None
     return OriginFile(
         origin=origin, kind=kind, url=url, http_status=fetched.http_status, outcome=outcome,
         error=error, fetched_at=datetime.now(timezone.utc), size=len(body),
         sha256=hashlib.sha256(body).hexdigest() if parsed else None,
-        body=body if parsed and keep_body else None)
+        body=body if parsed and keep_body else None,
+        unreached_reason=str(unreached.reason) if unreached is not None else None)
 
 
 def robots_from_fetch(origin: str, url: str, fetched: FetchOutcome,
@@ -144,6 +152,78 @@ def tdmrep_from_fetch(origin: str, url: str, fetched: FetchOutcome,
                              "not a valid TDMRep file", keep_body)
     error = fetched.error.evidence if fetched.error else None
     return None, _record(origin, TDMREP_JSON, url, fetched, "absent", error, keep_body)
+
+
+def origin_file_from_row(row: dict[str, Any]) -> OriginFile:
+    """An :class:`OriginFile` from an ``origins.parquet`` row (older rows lack new columns)."""
+    fetched_at = row["fetched_at"]
+    if isinstance(fetched_at, str):
+        fetched_at = datetime.fromisoformat(fetched_at)
+    if fetched_at.tzinfo is None:
+        fetched_at = fetched_at.replace(tzinfo=timezone.utc)
+    values = {name: row.get(name) for name in OriginFile.__slots__}
+    return OriginFile(**{**values, "fetched_at": fetched_at})
+
+
+def policy_from_files(origin: str, files: dict[str, OriginFile], *, robots: bool = True,
+                      ai_txt: bool = True, tdmrep: bool = True,
+                      now: datetime | None = None,
+                      max_age: float = CACHE_SECONDS) -> OriginPolicy | None:
+    """Rebuild the policy an :class:`OriginPolicies` load would give, from snapshot rows.
+
+    ``robots``, ``ai_txt`` and ``tdmrep`` say which files the run wants, as for
+    :class:`OriginPolicies`. Returns None when the rows cannot stand in for a
+    fetch: a wanted file is missing, a parsed file's body was not kept (or does
+    not match its sha256), or the oldest file is ``max_age`` old. The policy's
+    ``loaded_at`` is back-dated by the files' age, so it expires on time.
+    """
+    want = {ROBOTS_TXT: robots, AI_TXT: ai_txt, TDMREP_JSON: tdmrep}
+    robots_file = files.get(ROBOTS_TXT)
+    if robots and robots_file is None:
+        return None
+    needed = [kind for kind, on in want.items() if on and (
+        kind == ROBOTS_TXT or robots_file is None or robots_file.outcome != "unreachable")]
+    if any(kind not in files or not _body_intact(files[kind]) for kind in needed):
+        return None
+    kept = {kind: files[kind] for kind in needed}
+    age = _age(kept.values(), now or datetime.now(timezone.utc))
+    if age >= max_age:
+        return None
+    loaded_at = time.monotonic() - max(0.0, age)
+    robots_policy: RobotsPolicy | None = RobotsPolicy.allow_all()
+    if robots_file is not None and robots:
+        robots_policy = _robots_of(robots_file)
+    if robots_policy is None:
+        unreached = None
+        if robots_file is not None and robots_file.unreached_reason:
+            unreached = Denial(Reason(robots_file.unreached_reason), robots_file.error or "")
+        return OriginPolicy(origin, None, loaded_at, kept, unreached)
+    ai = kept.get(AI_TXT)
+    tdm = kept.get(TDMREP_JSON)
+    return OriginPolicy(
+        origin, robots_policy, loaded_at, kept, None,
+        RobotsPolicy.parse(ai.body or b"") if ai is not None and ai.outcome == "parsed" else None,
+        TdmRepFile.parse(tdm.body or b"") if tdm is not None and tdm.outcome == "parsed"
+        else None)
+
+
+def _body_intact(record: OriginFile) -> bool:
+    if record.outcome != "parsed":
+        return True
+    return record.body is not None and hashlib.sha256(record.body).hexdigest() == record.sha256
+
+
+def _age(records: Iterable[OriginFile], now: datetime) -> float:
+    oldest = min((r.fetched_at for r in records), default=now)
+    return (now - oldest).total_seconds()
+
+
+def _robots_of(record: OriginFile) -> RobotsPolicy | None:
+    if record.outcome == "parsed":
+        return RobotsPolicy.parse(record.body or b"")
+    if record.outcome == "absent":
+        return RobotsPolicy.allow_all()
+    return None
 
 
 Fetcher = Callable[[URL], Awaitable[FetchOutcome]]

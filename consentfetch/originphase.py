@@ -1,0 +1,173 @@
+"""The origin phase: every origin's consent files, fetched once for the whole run.
+
+When a run has more than one worker (``--processes`` above 1, or a Spark or
+Ray cluster), each worker would otherwise fetch robots.txt, ai.txt and
+tdmrep.json for every origin it meets: once per process, per origin. Instead
+the run starts with a phase over the distinct origins of the input:
+
+1. the driver streams the input once and collects its distinct origins
+   (scheme + host + port), skipping URLs an opt-out list already refuses (they
+   are never requested, so neither is their robots.txt) and origins whose
+   files ``origins.parquet`` already holds, fresh, from an earlier attempt;
+2. the origins are fetched in batches, in-process or as tasks on the
+   cluster (:func:`fetch_origin_batch`), through the same client, limits and
+   interpreters as the shards use;
+3. the results, bodies included, go to ``origins.parquet``, sorted by origin;
+4. every shard task reads the rows of its own origins from that file and
+   seeds its process's origin-policy cache with them before any request
+   (:func:`seed_policies`).
+
+An origin met only as a redirect target is not in the input: a task fetches
+its files on demand, once per worker process, as a single-process run does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from yarl import URL
+
+from . import pipeline
+from .config import FetchConfig
+from .consent.engine import ConsentEngine, Permits
+from .consent.origins import (
+    CACHE_SECONDS, MAX_ORIGIN_FILE_BYTES, OriginPolicies, OriginPolicy, origin_file_from_row,
+    origin_of, policy_from_files)
+from .net.client import parse_http_url
+from .reader import ShardInput
+from .writer import OutputDir
+
+logger = logging.getLogger(__name__)
+
+ORIGINS_FILE = "origins.parquet"
+ORIGIN_BATCH = 256  # origins per task of a distributed origin phase
+
+
+def _origins_of_rows(shard: ShardInput) -> Iterator[tuple[str, URL]]:
+    for row in shard.rows:
+        if row.error:
+            continue
+        url = parse_http_url(row.url)
+        if isinstance(url, URL):
+            yield origin_of(url), url
+
+
+def collect_origins(shards: Iterable[ShardInput], engine: ConsentEngine) -> dict[str, str]:
+    """The distinct origins of ``shards``: origin → a base URL to fetch its files from.
+
+    URLs the opt-out lists refuse are skipped: they are never requested. Memory
+    grows with the number of distinct origins, not with the input.
+    """
+    bases: dict[str, str] = {}
+    for shard in shards:
+        for origin, url in _origins_of_rows(shard):
+            if origin in bases or engine.check_url(str(url), Permits()) is not None:
+                continue
+            bases[origin] = str(url.origin())
+    return bases
+
+
+def policy_from_rows(origin: str, rows: dict[str, dict[str, Any]],
+                     config: FetchConfig) -> OriginPolicy | None:
+    """The origin policy the snapshot ``rows`` (kind → row) stand for, or None."""
+    files = {kind: origin_file_from_row(row) for kind, row in rows.items()}
+    return policy_from_files(origin, files, robots=config.enabled("robots_txt"),
+                             ai_txt=config.enabled("ai_txt"), tdmrep=config.enabled("tdmrep"))
+
+
+def batches(items: list[str], parallelism: int, size: int = ORIGIN_BATCH) -> list[list[str]]:
+    """``items`` cut into batches of at most ``size``, and into at least ``parallelism``."""
+    if not items:
+        return []
+    per = max(1, min(size, -(-len(items) // max(1, parallelism))))
+    return [items[i:i + per] for i in range(0, len(items), per)]
+
+
+def fetch_origin_batch(bases: list[str], config: FetchConfig) -> list[dict[str, Any]]:
+    """Fetch the consent files of the origins of ``bases``: their origins.parquet rows.
+
+    The task of the origin phase; blocks until every origin is loaded.
+    """
+    started = time.monotonic()
+    rows = asyncio.run(_fetch_all(bases, config))
+    logger.debug("origin phase: %d origin(s) in %.1f s", len(bases),
+                 time.monotonic() - started)
+    return rows
+
+
+async def _fetch_all(bases: list[str], config: FetchConfig) -> list[dict[str, Any]]:
+    async with pipeline.make_client(config) as client:
+        async def fetch(url: URL) -> Any:  # a SmallFetch
+            async with client.slots.slot(url.host or ""):
+                return await client.fetch_small(url, max_bytes=MAX_ORIGIN_FILE_BYTES)
+
+        policies = OriginPolicies(
+            fetch, robots=config.enabled("robots_txt"), ai_txt=config.enabled("ai_txt"),
+            tdmrep=config.enabled("tdmrep"), keep_bodies=True)
+        todo = iter(bases)
+
+        async def worker() -> None:
+            for base in todo:
+                await policies.get(URL(base))
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(max(1, min(config.concurrency, len(bases)))):
+                group.create_task(worker())
+    return [record.to_row() for record in policies.used.values()]
+
+
+def seed_policies(out: OutputDir, shard: ShardInput, config: FetchConfig) -> int:
+    """Fill this process's origin-policy cache for ``shard`` from ``origins.parquet``.
+
+    Only the shard's origins not already cached (or expired) are read. Returns
+    how many policies were added. Origins the file lacks, or holds without
+    their bodies, are left to be fetched on demand.
+    """
+    cache = pipeline._PROCESS_POLICIES
+    now = time.monotonic()
+    wanted = {origin for origin, _ in _origins_of_rows(shard)
+              if origin not in cache or now - cache[origin].loaded_at >= CACHE_SECONDS}
+    if not wanted or not out.exists(ORIGINS_FILE):
+        return 0
+    grouped: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in out.read_rows(ORIGINS_FILE, "origin", wanted):
+        grouped.setdefault(row["origin"], {})[row["kind"]] = row
+    added = 0
+    for origin, rows in grouped.items():
+        policy = policy_from_rows(origin, rows, config)
+        if policy is not None:
+            cache[origin] = _SEEDED[origin] = policy
+            added += 1
+    return added
+
+
+# The policies this process took from origins.parquet (the driver has their rows).
+_SEEDED: dict[str, OriginPolicy] = {}
+
+
+def new_origin_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` less those of policies seeded from origins.parquet and still in use,
+    so a shard sends back only the origin files it fetched itself."""
+    cache = pipeline._PROCESS_POLICIES
+    return [row for row in rows
+            if _SEEDED.get(row["origin"]) is None
+            or _SEEDED[row["origin"]] is not cache.get(row["origin"])]
+
+
+def fresh_origins(origin_rows: dict[tuple[str, str], dict[str, Any]],
+                  config: FetchConfig) -> set[str]:
+    """The origins whose snapshot rows can stand in for a fetch (bodies kept, not stale)."""
+    grouped: dict[str, dict[str, dict[str, Any]]] = {}
+    for (origin, kind), row in origin_rows.items():
+        grouped.setdefault(origin, {})[kind] = row
+    return {origin for origin, rows in grouped.items()
+            if policy_from_rows(origin, rows, config) is not None}
+
+
+def normalise_row(row: dict[str, Any]) -> dict[str, Any]:
+    """An origins.parquet row with every current column (rows of older runs lack some)."""
+    return origin_file_from_row(row).to_row()
