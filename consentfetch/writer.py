@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 from .consent.decision import Status
 from .errors import OutputError
 from .reader import InputRow, shard_name
+from .tarstream import TarStream
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +319,7 @@ class ShardWriter:
         self._tar_file: IO[bytes] = (
             out.fs.open(out.path(f"{self.stem}.tar{TMP_SUFFIX}"), "wb") if out.local
             else tempfile.TemporaryFile(prefix=f"consentfetch-{self.stem}-", suffix=".tar"))
-        self._tar = tarfile.open(fileobj=self._tar_file, mode="w", format=tarfile.USTAR_FORMAT)
+        self._tar = TarStream(self._tar_file, mtime=TAR_MTIME)
         self._rewrite = replace_keys is not None
         if replace_keys is not None:
             self._carry_over(replace_keys)
@@ -331,7 +332,8 @@ class ShardWriter:
                 tarfile.open(fileobj=f, mode="r:") as old:
             for member in old:
                 if member.name.split(".", 1)[0] not in replace_keys:
-                    self._tar.addfile(member, old.extractfile(member))
+                    data = old.extractfile(member)
+                    self._tar.add(member.name, data.read() if data else b"")
 
     def add(self, key: str, row: InputRow, result: RowResult) -> None:
         record = self._record(key, row, result)
@@ -356,11 +358,7 @@ class ShardWriter:
         return record
 
     def _add_member(self, name: str, data: bytes) -> None:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        info.mtime = TAR_MTIME
-        info.mode = 0o444
-        self._tar.addfile(info, io.BytesIO(data))
+        self._tar.add(name, data)
 
     def commit(self) -> dict[str, Any]:
         """Finish the shard atomically and return its stats."""
