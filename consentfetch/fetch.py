@@ -144,6 +144,8 @@ class _Run:
         finally:
             self.progress.close()
         report = self._finish("complete", len(done), time.monotonic() - t0)
+        if report.total == 0:
+            logger.warning("%s holds no rows: nothing to download", self.input)
         return Report(**{**report.__dict__, "leftovers_removed": leftovers})
 
     def _jobs(self, done: set[int], quiet: bool = False) -> Iterator[ShardInput]:

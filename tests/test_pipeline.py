@@ -196,3 +196,15 @@ def test_fsspec_output_and_input(site: LocalSite, tmp_path: Path) -> None:
     assert read_audit("memory://out").num_rows == 2
     fs.rm("/out", recursive=True)
     fs.rm("/in", recursive=True)
+
+
+def test_empty_input_says_so(tmp_path: Path, caplog) -> None:
+    import logging
+
+    import pyarrow as pa
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"url": pa.array([], pa.string())}), empty)
+    with caplog.at_level(logging.WARNING, logger="consentfetch.fetch"):
+        report = fetch_shards(str(empty), str(tmp_path / "o"), **LOCAL)
+    assert report.total == 0 and report.shards_written == 0
+    assert "holds no rows" in caplog.text
