@@ -433,7 +433,7 @@ def test_why_json_and_url_normalisation(run: AuditRun,
     assert set(rows[0]) >= {"key", "url", "status", "reason", "evidence", "decided_at",
                             "explanation"}
     assert normalize_url("HTTPS://Example.COM:443") == "https://example.com/"
-    assert normalize_url("http://EX.com:80/A?b#C") == "http://ex.com/A?b#C"
+    assert normalize_url("http://EXAMPLE.com:80/A?b#C") == "http://example.com/A?b#C"
     assert normalize_url("http://ex.com:8080/a") == "http://ex.com:8080/a"
     assert normalize_url("not a url") == "not a url"
 
