@@ -1,14 +1,19 @@
 """The one place that wires the stages together for a shard.
 
-For every row of a shard, cheapest check first, stopping at the first denial:
+For every row of a shard, cheapest check first, stopping at the first denial
+(the consent decisions themselves live in :mod:`consentfetch.consent.engine`):
 
-    URL syntax → origin policy (robots.txt, per hop) → request → response
-    headers (X-Robots-Tag, before the body) → body (byte cap) → decode,
-    checks, resize, encode (in a thread, off the event loop) → tar + audit row
+    URL syntax → opt-out list → for every hop: address guard, origin files
+    (robots.txt, AI-crawler inference, Content-Usage, ai.txt, tdmrep.json) →
+    request → response headers (X-Robots-Tag, tdm-reservation, Content-Usage),
+    before the body → body (byte cap) → in a thread, off the event loop:
+    sha256, opt-out list by hash, embedded metadata (IPTC, C2PA), opt-in
+    permission, then decode, checks, resize, encode → tar + audit row
 
 Every row ends as exactly one :class:`~consentfetch.writer.RowResult`. The
-shard runs on its own asyncio event loop with ``concurrency`` workers; the
-shard files become visible only when the whole shard is written.
+shard runs on its own asyncio event loop with ``concurrency`` workers fed by
+a per-host scheduler; the shard files become visible only when the whole
+shard is written.
 """
 
 from __future__ import annotations
@@ -117,13 +122,13 @@ class _Shard:
                                         or 0.0)
         return policy
 
-    async def process(self, row: InputRow, *, seen: Observation | None = None,
-                      decide_only: bool = False) -> RowResult:
-        """One row through every stage. ``decide_only`` stops after the consent
-        checks (no resize); ``seen`` collects the hops and headers met on the way."""
-        if row.error:
-            return _denied(Denial(Reason.INVALID_URL, row.error))
-        url = parse_http_url(row.url)
+    async def process(self, row: InputRow, *, url: URL | Denial | None = None,
+                      seen: Observation | None = None, decide_only: bool = False) -> RowResult:
+        """One row through every stage. ``url`` is the row's URL if the caller has
+        already parsed it (:func:`parse_row_url`); ``decide_only`` stops after the
+        consent checks (no resize); ``seen`` collects the hops and headers met."""
+        if url is None:
+            url = parse_row_url(row)
         if isinstance(url, Denial):
             return _denied(url)
         permits = Permits()
@@ -194,15 +199,24 @@ def make_client(config: FetchConfig) -> HttpClient:
         resolver=config.resolver)
 
 
-def _schedule(shard: ShardInput,
-              slots: HostSlots, per_host: int) -> HostScheduler[tuple[int, InputRow]]:
+def parse_row_url(row: InputRow) -> URL | Denial:
+    """The row's URL, or the ``invalid_url`` denial of a malformed row or URL."""
+    if row.error:
+        return Denial(Reason.INVALID_URL, row.error)
+    return parse_http_url(row.url)
+
+
+_Work = tuple[int, InputRow, URL | Denial]  # (index in shard, row, its parsed URL)
+
+
+def _schedule(shard: ShardInput, slots: HostSlots, per_host: int) -> HostScheduler[_Work]:
     """Queue the shard's rows by host, so hosts take turns and none can stall the rest."""
-    scheduler: HostScheduler[tuple[int, InputRow]] = HostScheduler(slots, per_host)
+    scheduler: HostScheduler[_Work] = HostScheduler(slots, per_host)
     indices = shard.indices if shard.indices is not None else range(len(shard.rows))
     for index, row in zip(indices, shard.rows, strict=True):
-        url = parse_http_url(row.url) if not row.error else None
-        host = url.host or "" if isinstance(url, URL) else ""  # "": no request will be made
-        scheduler.add(host, (index, row))
+        url = parse_row_url(row)
+        host = (url.host or "") if isinstance(url, URL) else ""  # "": no request is made
+        scheduler.add(host, (index, row, url))
     return scheduler
 
 
@@ -224,9 +238,9 @@ async def _run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
 
                 async def worker() -> None:
                     while (item := await scheduler.next()) is not None:
-                        host, (index, row) = item
+                        host, (index, row, url) = item
                         try:
-                            result = await ctx.process(row)
+                            result = await ctx.process(row, url=url)
                         finally:
                             scheduler.done(host)
                         writer.add(compute_key(shard.shard_id, index, config.shard_size),
