@@ -83,7 +83,8 @@ def _add_download_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-retry-after", type=float, default=d["max_retry_after"].default,
                    help="longest Retry-After (seconds) we wait for; longer is not retried")
     g.add_argument("--timeout", type=float, default=d["timeout"].default,
-                   help="seconds: total deadline of one request (connect + headers + body)")
+                   help="seconds: total deadline of one attempt at a URL (connect + headers + "
+                        "body, all redirect hops together)")
     g.add_argument("--retries", type=int, default=d["retries"].default,
                    help="extra attempts on timeouts, resets, 429 and 5xx")
     g.add_argument("--retry-backoff", type=float, default=d["retry_backoff"].default)

@@ -12,6 +12,7 @@ by query parameters, in the manner of Scrapy's mock server:
     /fault/short                        Content-Length larger than the body
     /fault/reset                        the connection is dropped
     /fault/redirect?n=3&to=/gen/a.jpg   a chain of n redirects, then ``to``
+                                        (``delay=S`` waits S seconds before each)
     /fault/loop                         redirects to itself
     /fault/flaky?id=x&fail=2&code=503   ``code`` for the first ``fail`` requests of ``id``,
                                         then an image (``retry_after=S`` adds Retry-After)
@@ -281,8 +282,11 @@ async def _fault(request: web.Request, kind: str) -> web.StreamResponse:
         return web.Response(status=500)
     if kind == "redirect":
         n = int(q.get("n", "1"))
+        delay = min(float(q.get("delay", "0")), 60)
         target = q.get("to", "/gen/redirected.jpg")
-        location = target if n <= 1 else f"/fault/redirect?n={n - 1}&to={target}"
+        location = target if n <= 1 else \
+            f"/fault/redirect?n={n - 1}&delay={delay}&to={target}"
+        await asyncio.sleep(delay)
         raise web.HTTPFound(location)
     if kind == "loop":
         raise web.HTTPFound("/fault/loop")

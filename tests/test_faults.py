@@ -62,6 +62,16 @@ def test_slow_drip_body_ends_at_total_deadline(site, url_list, tmp_path) -> None
     assert time.monotonic() - t0 < 10
 
 
+def test_one_deadline_covers_the_whole_redirect_chain(site, url_list, tmp_path) -> None:
+    """--timeout bounds an attempt's hops together: 4 hops of 0.4 s exceed 1 s."""
+    row = _one(site, url_list, tmp_path / "slow",
+               site.url(0, "/fault/redirect?n=4&delay=0.4&to=/gen/x.jpg"), timeout=1, retries=0)
+    assert row["reason"] == "timeout" and "within 1 s" in row["evidence"]
+    row = _one(site, url_list, tmp_path / "fast",
+               site.url(0, "/fault/redirect?n=4&delay=0.1&to=/gen/x.jpg"), timeout=1, retries=0)
+    assert row["status"] == "success"
+
+
 def test_too_large_by_header_and_by_stream(site, url_list, tmp_path) -> None:
     url = site.put(0, "/big.jpg", make_image(800, 800))
     row = _one(site, url_list, tmp_path, url, max_bytes=1000)

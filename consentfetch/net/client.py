@@ -283,24 +283,38 @@ class HttpClient:
 
     async def _attempt(self, url: URL, check_hop: HopCheck,
                        check_headers: HeaderCheck) -> Fetched | Denial:
+        """One attempt: every hop of the redirect chain, within one ``--timeout``.
+
+        The deadline budget covers the network time of all hops together
+        (connect, headers, body); the politeness waits between hops do not
+        count against it.
+        """
+        loop = asyncio.get_running_loop()
+        budget = self.timeout
         current = url
         for _ in range(self.max_redirects + 1):
             denial = self._guard(current) or self.given_up(current) or await check_hop(current)
             if denial:
                 return denial
             async with self.slots.slot(current.host or ""):
-                outcome = await self._one_hop(current, check_headers)
+                started = loop.time()
+                outcome = await self._one_hop(current, check_headers, budget)
+                budget -= loop.time() - started
             self._report(current, outcome)
             if not isinstance(outcome, URL):
                 return outcome
+            if budget <= 0:
+                return Denial(Reason.TIMEOUT, f"no complete response within {self.timeout:g} s "
+                              f"(redirected to {outcome})")
             current = outcome
         return Denial(Reason.TOO_MANY_REDIRECTS,
                       f"more than {self.max_redirects} redirects starting at {url}")
 
-    async def _one_hop(self, url: URL, check_headers: HeaderCheck) -> Fetched | Denial | URL:
-        """One request under the deadline: the next hop's URL, a body, or a denial."""
+    async def _one_hop(self, url: URL, check_headers: HeaderCheck,
+                       budget: float) -> Fetched | Denial | URL:
+        """One request within ``budget`` seconds: the next hop's URL, a body, or a denial."""
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(budget):
                 async with self.session.get(url, allow_redirects=False) as response:
                     location = response.headers.get("Location")
                     if response.status in REDIRECT_STATUSES and location:
