@@ -141,6 +141,9 @@ class _Run:
             raise RunInterrupted(
                 f"interrupted after {self.written} new shard(s); run the same command again "
                 f"to resume (complete shards in {self.out.url} are kept)") from exc
+        except Exception:
+            self._finish("failed")  # run.json must not go on saying "running"
+            raise
         finally:
             self.progress.close()
         report = self._finish("complete", len(done), time.monotonic() - t0)

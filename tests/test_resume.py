@@ -148,3 +148,19 @@ def test_sigterm_stops_cleanly_with_workers(url_list, tmp_path: Path) -> None:
         for stats in out.glob("*_stats.json"):  # whatever finished is whole
             stem = stats.name.removesuffix("_stats.json")
             assert (out / f"{stem}.tar").exists() and (out / f"{stem}.parquet").exists()
+
+
+def test_a_failed_run_says_so_in_run_json(site: LocalSite, url_list, tmp_path: Path,
+                                          monkeypatch) -> None:
+    import consentfetch.distribute as distribute
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("worker pool broke")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(distribute.LocalDistributor, "run_shards", broken)
+    out = tmp_path / "o"
+    with pytest.raises(RuntimeError, match="worker pool broke"):
+        fetch_shards(url_list([{"url": site.put(0, "/a.jpg", make_image(40, 40))}]), str(out),
+                     **LOCAL)
+    assert json.loads((out / "run.json").read_text())["state"] == "failed"
