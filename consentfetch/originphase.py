@@ -35,7 +35,7 @@ from . import pipeline
 from .config import FetchConfig
 from .consent.engine import ConsentEngine, Permits
 from .consent.origins import (
-    CACHE_SECONDS, MAX_ORIGIN_FILE_BYTES, OriginPolicies, OriginPolicy, origin_file_from_row,
+    CACHE_SECONDS, OriginPolicy, origin_file_from_row,
     origin_of, policy_from_files)
 from .net.client import parse_http_url
 from .reader import ShardInput
@@ -101,13 +101,7 @@ def fetch_origin_batch(bases: list[str], config: FetchConfig) -> list[dict[str, 
 
 async def _fetch_all(bases: list[str], config: FetchConfig) -> list[dict[str, Any]]:
     async with pipeline.make_client(config) as client:
-        async def fetch(url: URL) -> Any:  # a SmallFetch
-            async with client.slots.slot(url.host or ""):
-                return await client.fetch_small(url, max_bytes=MAX_ORIGIN_FILE_BYTES)
-
-        policies = OriginPolicies(
-            fetch, robots=config.enabled("robots_txt"), ai_txt=config.enabled("ai_txt"),
-            tdmrep=config.enabled("tdmrep"), keep_bodies=True)
+        policies = pipeline.origin_policies(config, client, keep_bodies=True)
         todo = iter(bases)
 
         async def worker() -> None:

@@ -95,6 +95,19 @@ class ShardOutcome:
     origin_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
+def origin_policies(config: FetchConfig, client: HttpClient, *,
+                    cache: dict[str, OriginPolicy] | None = None,
+                    keep_bodies: bool) -> OriginPolicies:
+    """Origin-file loading for this run's checks, through ``client`` and its host slots."""
+    async def fetch(url: URL) -> Any:  # a SmallFetch
+        async with client.slots.slot(url.host or ""):
+            return await client.fetch_small(url, max_bytes=MAX_ORIGIN_FILE_BYTES)
+
+    return OriginPolicies(fetch, cache=cache, robots=config.enabled("robots_txt"),
+                          ai_txt=config.enabled("ai_txt"), tdmrep=config.enabled("tdmrep"),
+                          keep_bodies=keep_bodies)
+
+
 class _Shard:
     """The per-shard context: client, origin policies, consent engine, image pool."""
 
@@ -103,16 +116,10 @@ class _Shard:
         self.client = client
         self.pool = pool
         self.engine = engine_for(config)
-        self.policies = OriginPolicies(
-            self._fetch_origin_file, cache=_PROCESS_POLICIES,
-            robots=config.enabled("robots_txt"), ai_txt=config.enabled("ai_txt"),
-            tdmrep=config.enabled("tdmrep"), keep_bodies=config.save_consent_files)
+        self.policies = origin_policies(config, client, cache=_PROCESS_POLICIES,
+                                        keep_bodies=config.save_consent_files)
         self.resize: ResizeOptions = resize_options_from(config)
         self.token = config.user_agent_token
-
-    async def _fetch_origin_file(self, url: URL) -> Any:
-        async with self.client.slots.slot(url.host or ""):
-            return await self.client.fetch_small(url, max_bytes=MAX_ORIGIN_FILE_BYTES)
 
     async def policy(self, url: URL) -> OriginPolicy:
         """The origin policy of ``url``; its Crawl-delay goes to the host's slot."""
