@@ -729,7 +729,6 @@ def explain_row(row: Mapping[str, Any],
         `Disallow: /art/` on line 4. The image itself was never requested.'
     """
     status = str(row.get("status") or "")
-    reason = row.get("reason")
     head = _STATUS_WORDS.get(status, f"Status {status or 'unknown'}")
     if status == Status.SUCCESS:
         text = _explain_success(row)
