@@ -6,6 +6,8 @@ started here, on loopback addresses, port chosen by the OS.
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,3 +43,20 @@ def url_list(tmp_path: Path):
     def make(rows: list[dict[str, Any]], name: str = "urls.parquet") -> str:
         return write_parquet(tmp_path / name, rows)
     return make
+
+
+def png_bomb(side: int) -> bytes:
+    """A real, valid side x side 1-bit PNG (a decompression bomb) of a few hundred KB.
+
+    Built block of rows by block of rows, so the test never holds the pixels.
+    """
+    row = b"\x00" + b"\x00" * (side // 8)  # filter byte + packed bits
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row * 1000) for _ in range(side // 1000)) + z.flush()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+            + chunk(b"IEND", b""))

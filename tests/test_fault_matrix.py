@@ -7,8 +7,6 @@ slow host does not stall the fast ones (asserted by request order, not time).
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,20 +16,7 @@ import pytest
 from consentfetch import fetch_shards, read_audit
 from consentfetch.testsite import LocalSite, Resource, make_image, running_site
 
-from .conftest import LOCAL
-
-
-def png_bomb(side: int = 20_000) -> bytes:
-    """A valid side x side 1-bit PNG, a few hundred KB; built without holding its pixels."""
-    row = b"\x00" * (1 + side // 8)
-    z = zlib.compressobj(9)
-    idat = b"".join(z.compress(row * 1000) for _ in range(side // 1000)) + z.flush()
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
-    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+from .conftest import LOCAL, png_bomb
 
 
 HUGE_CAPTION = "ünïcode caption " * 65_536  # ~1 MiB
@@ -79,7 +64,7 @@ def build_matrix(site: LocalSite) -> list[tuple[str, str, str | None, str | None
          bad, "decode_error"),
         ("zero-length body", at("/empty.jpg", b""), bad, "decode_error"),
         ("corrupt JPEG", at("/corrupt.jpg", ok[:200] + b"\x00" * 300), bad, "decode_error"),
-        ("20000x20000 PNG bomb", at("/bomb.png", png_bomb()), bad, "image_too_large"),
+        ("20000x20000 PNG bomb", at("/bomb.png", png_bomb(20_000)), bad, "image_too_large"),
         ("URL with a space", at("/a b.jpg", ok), "success", None),
         ("duplicate URL (1)", dup, "success", None),
         ("duplicate URL (2)", dup, "success", None),

@@ -21,6 +21,8 @@ from consentfetch.consent.decision import Denial, Reason, Status
 from consentfetch.errors import ConfigError
 from consentfetch.image import ResizedImage, ResizeOptions, process_image, resize_options_from
 
+from .conftest import png_bomb
+
 RED = (255, 0, 0)
 GREEN = (0, 255, 0)
 WHITE = (255, 255, 255)
@@ -84,21 +86,8 @@ def png_header_only(width: int, height: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def bomb_png() -> bytes:
-    """A real, valid 30000x30000 1-bit PNG (900 Mpx) of a few hundred KB.
-
-    Built row block by row block, so the test itself never holds the pixels.
-    """
-    w = h = 30_000
-    row = b"\x00" + b"\x00" * (w // 8)  # filter byte + packed bits
-    z = zlib.compressobj(9)
-    idat = b"".join(z.compress(row * 1000) for _ in range(h // 1000)) + z.flush()
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
-    ihdr = struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
-            + chunk(b"IEND", b""))
+    """A real, valid 30000x30000 1-bit PNG (900 Mpx) of a few hundred KB."""
+    return png_bomb(30_000)
 
 
 # ------------------------------------------------------------ output sizes
