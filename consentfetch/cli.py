@@ -102,6 +102,9 @@ def _add_download_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resolver", choices=("threaded", "async"), default="threaded",
                    help="DNS resolver: the system's (threaded) or aiodns (async; needs "
                         "consentfetch[dns])")
+    g.add_argument("--ca-file", metavar="PEM", help="also trust the certificate authorities "
+                                                  "in this file (certificates are always "
+                                                  "verified)")
     g = p.add_argument_group("consent")
     g.add_argument("--consent", choices=cfg.CONSENT_PROFILES, default=d["consent"].default,
                    help="strict: every signal, most restrictive reading; standard: signals "
@@ -139,6 +142,7 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-private-networks", action="store_true")
     p.add_argument("--allow-network", dest="allowed_networks", action="append", default=[],
                    metavar="CIDR")
+    p.add_argument("--ca-file", metavar="PEM")
 
 
 def build_parser() -> argparse.ArgumentParser:

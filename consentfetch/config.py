@@ -52,6 +52,7 @@ RESUME_SAFE_OPTIONS = frozenset({
     "processes", "distributor", "overwrite", "retry_failed", "concurrency",
     "per_host_concurrency", "min_host_delay", "max_host_failures", "max_retry_after",
     "timeout", "retries", "retry_backoff", "resolver", "contact", "save_consent_files",
+    "ca_file",
 })
 
 _TOKEN_RE = re.compile(r"^[A-Za-z_-]+$")  # RFC 9309 product token
@@ -97,6 +98,7 @@ class FetchConfig:
     allow_private_networks: bool = False
     allowed_networks: tuple[str, ...] = ()  # CIDRs let through the address guard
     resolver: str = "threaded"  # or "async" (aiodns)
+    ca_file: str | None = None  # PEM certificate authorities trusted besides the system's
     # consent
     consent: str = "strict"
     ignore: tuple[str, ...] = ()  # checks turned off, names from CHECKS
@@ -206,6 +208,7 @@ def _validate(cfg: FetchConfig) -> None:
         parse_networks(cfg.allowed_networks)
     except ValueError as exc:
         need(False, "allowed_networks", str(exc))
+    need(cfg.ca_file is None or os.path.isfile(cfg.ca_file), "ca_file", "a PEM file that exists")
     need(cfg.max_aspect_ratio >= 1, "max_aspect_ratio", "at least 1")
     need(bool(_TOKEN_RE.match(cfg.user_agent_token)), "user_agent_token",
          "letters, '_' and '-' only (RFC 9309 product token)")

@@ -203,7 +203,7 @@ def make_client(config: FetchConfig) -> HttpClient:
         concurrency=config.concurrency, slots=slots,
         allow_private_networks=config.allow_private_networks,
         allowed_networks=config.allowed_networks, max_retry_after=config.max_retry_after,
-        resolver=config.resolver)
+        resolver=config.resolver, ca_file=config.ca_file)
 
 
 def parse_row_url(row: InputRow) -> URL | Denial:

@@ -20,6 +20,13 @@ by query parameters, in the manner of Scrapy's mock server:
     /fault/burst?n=5&retry_after=1      429 for the first ``n`` requests to this host
                                         (any /fault/burst path), then an image
 
+Every response a test put there (and every generated image) can be delivered
+the way the web delivers it rather than in one polite write: give the site a
+:class:`Delivery` (small pieces with pauses, chunked transfer encoding), and
+``tls=True`` to serve HTTPS with a certificate from a throw-away test
+certificate authority (``trustme``), whose PEM file is :attr:`LocalSite.ca_file`
+(trust it explicitly: ``ca_file=site.ca_file``; verification stays on).
+
 Only loopback addresses are ever bound. The site runs in a background thread
 with its own event loop so that synchronous code (the CLI demo, pytest tests,
 subprocesses) can use it.
@@ -30,6 +37,9 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
+import ssl
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -38,11 +48,31 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from multidict import CIMultiDict
 from PIL import Image, ImageDraw
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How the site writes a body: in one write (the default) or as a real link does."""
+
+    piece: int = 0  # bytes per write; 0: the whole body at once
+    pause: float = 0.0  # seconds between two writes
+    chunked: bool = False  # Transfer-Encoding: chunked, no Content-Length
+
+    @property
+    def polite(self) -> bool:
+        return self.piece == 0 and not self.chunked
+
+
+# One TCP initial window (10 segments of 1460 bytes) per 5 ms: a body arrives in
+# many reads, as it does over any real link.
+RUDE = Delivery(piece=14_600, pause=0.005, chunked=True)
+DRIP = Delivery(piece=512, pause=0.001, chunked=False)
 
 
 @dataclass(frozen=True)
@@ -53,6 +83,7 @@ class Resource:
     status: int = 200
     headers: Mapping[str, str] | Sequence[tuple[str, str]] = field(default_factory=dict)
     content_type: str | None = None
+    cut: int | None = None  # drop the connection after this many body bytes
 
 
 def make_image(width: int, height: int, fmt: str = "jpg", *, seed: int = 0,
@@ -80,12 +111,18 @@ _CONTENT_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png",
 class LocalSite:
     """Serve several loopback origins from one aiohttp application."""
 
-    def __init__(self, hosts: Sequence[str] = DEFAULT_HOSTS) -> None:
+    def __init__(self, hosts: Sequence[str] = DEFAULT_HOSTS, *,
+                 delivery: Delivery = Delivery(), tls: bool = False) -> None:
         for host in hosts:
             if not host.startswith("127."):
                 raise ValueError(f"LocalSite binds loopback addresses only, not {host}")
         self.hosts = tuple(hosts)
         self.port = 0
+        self.delivery = delivery
+        self.scheme = "https" if tls else "http"
+        #: PEM file of the test certificate authority (HTTPS only), to trust explicitly.
+        self.ca_file: str | None = None
+        self._ssl = self._tls_context() if tls else None
         self._resources: dict[tuple[str, str], Resource] = {}
         self.hits: Counter[tuple[str, str]] = Counter()  # (host, path) -> requests
         self.log: list[tuple[float, str, str]] = []  # (monotonic time, host, path_qs) in order
@@ -100,7 +137,7 @@ class LocalSite:
     def origin(self, host: str | int = 0) -> str:
         """``http://127.0.0.2:PORT`` for a host address or its index."""
         name = self.hosts[host] if isinstance(host, int) else host
-        return f"http://{name}:{self.port}"
+        return f"{self.scheme}://{name}:{self.port}"
 
     def url(self, host: str | int, path: str) -> str:
         return self.origin(host) + path
@@ -131,9 +168,9 @@ class LocalSite:
             self.user_agents.add(request.headers.get("User-Agent", ""))
             resource = self._resources.get((host, path))
         if resource is not None:
-            return self._respond(resource, path)
+            return await self._respond(request, resource, path)
         if path.startswith("/gen/"):
-            return self._generated(request)
+            return await self._generated(request)
         if path.startswith("/fault/"):
             return await self._stateful(request, host, path[len("/fault/"):]) \
                 or await _fault(request, path[len("/fault/"):])
@@ -160,20 +197,17 @@ class LocalSite:
         headers = {"Retry-After": q["retry_after"]} if "retry_after" in q else None
         return web.Response(status=code, text=f"status {code}", headers=headers)
 
-    @staticmethod
-    def _respond(resource: Resource, path: str) -> web.Response:
+    async def _respond(self, request: web.Request, resource: Resource,
+                       path: str) -> web.StreamResponse:
         headers = list(resource.headers.items()) if isinstance(resource.headers, Mapping) \
             else list(resource.headers)
         ctype = resource.content_type or _CONTENT_TYPES.get(path.rsplit(".", 1)[-1].lower(),
                                                             "application/octet-stream")
-        response = web.Response(status=resource.status, body=resource.body)
-        response.headers["Content-Type"] = ctype
-        for name, value in headers:
-            response.headers.add(name, value)
-        return response
+        return await self._deliver(request, resource.status,
+                                   [("Content-Type", ctype), *headers], resource.body,
+                                   cut=resource.cut)
 
-    @staticmethod
-    def _generated(request: web.Request) -> web.Response:
+    async def _generated(self, request: web.Request) -> web.StreamResponse:
         fmt = request.path.rsplit(".", 1)[-1].lower()
         if fmt not in ("jpg", "png", "webp"):
             return web.Response(status=404)
@@ -181,7 +215,50 @@ class LocalSite:
         h = min(int(request.query.get("h", "240")), 4000)
         seed = int(request.query.get("seed", "0"))
         body = make_image(w, h, fmt, seed=seed, alpha=request.query.get("alpha") == "1")
-        return web.Response(body=body, content_type=_CONTENT_TYPES[fmt])
+        return await self._deliver(request, 200, [("Content-Type", _CONTENT_TYPES[fmt])], body)
+
+    async def _deliver(self, request: web.Request, status: int,
+                       headers: Sequence[tuple[str, str]], body: bytes,
+                       cut: int | None = None) -> web.StreamResponse:
+        """Write a response whole, or in this site's :class:`Delivery`; ``cut``: drop the
+        connection after that many body bytes (the headers promised all of them)."""
+        delivery = self.delivery
+        if cut is not None:
+            delivery = Delivery(delivery.piece, delivery.pause, chunked=False)
+        if delivery.polite and cut is None:
+            return web.Response(status=status, body=body, headers=CIMultiDict(headers))
+        stream = web.StreamResponse(status=status, headers=CIMultiDict(headers))
+        if delivery.chunked:
+            stream.enable_chunked_encoding()
+        else:
+            stream.content_length = len(body)
+        await stream.prepare(request)
+        sent = body if cut is None else body[:cut]
+        step = delivery.piece or max(1, len(sent))
+        for start in range(0, len(sent), step):
+            if start:
+                await asyncio.sleep(delivery.pause)
+            await stream.write(sent[start:start + step])
+        if cut is not None:
+            await asyncio.sleep(0.05)  # let the bytes sent so far reach the client
+            assert request.transport is not None
+            request.transport.abort()
+            return stream
+        await stream.write_eof()
+        return stream
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """A server context with a certificate for every host, from a new test CA."""
+        import trustme  # a test dependency: only HTTPS sites need it
+
+        ca = trustme.CA()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert(*self.hosts).configure_cert(context)
+        with tempfile.NamedTemporaryFile("wb", suffix=".pem", prefix="consentfetch-test-ca-",
+                                         delete=False) as pem:
+            pem.write(ca.cert_pem.bytes())
+        self.ca_file = pem.name
+        return context
 
     # -- lifecycle -------------------------------------------------------------
     async def _start(self) -> None:
@@ -190,7 +267,7 @@ class LocalSite:
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         for host in self.hosts:
-            site = web.TCPSite(self._runner, host, self.port)
+            site = web.TCPSite(self._runner, host, self.port, ssl_context=self._ssl)
             await site.start()
             if self.port == 0:
                 # The port the OS chose: aiohttp has no public getter for it.
@@ -230,12 +307,16 @@ class LocalSite:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
             self._loop = None
+        if self.ca_file is not None:
+            os.unlink(self.ca_file)
+            self.ca_file = None
 
 
 @contextmanager
-def running_site(hosts: Sequence[str] = DEFAULT_HOSTS) -> Iterator[LocalSite]:
+def running_site(hosts: Sequence[str] = DEFAULT_HOSTS, *, delivery: Delivery = Delivery(),
+                 tls: bool = False) -> Iterator[LocalSite]:
     """``with running_site() as site:`` — a started :class:`LocalSite`, stopped after."""
-    site = LocalSite(hosts).start()
+    site = LocalSite(hosts, delivery=delivery, tls=tls).start()
     try:
         yield site
     finally:

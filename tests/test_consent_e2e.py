@@ -1,5 +1,9 @@
 """Every opt-out signal end to end: each origin of the local site says "no" its own way.
 
+Each test runs twice: against a polite site (every body in one write, plain
+HTTP) and a rude one (HTTPS from a test authority, every body chunked and
+written a TCP window at a time with pauses), as real links deliver them.
+
 Checked for each: the audit row (status, reason, evidence), the site's request
 log (origin-level denials never request the image; origin files are fetched
 once), and that no opted-out image reaches the shards.
@@ -18,7 +22,7 @@ import webdataset as wds
 from PIL import Image
 
 from consentfetch import fetch_shards, read_audit
-from consentfetch.testsite import LocalSite, Resource, make_image, running_site
+from consentfetch.testsite import RUDE, LocalSite, Resource, make_image, running_site
 
 from .conftest import LOCAL
 
@@ -39,10 +43,19 @@ def xmp_jpeg(value: str) -> bytes:
     return out.getvalue()
 
 
-@pytest.fixture
-def wide() -> Iterator[LocalSite]:
-    with running_site(HOSTS) as s:
-        yield s
+@pytest.fixture(params=["polite", "rude-https"])
+def wide(request: pytest.FixtureRequest) -> Iterator[LocalSite]:
+    if request.param == "polite":
+        with running_site(HOSTS) as s:
+            yield s
+    else:
+        with running_site(HOSTS, delivery=RUDE, tls=True) as s:
+            yield s
+
+
+def local(site: LocalSite) -> dict:
+    """The end-to-end options, trusting the site's test authority when it speaks HTTPS."""
+    return {**LOCAL, "ca_file": site.ca_file}
 
 
 @pytest.fixture
@@ -123,7 +136,7 @@ def _run(scenario: dict, url_list, tmp_path: Path, profile: str) -> dict[str, di
     rows = [{"url": u} for u in scenario["expect"]]
     out = tmp_path / profile
     fetch_shards(url_list(rows), str(out), consent=profile,
-                 opt_out_lists=[scenario["opt_out"]], **LOCAL)
+                 opt_out_lists=[scenario["opt_out"]], **local(scenario["site"]))
     return {r["url"]: r for r in read_audit(str(out)).to_pylist()}
 
 
@@ -189,7 +202,7 @@ def test_ignored_checks_are_recorded(scenario: dict, url_list, tmp_path: Path) -
     site = scenario["site"]
     rows = [{"url": site.url(3, "/a.png")}, {"url": site.url(6, "/prohibited.jpg")}]
     out = tmp_path / "ignored"
-    fetch_shards(url_list(rows), str(out), ignore=["ai_txt", "iptc"], **LOCAL)
+    fetch_shards(url_list(rows), str(out), ignore=["ai_txt", "iptc"], **local(site))
     audit = read_audit(str(out)).to_pylist()
     assert [r["status"] for r in audit] == ["success", "success"]
     assert {r["ignored_checks"] for r in audit} == {"ai_txt,iptc"}
@@ -213,7 +226,7 @@ def test_opt_in_profile(wide: LocalSite, url_list, tmp_path: Path) -> None:
     allow.write_text(f"{by_list}\n")
     rows = [{"url": u} for u in (plain, by_header, by_tdm, by_iptc, by_list)]
     fetch_shards(url_list(rows), str(tmp_path / "o"), consent="opt-in",
-                 opt_in_lists=[str(allow)], **LOCAL)
+                 opt_in_lists=[str(allow)], **local(site))
     audit = {r["url"]: r for r in read_audit(str(tmp_path / "o")).to_pylist()}
     assert audit[plain]["reason"] == "no_opt_in"
     for url in (by_header, by_tdm, by_iptc, by_list):
@@ -225,11 +238,11 @@ def test_origins_snapshot(scenario: dict, url_list, tmp_path: Path) -> None:
     site = scenario["site"]
     rows = [{"url": site.url(4, "/open/a.jpg")}, {"url": site.url(3, "/a.jpg")}]
     out = tmp_path / "snap"
-    fetch_shards(url_list(rows), str(out), save_consent_files=True, **LOCAL)
+    fetch_shards(url_list(rows), str(out), save_consent_files=True, **local(site))
     snap = pq.read_table(out / "origins.parquet").to_pylist()
-    kinds = {(r["origin"].rsplit(":", 1)[0], r["kind"]): r for r in snap}
-    tdm = kinds[("http://127.0.0.14", "tdmrep.json")]
+    kinds = {(r["origin"].rsplit(":", 1)[0].split("://")[1], r["kind"]): r for r in snap}
+    tdm = kinds[("127.0.0.14", "tdmrep.json")]
     assert tdm["outcome"] == "parsed" and tdm["http_status"] == 200
     assert tdm["sha256"] == hashlib.sha256(tdm["body"]).hexdigest() and tdm["size"] > 0
-    assert kinds[("http://127.0.0.13", "ai.txt")]["body"].startswith(b"User-agent")
-    assert kinds[("http://127.0.0.14", "ai.txt")]["outcome"] == "absent"
+    assert kinds[("127.0.0.13", "ai.txt")]["body"].startswith(b"User-agent")
+    assert kinds[("127.0.0.14", "ai.txt")]["outcome"] == "absent"

@@ -163,7 +163,14 @@ class ConsentEngine:
         return None
 
     def _ai_txt(self, policy: OriginPolicy, url: URL) -> Denial | None:
-        if not self.on("ai_txt") or policy.ai_txt is None:
+        if not self.on("ai_txt"):
+            return None
+        record = policy.files.get(AI_TXT)
+        if record is not None and record.outcome == "unreachable":
+            return Denial(Reason.AITXT_DISALLOWED,
+                          f"{record.url} {record.error}: what it says is unknown, so it "
+                          "is read as disallowing everything (fail safe)")
+        if policy.ai_txt is None:
             return None
         verdict = policy.ai_txt.check(str(url), self.token)
         if verdict.allowed:
@@ -174,7 +181,13 @@ class ConsentEngine:
                       f"`{verdict.rule}` on line {verdict.line}")
 
     def _tdm_file_verdict(self, policy: OriginPolicy | None, url: URL) -> TdmVerdict:
-        if policy is None or policy.tdmrep is None or not self.on("tdmrep"):
+        if policy is None or not self.on("tdmrep"):
+            return UNSET
+        record = policy.files.get(TDMREP_JSON)
+        if record is not None and record.outcome == "unreachable":
+            return TdmVerdict(1, None, f"the file {record.error}: what it says is unknown, "
+                                       "so rights are taken as reserved (fail safe)")
+        if policy.tdmrep is None:
             return UNSET
         return policy.tdmrep.check(url.raw_path_qs)
 

@@ -15,6 +15,13 @@ The files, in order:
 * ``/.well-known/tdmrep.json`` (W3C TDMRep): 2xx and a valid file → parsed;
   anything else → "not implemented", no signal.
 
+Bodies are read whole, up to 500 KiB (RFC 9309 §2.5). A longer robots.txt or
+ai.txt is parsed up to its last complete line and recorded as ``truncated``.
+A file that answered 2xx but could not be read whole (the connection broke,
+the deadline passed, or a tdmrep.json too long to parse) is ``unreachable``:
+what it says is unknown, so it is read the safe way (robots.txt: disallow
+everything; ai.txt: disallow everything; tdmrep.json: rights reserved).
+
 Interpreting a fetch is pure (``*_from_fetch``); fetching is a function handed
 in, so this module does no I/O of its own. :func:`policy_from_files` rebuilds a
 policy from snapshot rows whose bodies were kept: that is how the workers of a
@@ -35,7 +42,7 @@ from typing import Any, Protocol
 from yarl import URL
 
 from .decision import Denial, Reason
-from .robots import MAX_ROBOTS_BYTES, RobotsPolicy
+from .robots import MAX_ROBOTS_BYTES, RobotsPolicy, complete_lines
 from .tdmrep import TdmRepFile
 
 CACHE_SECONDS = 24 * 3600
@@ -49,9 +56,10 @@ FILE_PATHS = {ROBOTS_TXT: "/robots.txt", AI_TXT: "/ai.txt",
 class FetchOutcome(Protocol):
     """What the fetcher returns (net.client.SmallFetch has this shape)."""
 
-    http_status: int | None
+    http_status: int | None  # set with ``error`` too when the failure came after the headers
     body: bytes
     error: Denial | None
+    truncated: bool  # the body went on past the byte limit
     reached: bool  # False: no connection to the host was ever established
 
 
@@ -63,7 +71,8 @@ class OriginFile:
     kind: str  # robots.txt, ai.txt or tdmrep.json
     url: str
     http_status: int | None
-    outcome: str  # "parsed", "absent" (no file: no signal) or "unreachable"
+    # "parsed", "absent" (no file: no signal) or "unreachable" (unknown: read the safe way)
+    outcome: str
     error: str | None
     fetched_at: datetime
     size: int
@@ -72,6 +81,9 @@ class OriginFile:
     # The reason code (dns_error, blocked_address, ...) when robots.txt could not
     # even be requested: the host was never reached. ``error`` has the evidence.
     unreached_reason: str | None = None
+    # The body went on past 500 KiB: only its complete lines up to the limit were
+    # parsed, and ``size``/``sha256`` describe those bytes.
+    truncated: bool = False
 
     def to_row(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -102,16 +114,31 @@ def origin_of(url: URL) -> str:
 
 
 def _record(origin: str, kind: str, url: str, fetched: FetchOutcome, outcome: str,
-            error: str | None, keep_body: bool) -> OriginFile:
+            error: str | None, keep_body: bool, body: bytes = b"") -> OriginFile:
     parsed = outcome == "parsed"
-    body = fetched.body if parsed else b""
+    body = body if parsed else b""
     unreached = fetched.error if kind == ROBOTS_TXT and not fetched.reached else None
     return OriginFile(
         origin=origin, kind=kind, url=url, http_status=fetched.http_status, outcome=outcome,
         error=error, fetched_at=datetime.now(timezone.utc), size=len(body),
         sha256=hashlib.sha256(body).hexdigest() if parsed else None,
         body=body if parsed and keep_body else None,
-        unreached_reason=str(unreached.reason) if unreached is not None else None)
+        unreached_reason=str(unreached.reason) if unreached is not None else None,
+        truncated=parsed and fetched.truncated)
+
+
+def _is_2xx(fetched: FetchOutcome) -> bool:
+    return fetched.http_status is not None and 200 <= fetched.http_status < 300
+
+
+def _readable_lines(fetched: FetchOutcome) -> bytes:
+    """The part of a robots-grammar body we may parse: all of it, or its complete lines."""
+    return complete_lines(fetched.body) if fetched.truncated else fetched.body
+
+
+def _cut_short(fetched: FetchOutcome) -> str:
+    error = fetched.error.evidence if fetched.error else "longer than 500 KiB"
+    return f"answered HTTP {fetched.http_status} but the body could not be read whole ({error})"
 
 
 def robots_from_fetch(origin: str, url: str, fetched: FetchOutcome,
@@ -119,9 +146,12 @@ def robots_from_fetch(origin: str, url: str, fetched: FetchOutcome,
     """Read a robots.txt fetch per RFC 9309 §2.3.1 and ARCHITECTURE.md §6."""
     status = fetched.http_status
     if fetched.error is not None:
-        outcome, robots, error = "unreachable", None, fetched.error.evidence
-    elif status is not None and 200 <= status < 300:
-        outcome, robots, error = "parsed", RobotsPolicy.parse(fetched.body), None
+        error = _cut_short(fetched) if _is_2xx(fetched) else fetched.error.evidence
+        outcome, robots = "unreachable", None
+    elif _is_2xx(fetched):
+        body = _readable_lines(fetched)
+        return RobotsPolicy.parse(body), _record(origin, ROBOTS_TXT, url, fetched, "parsed",
+                                                 None, keep_body, body)
     elif status is not None and 400 <= status < 500 and status != 429:
         outcome, robots, error = "absent", RobotsPolicy.allow_all(), None
     else:
@@ -131,23 +161,31 @@ def robots_from_fetch(origin: str, url: str, fetched: FetchOutcome,
 
 def ai_txt_from_fetch(origin: str, url: str, fetched: FetchOutcome,
                       keep_body: bool = False) -> tuple[RobotsPolicy | None, OriginFile]:
-    """ai.txt: parsed on 2xx; any other answer is no signal."""
-    status = fetched.http_status
-    if fetched.error is None and status is not None and 200 <= status < 300:
-        return RobotsPolicy.parse(fetched.body), _record(
-            origin, AI_TXT, url, fetched, "parsed", None, keep_body)
+    """ai.txt: parsed on 2xx; a 2xx body cut short is unreachable; any other answer is
+    no signal."""
+    if _is_2xx(fetched) and fetched.error is None:
+        body = _readable_lines(fetched)
+        return RobotsPolicy.parse(body), _record(
+            origin, AI_TXT, url, fetched, "parsed", None, keep_body, body)
+    if _is_2xx(fetched):
+        return None, _record(origin, AI_TXT, url, fetched, "unreachable", _cut_short(fetched),
+                             keep_body)
     error = fetched.error.evidence if fetched.error else None
     return None, _record(origin, AI_TXT, url, fetched, "absent", error, keep_body)
 
 
 def tdmrep_from_fetch(origin: str, url: str, fetched: FetchOutcome,
                       keep_body: bool = False) -> tuple[TdmRepFile | None, OriginFile]:
-    """tdmrep.json: a valid file on 2xx; anything else is "not implemented"."""
-    status = fetched.http_status
-    if fetched.error is None and status is not None and 200 <= status < 300:
+    """tdmrep.json: a valid file on 2xx; a 2xx body cut short (or too long to parse) is
+    unreachable; anything else is "not implemented"."""
+    if _is_2xx(fetched) and (fetched.error is not None or fetched.truncated):
+        return None, _record(origin, TDMREP_JSON, url, fetched, "unreachable",
+                             _cut_short(fetched), keep_body)
+    if _is_2xx(fetched):
         parsed = TdmRepFile.parse(fetched.body)
         if parsed is not None:
-            return parsed, _record(origin, TDMREP_JSON, url, fetched, "parsed", None, keep_body)
+            return parsed, _record(origin, TDMREP_JSON, url, fetched, "parsed", None, keep_body,
+                                   fetched.body)
         return None, _record(origin, TDMREP_JSON, url, fetched, "absent",
                              "not a valid TDMRep file", keep_body)
     error = fetched.error.evidence if fetched.error else None
@@ -162,7 +200,8 @@ def origin_file_from_row(row: dict[str, Any]) -> OriginFile:
     if fetched_at.tzinfo is None:
         fetched_at = fetched_at.replace(tzinfo=timezone.utc)
     values = {name: row.get(name) for name in OriginFile.__slots__}
-    return OriginFile(**{**values, "fetched_at": fetched_at})
+    return OriginFile(**{**values, "fetched_at": fetched_at,
+                         "truncated": bool(values["truncated"])})
 
 
 def policy_from_files(origin: str, files: dict[str, OriginFile], *, robots: bool = True,

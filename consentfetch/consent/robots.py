@@ -88,7 +88,9 @@ __all__ = [
     "RobotsRule",
     "RobotsVerdict",
     "compile_path_pattern",
+    "complete_lines",
     "match_target",
+    "strip_bom",
 ]
 
 MAX_ROBOTS_BYTES = 512_000  # RFC 9309 §2.5: parse at least 500 KiB
@@ -306,14 +308,39 @@ class RobotsPolicy:
         return selection
 
 
+def complete_lines(raw: bytes) -> bytes:
+    """``raw`` up to the end of its last complete line: what a cut body lets us read.
+
+    A line cut in two by a byte limit may say something the site never wrote
+    (``Disallow: /private/`` cut after ``Disallow: /``), so it is dropped.
+    """
+    return raw[: max(raw.rfind(b"\n"), raw.rfind(b"\r")) + 1]
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def strip_bom(raw: bytes) -> bytes:
+    """``raw`` without a leading UTF-8 byte-order mark, or a leading fragment of one.
+
+    A damaged BOM (``EF BB`` without ``BF``) would otherwise turn the first
+    line into an unknown record: ``User-agent: *`` would vanish, and with it
+    the group's ``Disallow: /``. A fragment is stripped only where it cannot
+    be the start of a real character (the next byte is no continuation byte).
+    """
+    for size in (3, 2, 1):
+        if raw[:size] == _BOM[:size]:
+            continues = size < 3 and len(raw) > size and 0x80 <= raw[size] <= 0xBF
+            return raw if continues else raw[size:]
+    return raw
+
+
 def _decode(body: bytes | str) -> str:
     """The text RFC 9309 asks us to parse: UTF-8, no BOM, at most 500 KiB."""
     raw = body.encode("utf-8", "replace") if isinstance(body, str) else bytes(body)
     if len(raw) > MAX_ROBOTS_BYTES:
-        raw = raw[:MAX_ROBOTS_BYTES]
-        cut = max(raw.rfind(b"\n"), raw.rfind(b"\r"))
-        raw = raw[: cut + 1]  # drop the line the limit cut in two
-    return raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace")
+        raw = complete_lines(raw[:MAX_ROBOTS_BYTES])
+    return strip_bom(raw).decode("utf-8", "replace")
 
 
 def _product_token(value: str) -> str:

@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .robots import PathPattern, compile_path_pattern, match_target
+from .robots import PathPattern, compile_path_pattern, match_target, strip_bom
 
 __all__ = [
     "MAX_TDMREP_BYTES",
@@ -133,7 +133,7 @@ class TdmRepFile:
         if len(raw) > MAX_TDMREP_BYTES:
             return None
         try:
-            document = json.loads(raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8"))
+            document = json.loads(strip_bom(raw).decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):
             return None
         if not isinstance(document, list):

@@ -152,6 +152,18 @@ def _http_error(response: aiohttp.ClientResponse) -> Denial:
     return Denial(Reason.HTTP_ERROR, text, response.status, retry_after)
 
 
+async def read_capped(content: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:
+    """The body up to ``limit`` bytes, read to its end however it arrives; and whether it
+    was longer. (One ``read(n)`` returns only what is buffered at that moment.)"""
+    body = bytearray()
+    while len(body) <= limit:
+        chunk = await content.read(limit + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body[:limit]), len(body) > limit
+
+
 class HttpClient:
     """One aiohttp session with our limits; use as an async context manager.
 
@@ -162,7 +174,8 @@ class HttpClient:
     def __init__(self, *, user_agent: str, timeout: float, max_bytes: int,
                  max_redirects: int, retries: int, concurrency: int, slots: HostSlots,
                  allow_private_networks: bool, allowed_networks: tuple[str, ...] = (),
-                 max_retry_after: float = 60.0, resolver: str = "threaded") -> None:
+                 max_retry_after: float = 60.0, resolver: str = "threaded",
+                 ca_file: str | None = None) -> None:
         self.user_agent = user_agent
         self.timeout = timeout
         self.max_bytes = max_bytes
@@ -173,12 +186,13 @@ class HttpClient:
         self.allowed_networks = allowed_networks
         self.slots = slots
         self._resolver = resolver
+        self._ca_file = ca_file
         self._concurrency = concurrency
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> HttpClient:
         connector = aiohttp.TCPConnector(
-            limit=self._concurrency * 2, ttl_dns_cache=300,
+            limit=self._concurrency * 2, ttl_dns_cache=300, ssl=self._tls_context(),
             resolver=resolver_for(self.allow_private_networks, self.allowed_networks,
                                   self._resolver))
         self._session = aiohttp.ClientSession(
@@ -187,6 +201,14 @@ class HttpClient:
             max_line_size=MAX_HEADER_LINE, max_field_size=MAX_HEADER_LINE,
             max_headers=MAX_HEADERS)
         return self
+
+    def _tls_context(self) -> ssl.SSLContext | bool:
+        """Certificates are always verified; ``ca_file`` adds authorities to the system's."""
+        if self._ca_file is None:
+            return True
+        context = ssl.create_default_context()
+        context.load_verify_locations(cafile=self._ca_file)
+        return context
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._session is not None:
@@ -233,8 +255,15 @@ class HttpClient:
 
     # -- origin files ------------------------------------------------------------
     async def fetch_small(self, url: URL, *, max_bytes: int) -> SmallFetch:
-        """GET a small file, following up to 5 redirects; never raises for network faults."""
+        """GET a small file whole, following up to 5 redirects; never raises for network faults.
+
+        The body is read until its end or ``max_bytes``, however it arrives
+        (many small chunks, slowly), within one ``--timeout``. A failure after
+        the headers keeps the response's status, so the caller can tell "no
+        file" from "a file we could not read whole".
+        """
         current = url
+        status: int | None = None
         try:
             async with asyncio.timeout(self.timeout):
                 for _ in range(ORIGIN_FILE_MAX_REDIRECTS + 1):
@@ -242,20 +271,20 @@ class HttpClient:
                     if denial:
                         return SmallFetch(url, None, error=denial, reached=False)
                     async with self.session.get(current, allow_redirects=False) as response:
+                        status = response.status
                         location = response.headers.get("Location")
                         if response.status in REDIRECT_STATUSES and location:
                             current = current.join(URL(location))
                             continue
-                        body = await response.content.read(max_bytes + 1)
-                        return SmallFetch(url, response.status, body[:max_bytes],
-                                          truncated=len(body) > max_bytes)
+                        body, truncated = await read_capped(response.content, max_bytes)
+                        return SmallFetch(url, response.status, body, truncated=truncated)
                 return SmallFetch(url, None, error=Denial(
                     Reason.TOO_MANY_REDIRECTS,
                     f"more than {ORIGIN_FILE_MAX_REDIRECTS} redirects from {url}"))
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             # A connector error (DNS, blocked address, refused, TLS handshake) means
             # no HTTP exchange with the host ever happened.
-            return SmallFetch(url, None, error=denial_from_exception(exc),
+            return SmallFetch(url, status, error=denial_from_exception(exc),
                               reached=not isinstance(exc, aiohttp.ClientConnectorError))
 
     # -- images --------------------------------------------------------------------
