@@ -84,6 +84,7 @@ class Resource:
     headers: Mapping[str, str] | Sequence[tuple[str, str]] = field(default_factory=dict)
     content_type: str | None = None
     cut: int | None = None  # drop the connection after this many body bytes
+    delivery: Delivery | None = None  # None: the site's own
 
 
 def make_image(width: int, height: int, fmt: str = "jpg", *, seed: int = 0,
@@ -205,7 +206,7 @@ class LocalSite:
                                                             "application/octet-stream")
         return await self._deliver(request, resource.status,
                                    [("Content-Type", ctype), *headers], resource.body,
-                                   cut=resource.cut)
+                                   cut=resource.cut, delivery=resource.delivery)
 
     async def _generated(self, request: web.Request) -> web.StreamResponse:
         fmt = request.path.rsplit(".", 1)[-1].lower()
@@ -219,10 +220,11 @@ class LocalSite:
 
     async def _deliver(self, request: web.Request, status: int,
                        headers: Sequence[tuple[str, str]], body: bytes,
-                       cut: int | None = None) -> web.StreamResponse:
-        """Write a response whole, or in this site's :class:`Delivery`; ``cut``: drop the
-        connection after that many body bytes (the headers promised all of them)."""
-        delivery = self.delivery
+                       cut: int | None = None,
+                       delivery: Delivery | None = None) -> web.StreamResponse:
+        """Write a response whole, or in ``delivery`` (default: the site's); ``cut``: drop
+        the connection after that many body bytes (the headers promised all of them)."""
+        delivery = delivery or self.delivery
         if cut is not None:
             delivery = Delivery(delivery.piece, delivery.pause, chunked=False)
         if delivery.polite and cut is None:
