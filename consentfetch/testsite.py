@@ -20,6 +20,11 @@ by query parameters, in the manner of Scrapy's mock server:
     /fault/burst?n=5&retry_after=1      429 for the first ``n`` requests to this host
                                         (any /fault/burst path), then an image
 
+A :class:`RawResource` put at a path is answered with its exact bytes, written
+to the socket as they are (status line, headers and body the test wrote, even
+ones no HTTP library would produce: a Latin-1 reason phrase, bytes that are
+not UTF-8 in a header), then the connection is closed.
+
 Only loopback addresses are ever bound. The site runs in a background thread
 with its own event loop so that synchronous code (the CLI demo, pytest tests,
 subprocesses) can use it.
@@ -55,6 +60,13 @@ class Resource:
     content_type: str | None = None
 
 
+@dataclass(frozen=True)
+class RawResource:
+    """A verbatim HTTP response: ``data`` is written to the socket, then it is closed."""
+
+    data: bytes
+
+
 def make_image(width: int, height: int, fmt: str = "jpg", *, seed: int = 0,
                alpha: bool = False) -> bytes:
     """A deterministic picture (gradient and shapes) encoded as ``fmt``."""
@@ -86,7 +98,7 @@ class LocalSite:
                 raise ValueError(f"LocalSite binds loopback addresses only, not {host}")
         self.hosts = tuple(hosts)
         self.port = 0
-        self._resources: dict[tuple[str, str], Resource] = {}
+        self._resources: dict[tuple[str, str], Resource | RawResource] = {}
         self.hits: Counter[tuple[str, str]] = Counter()  # (host, path) -> requests
         self.log: list[tuple[float, str, str]] = []  # (monotonic time, host, path_qs) in order
         self.counters: Counter[str] = Counter()  # state of the stateful faults
@@ -105,7 +117,8 @@ class LocalSite:
     def url(self, host: str | int, path: str) -> str:
         return self.origin(host) + path
 
-    def put(self, host: str | int, path: str, resource: Resource | bytes | str) -> str:
+    def put(self, host: str | int, path: str,
+            resource: Resource | RawResource | bytes | str) -> str:
         """Serve ``resource`` at ``path`` of ``host``; returns the full URL."""
         name = self.hosts[host] if isinstance(host, int) else host
         if isinstance(resource, str):
@@ -130,6 +143,8 @@ class LocalSite:
             self.log.append((time.monotonic(), host, request.path_qs))
             self.user_agents.add(request.headers.get("User-Agent", ""))
             resource = self._resources.get((host, path))
+        if isinstance(resource, RawResource):
+            return _raw(request, resource.data)
         if resource is not None:
             return self._respond(resource, path)
         if path.startswith("/gen/"):
@@ -240,6 +255,14 @@ def running_site(hosts: Sequence[str] = DEFAULT_HOSTS) -> Iterator[LocalSite]:
         yield site
     finally:
         site.stop()
+
+
+def _raw(request: web.Request, data: bytes) -> web.StreamResponse:
+    """Write ``data`` to the socket as it is and close it (aiohttp's own answer is dropped)."""
+    assert request.transport is not None
+    request.transport.write(data)
+    request.transport.close()  # sends what is buffered, then closes
+    return web.Response(status=500)  # never reaches the client: the transport is closing
 
 
 async def _fault(request: web.Request, kind: str) -> web.StreamResponse:
