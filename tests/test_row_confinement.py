@@ -186,3 +186,77 @@ def test_lone_surrogates_in_caption_and_kept_column(rsite, tmp_path) -> None:
     assert audit[0]["extra"] == "x\\udfffy"
     for row in audit:
         assert_storable(row)
+
+
+# ---------------------------------------------------------------- the safety net
+
+
+def test_an_unforeseen_exception_is_the_rows_failure(rsite, tmp_path, monkeypatch,
+                                                     caplog) -> None:
+    """Whatever a check raises, the row fails alone: logged once, evidence names it."""
+    from consentfetch.consent.engine import ConsentEngine
+
+    real = ConsentEngine.check_headers
+
+    def check_headers(self, policy, url, headers, permits):
+        if "boom" in url.path:
+            raise RuntimeError("a check that blew up")
+        return real(self, policy, url, headers, permits)
+
+    monkeypatch.setattr(ConsentEngine, "check_headers", check_headers)
+    url = rsite.put(fresh_host(), "/boom.jpg", IMAGE)
+    with caplog.at_level(logging.ERROR, logger="consentfetch"):
+        row = fetch_one(rsite, tmp_path, url)
+    assert (row["status"], row["reason"]) == ("failed_to_download", "connection_error")
+    assert row["evidence"] == "unexpected error: RuntimeError: a check that blew up"
+    logged = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(logged) == 1 and logged[0].exc_info is not None
+
+
+def test_an_unforeseen_exception_in_image_work_is_a_resize_failure(rsite, tmp_path,
+                                                                   monkeypatch) -> None:
+    import consentfetch.pipeline as pipeline
+
+    odd = make_image(33, 33)
+    real = pipeline.process_image
+
+    def process_image(data, options):
+        if data == odd:
+            raise MemoryError("a decoder that blew up")
+        return real(data, options)
+
+    monkeypatch.setattr(pipeline, "process_image", process_image)
+    row = fetch_one(rsite, tmp_path, rsite.put(fresh_host(), "/odd.jpg", odd))
+    assert (row["status"], row["reason"], row["http_status"]) == \
+        ("failed_to_resize", "decode_error", 200)
+    assert "MemoryError" in row["evidence"]
+
+
+def test_ctrl_c_still_ends_the_run(rsite, tmp_path, monkeypatch) -> None:
+    """Ctrl-C in the middle of a row is not that row's failure: the run stops, resumably.
+
+    A real SIGINT: asyncio.run cancels the shard's task, and the
+    CancelledError must pass through the row's confinement, so no further row
+    is requested (a confinement that caught it would go on through them all).
+    """
+    import signal
+
+    from consentfetch.consent.engine import ConsentEngine
+    from consentfetch.errors import RunInterrupted
+
+    def check_headers(self, policy, url, headers, permits):
+        if url.path == "/0.jpg":
+            signal.raise_signal(signal.SIGINT)
+        return None
+
+    monkeypatch.setattr(ConsentEngine, "check_headers", check_headers)
+    host = fresh_host()
+    src = tmp_path / "urls.jsonl"
+    src.write_text("".join(json.dumps({"url": rsite.put(host, f"/{i}.jpg", IMAGE)}) + "\n"
+                           for i in range(20)))
+    with pytest.raises(RunInterrupted):
+        fetch_shards(str(src), str(tmp_path / "out"), **{**LOCAL, "concurrency": 1})
+    state = json.loads((tmp_path / "out" / "run.json").read_text())["state"]
+    assert state == "interrupted"
+    assert not list((tmp_path / "out").glob("*.parquet"))
+    assert sum(rsite.hit_count(host, f"/{i}.jpg") for i in range(20)) == 1
