@@ -21,8 +21,9 @@ from consentfetch.testsite import LocalSite, RawResource, Resource, make_image, 
 
 from .conftest import LOCAL
 
-# One host per test: origin policies are cached per process, by origin.
-HOSTS = tuple(f"127.0.0.{i}" for i in range(100, 130))
+# One host per test (origin policies are cached per process, by origin); the
+# first serves the ordinary image every test puts beside its trigger.
+HOSTS = tuple(f"127.0.0.{i}" for i in range(100, 140))
 IMAGE = make_image(64, 48)
 
 
@@ -32,7 +33,7 @@ def rsite() -> Iterator[LocalSite]:
         yield s
 
 
-_next_host = iter(range(len(HOSTS)))
+_next_host = iter(range(1, len(HOSTS)))
 
 
 def fresh_host() -> int:
@@ -67,7 +68,7 @@ def run_jsonl(tmp_path: Path, rows: list[dict[str, Any]], **options: Any) -> lis
 
 def fetch_one(rsite: LocalSite, tmp_path: Path, url: str, **options: Any) -> dict:
     """``url`` beside an ordinary image from another host; returns ``url``'s audit row."""
-    ok = rsite.put(fresh_host(), "/ok.jpg", IMAGE)
+    ok = rsite.put(0, "/ok.jpg", IMAGE)
     row, good = run_jsonl(tmp_path, [{"url": url}, {"url": ok}], **options)
     assert good["status"] == "success"
     return row
@@ -254,8 +255,9 @@ def test_ctrl_c_still_ends_the_run(rsite, tmp_path, monkeypatch) -> None:
     src = tmp_path / "urls.jsonl"
     src.write_text("".join(json.dumps({"url": rsite.put(host, f"/{i}.jpg", IMAGE)}) + "\n"
                            for i in range(20)))
+    options: dict[str, Any] = {**LOCAL, "concurrency": 1}
     with pytest.raises(RunInterrupted):
-        fetch_shards(str(src), str(tmp_path / "out"), **{**LOCAL, "concurrency": 1})
+        fetch_shards(str(src), str(tmp_path / "out"), **options)
     state = json.loads((tmp_path / "out" / "run.json").read_text())["state"]
     assert state == "interrupted"
     assert not list((tmp_path / "out").glob("*.parquet"))
