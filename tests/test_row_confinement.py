@@ -262,3 +262,18 @@ def test_ctrl_c_still_ends_the_run(rsite, tmp_path, monkeypatch) -> None:
     assert state == "interrupted"
     assert not list((tmp_path / "out").glob("*.parquet"))
     assert sum(rsite.hit_count(host, f"/{i}.jpg") for i in range(20)) == 1
+
+
+def test_robots_redirect_with_non_utf8_location_is_stored_in_origins(rsite, tmp_path) -> None:
+    """The failed robots.txt fetch's evidence reaches origins.parquet, escaped."""
+    import pyarrow.parquet as pq
+
+    host = fresh_host()
+    rsite.put(host, "/robots.txt",
+              raw(b"HTTP/1.1 301 Moved", [b"Location: http://[\xff\xfe/robots.txt"]))
+    row = fetch_one(rsite, tmp_path, rsite.put(host, "/a.jpg", IMAGE))
+    assert (row["status"], row["reason"]) == ("disallowed", "robots_unreachable")
+    origins = pq.read_table(tmp_path / "out" / "origins.parquet").to_pylist()
+    (robots,) = [o for o in origins if o["kind"] == "robots.txt" and HOSTS[host] in o["origin"]]
+    assert robots["outcome"] == "unreachable"
+    assert "\\udcff\\udcfe" in robots["error"]
