@@ -277,3 +277,21 @@ def test_robots_redirect_with_non_utf8_location_is_stored_in_origins(rsite, tmp_
     (robots,) = [o for o in origins if o["kind"] == "robots.txt" and HOSTS[host] in o["origin"]]
     assert robots["outcome"] == "unreachable"
     assert "\\udcff\\udcfe" in robots["error"]
+
+
+def test_an_unforeseen_exception_parsing_an_input_url_is_that_rows(rsite, tmp_path,
+                                                                   monkeypatch) -> None:
+    """Rows are parsed when the shard is scheduled, outside any row's confinement."""
+    import consentfetch.pipeline as pipeline
+
+    real = pipeline.parse_http_url
+
+    def parse_http_url(raw):
+        if "boom" in raw:
+            raise RuntimeError("a parser that blew up")
+        return real(raw)
+
+    monkeypatch.setattr(pipeline, "parse_http_url", parse_http_url)
+    row = fetch_one(rsite, tmp_path, "http://127.0.0.1/boom.jpg")
+    assert (row["status"], row["reason"]) == ("failed_to_download", "invalid_url")
+    assert "RuntimeError: a parser that blew up" in row["evidence"]
