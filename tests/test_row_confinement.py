@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,12 @@ def test_lone_surrogates_in_caption_and_kept_column(rsite, tmp_path) -> None:
     assert audit[0]["extra"] == "x\\udfffy"
     for row in audit:
         assert_storable(row)
+    with tarfile.open(tmp_path / "out" / "00000.tar") as tar:
+        key = audit[0]["key"]
+        caption = tar.extractfile(f"{key}.txt").read().decode("utf-8")  # type: ignore[union-attr]
+        meta = json.loads(tar.extractfile(f"{key}.json").read())  # type: ignore[union-attr]
+    assert caption == meta["caption"] == "cat \\ud83d and dog"
+    assert meta["extra"] == "x\\udfffy"
 
 
 # ---------------------------------------------------------------- the safety net
