@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import pyarrow as pa
 
 from ._version import __version__
 from .config import CHECKS, FetchConfig, make_config, resume_conflicts
@@ -230,8 +229,7 @@ class _Run:
         if self.origin_rows:
             # Sorted by origin in small row groups: a shard task reads only its origins' rows.
             rows = sorted(self.origin_rows.values(), key=lambda r: (r["origin"], r["kind"]))
-            self.out.write_table(ORIGINS_FILE, pa.Table.from_pylist(rows),
-                                 row_group_size=_ORIGIN_ROW_GROUP)
+            self.out.write_rows(ORIGINS_FILE, rows, row_group_size=_ORIGIN_ROW_GROUP)
 
     def _finish(self, state: str, skipped: int = 0, duration: float = 0.0) -> Report:
         self._write_origins()

@@ -34,7 +34,7 @@ from yarl import URL
 
 from .config import FetchConfig
 from .consent.crawlers import load_ai_crawler_tokens
-from .consent.decision import Denial, Reason, Status
+from .consent.decision import Denial, Reason, Status, status_of
 from .consent.engine import ConsentEngine, Permits
 from .consent.origins import MAX_ORIGIN_FILE_BYTES, OriginPolicies, OriginPolicy
 from .consent.registry import ConsentList
@@ -160,8 +160,11 @@ class _Shard:
         if isinstance(fetched, Denial):
             return _denied(fetched)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, self._inspect, fetched, permits,
-                                          decide_only)
+        try:
+            return await loop.run_in_executor(self.pool, self._inspect, fetched, permits,
+                                              decide_only)
+        except Exception as exc:  # a body no check foresaw: this row's failure only
+            return unforeseen(row, exc, Reason.DECODE_ERROR, http_status=fetched.http_status)
 
     def _inspect(self, fetched: Fetched, permits: Permits, decide_only: bool) -> RowResult:
         """Body checks, then decode and resize: CPU work, run in a thread."""
@@ -178,6 +181,29 @@ class _Shard:
                 return _success(image, fetched.http_status, digest)
             denial = image
         return _denied(denial, http_status=fetched.http_status, sha256=digest)
+
+
+async def process_confined(ctx: _Shard, row: InputRow, url: URL | Denial) -> RowResult:
+    """:meth:`_Shard.process`, with whatever it raises confined to the row.
+
+    An exception no stage foresaw (a response or input row nothing was written
+    for) becomes the row's ``connection_error`` failure: no byte of the image is
+    kept, the shard and the run go on. Cancellation, Ctrl-C and SystemExit are
+    not ``Exception`` and still end the shard.
+    """
+    try:
+        return await ctx.process(row, url=url)
+    except Exception as exc:
+        return unforeseen(row, exc, Reason.CONNECTION_ERROR)
+
+
+def unforeseen(row: InputRow, exc: Exception, reason: Reason, *,
+               http_status: int | None = None) -> RowResult:
+    """The failed row of an unexpected exception, logged once with its traceback."""
+    logger.error("unexpected error for %r, recorded as %s: %s: %s", row.url, reason,
+                 type(exc).__name__, exc, exc_info=exc)
+    return RowResult(status=status_of(reason), reason=str(reason), http_status=http_status,
+                     evidence=f"unexpected error: {type(exc).__name__}: {exc}")
 
 
 def _denied(denial: Denial, *, http_status: int | None = None,
@@ -210,7 +236,11 @@ def parse_row_url(row: InputRow) -> URL | Denial:
     """The row's URL, or the ``invalid_url`` denial of a malformed row or URL."""
     if row.error:
         return Denial(Reason.INVALID_URL, row.error)
-    return parse_http_url(row.url)
+    try:
+        return parse_http_url(row.url)
+    except Exception as exc:  # the input row's own fault, whatever it holds
+        logger.error("unexpected error parsing %r", row.url, exc_info=exc)
+        return Denial(Reason.INVALID_URL, f"unparseable URL: {type(exc).__name__}: {exc}")
 
 
 _Work = tuple[int, InputRow, URL | Denial]  # (index in shard, row, its parsed URL)
@@ -247,7 +277,7 @@ async def _run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
                     while (item := await scheduler.next()) is not None:
                         host, (index, row, url) = item
                         try:
-                            result = await ctx.process(row, url=url)
+                            result = await process_confined(ctx, row, url)
                         finally:
                             scheduler.done(host)
                         writer.add(compute_key(shard.shard_id, index, config.shard_size),

@@ -27,6 +27,11 @@ the way the web delivers it rather than in one polite write: give the site a
 certificate authority (``trustme``), whose PEM file is :attr:`LocalSite.ca_file`
 (trust it explicitly: ``ca_file=site.ca_file``; verification stays on).
 
+A :class:`RawResource` put at a path is answered with its exact bytes, written
+to the socket as they are (status line, headers and body the test wrote, even
+ones no HTTP library would produce: a Latin-1 reason phrase, bytes that are
+not UTF-8 in a header), then the connection is closed.
+
 Only loopback addresses are ever bound. The site runs in a background thread
 with its own event loop so that synchronous code (the CLI demo, pytest tests,
 subprocesses) can use it.
@@ -87,6 +92,13 @@ class Resource:
     delivery: Delivery | None = None  # None: the site's own
 
 
+@dataclass(frozen=True)
+class RawResource:
+    """A verbatim HTTP response: ``data`` is written to the socket, then it is closed."""
+
+    data: bytes
+
+
 def make_image(width: int, height: int, fmt: str = "jpg", *, seed: int = 0,
                alpha: bool = False) -> bytes:
     """A deterministic picture (gradient and shapes) encoded as ``fmt``."""
@@ -124,7 +136,7 @@ class LocalSite:
         #: PEM file of the test certificate authority (HTTPS only), to trust explicitly.
         self.ca_file: str | None = None
         self._ssl = self._tls_context() if tls else None
-        self._resources: dict[tuple[str, str], Resource] = {}
+        self._resources: dict[tuple[str, str], Resource | RawResource] = {}
         self.hits: Counter[tuple[str, str]] = Counter()  # (host, path) -> requests
         self.log: list[tuple[float, str, str]] = []  # (monotonic time, host, path_qs) in order
         self.counters: Counter[str] = Counter()  # state of the stateful faults
@@ -143,7 +155,8 @@ class LocalSite:
     def url(self, host: str | int, path: str) -> str:
         return self.origin(host) + path
 
-    def put(self, host: str | int, path: str, resource: Resource | bytes | str) -> str:
+    def put(self, host: str | int, path: str,
+            resource: Resource | RawResource | bytes | str) -> str:
         """Serve ``resource`` at ``path`` of ``host``; returns the full URL."""
         name = self.hosts[host] if isinstance(host, int) else host
         if isinstance(resource, str):
@@ -168,6 +181,8 @@ class LocalSite:
             self.log.append((time.monotonic(), host, request.path_qs))
             self.user_agents.add(request.headers.get("User-Agent", ""))
             resource = self._resources.get((host, path))
+        if isinstance(resource, RawResource):
+            return _raw(request, resource.data)
         if resource is not None:
             return await self._respond(request, resource, path)
         if path.startswith("/gen/"):
@@ -323,6 +338,14 @@ def running_site(hosts: Sequence[str] = DEFAULT_HOSTS, *, delivery: Delivery = D
         yield site
     finally:
         site.stop()
+
+
+def _raw(request: web.Request, data: bytes) -> web.StreamResponse:
+    """Write ``data`` to the socket as it is and close it (aiohttp's own answer is dropped)."""
+    assert request.transport is not None
+    request.transport.write(data)
+    request.transport.close()  # sends what is buffered, then closes
+    return web.Response(status=500)  # never reaches the client: the transport is closing
 
 
 async def _fault(request: web.Request, kind: str) -> web.StreamResponse:

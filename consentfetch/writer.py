@@ -78,6 +78,36 @@ LEAD_FIELDS: tuple[pa.Field, ...] = (
 RESERVED_COLUMNS = frozenset(f.name for f in LEAD_FIELDS + AUDIT_FIELDS)
 
 
+def storable(value: Any) -> Any:
+    """``value`` with every string in it made storable as UTF-8.
+
+    Text can hold lone surrogates: a header or reason phrase that was not
+    UTF-8 (decoded with ``surrogateescape``), a ``"\\ud800"`` in a JSON file or
+    input line. pyarrow, the tar's UTF-8 members and strict JSON readers refuse
+    them; each becomes its backslash escape (``\\udcff``), so the audit row is
+    written and still shows what was there. Dicts, lists and tuples are walked.
+    """
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {storable_text(k) if isinstance(k, str) else k: storable(v)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(v) for v in value]
+    return value
+
+
+def storable_text(text: str) -> str:
+    """``text``, lone surrogates replaced by their backslash escapes."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def audit_schema(extra_fields: Sequence[pa.Field]) -> pa.Schema:
     return pa.schema([*LEAD_FIELDS, *extra_fields, *AUDIT_FIELDS])
 
@@ -246,7 +276,8 @@ class OutputDir:
         return source.tell()
 
     def write_json(self, name: str, value: Any) -> None:
-        self.write_bytes(name, (json.dumps(value, indent=2, default=str) + "\n").encode())
+        text = json.dumps(storable(value), indent=2, default=str)
+        self.write_bytes(name, (text + "\n").encode())
 
     def read_json(self, name: str) -> Any:
         with self.fs.open(self.path(name), "rb") as f:
@@ -274,6 +305,12 @@ class OutputDir:
                 if pc.any(mask).as_py():
                     rows += pf.read_row_group(group).filter(mask).to_pylist()
         return rows
+
+    def write_rows(self, name: str, rows: Sequence[dict[str, Any]],
+                   row_group_size: int | None = None) -> None:
+        """Write ``rows`` as the parquet file ``name``, their strings made :func:`storable`."""
+        self.write_table(name, pa.Table.from_pylist([storable(r) for r in rows]),
+                         row_group_size=row_group_size)
 
     def write_table(self, name: str, table: pa.Table, row_group_size: int | None = None) -> None:
         if not self.local:
@@ -341,7 +378,7 @@ class ShardWriter:
         if result.status is Status.SUCCESS and result.image is not None:
             self._add_member(f"{key}.{self.encode_format}", result.image)
             if self.save_caption:
-                self._add_member(f"{key}.txt", (row.caption or "").encode())
+                self._add_member(f"{key}.txt", (record["caption"] or "").encode())
             meta = {**record, "decided_at": result.decided_at.isoformat()}
             self._add_member(f"{key}.json",
                              json.dumps(meta, ensure_ascii=False, default=str).encode())
@@ -355,7 +392,7 @@ class ShardWriter:
             http_status=result.http_status, width=result.width, height=result.height,
             original_width=result.original_width, original_height=result.original_height,
             sha256=result.sha256, decided_at=result.decided_at, **self.run_columns)
-        return record
+        return {name: storable(value) for name, value in record.items()}
 
     def _add_member(self, name: str, data: bytes) -> None:
         self._tar.add(name, data)

@@ -73,24 +73,69 @@ class SmallFetch:
 
 
 def parse_http_url(raw: object) -> URL | Denial:
-    """A URL we can request (http or https with a host), or an ``invalid_url`` denial."""
+    """A URL we can request (http or https with a host), or an ``invalid_url`` denial.
+
+    Everything a request would later trip over is found here: text that is
+    not valid Unicode (lone surrogates, which yarl would silently drop from a
+    path), an IPv6 literal left open, a port out of range, a host that is not
+    valid IDNA (``xn--``) or has an empty or over-long label (RFC 1035: 63).
+    """
     if not isinstance(raw, str) or not raw.strip():
         return Denial(Reason.INVALID_URL, "empty URL")
     text = raw.strip()
+    if not _is_unicode(text):
+        return Denial(Reason.INVALID_URL, "URL holds text that is not valid Unicode "
+                      "(a lone surrogate)")
     try:
         url = URL(text)
-    except (ValueError, TypeError) as exc:
-        return Denial(Reason.INVALID_URL, f"unparseable URL: {exc}")
-    if url.scheme not in ("http", "https"):
-        scheme = url.scheme or "(none)"
-        return Denial(Reason.INVALID_URL, f"unsupported scheme {scheme}: only http and https")
-    if not url.host:
-        return Denial(Reason.INVALID_URL, "URL has no host")
-    try:
+        scheme, host, ascii_host = url.scheme, url.host, url.raw_host
         url.port  # raises on a non-numeric or out-of-range port
-    except ValueError as exc:
-        return Denial(Reason.INVALID_URL, f"bad port: {exc}")
+    except (ValueError, TypeError) as exc:  # UnicodeError (IDNA) is a ValueError
+        return Denial(Reason.INVALID_URL, f"unparseable URL: {exc}")
+    if scheme not in ("http", "https"):
+        return Denial(Reason.INVALID_URL,
+                      f"unsupported scheme {scheme or '(none)'}: only http and https")
+    if not host or not ascii_host:
+        return Denial(Reason.INVALID_URL, "URL has no host")
+    problem = _host_name_problem(ascii_host)
+    if problem:
+        return Denial(Reason.INVALID_URL, problem)
     return url
+
+
+def parse_location(base: URL, location: str) -> URL | Denial:
+    """The URL a redirect's ``Location`` points to, or an ``invalid_url`` denial."""
+    try:
+        target: URL | Denial = parse_http_url(str(base.join(URL(location))))
+    except (ValueError, TypeError) as exc:
+        target = Denial(Reason.INVALID_URL, str(exc))
+    if isinstance(target, Denial):
+        return Denial(Reason.INVALID_URL,
+                      f"redirect from {base} to unusable Location {location!r}: "
+                      f"{target.evidence}")
+    return target
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _host_name_problem(ascii_host: str) -> str | None:
+    """Why an (IDNA-encoded) host name cannot be resolved, or None (IP literals pass)."""
+    if ascii_host.startswith("[") or ascii_host.replace(".", "").isdigit() \
+            or ":" in ascii_host:
+        return None
+    name = ascii_host.removesuffix(".")
+    if len(name) > 253:
+        return f"host name longer than 253 characters ({len(name)})"
+    for label in name.split("."):
+        if not 1 <= len(label) <= 63:
+            return f"host name label of {len(label)} characters (1 to 63 allowed)"
+    return None
 
 
 def denial_from_exception(exc: BaseException) -> Denial:
@@ -274,7 +319,10 @@ class HttpClient:
                         status = response.status
                         location = response.headers.get("Location")
                         if response.status in REDIRECT_STATUSES and location:
-                            current = current.join(URL(location))
+                            target = parse_location(current, location)
+                            if isinstance(target, Denial):  # cannot be followed: a failed fetch
+                                return SmallFetch(url, None, error=target)
+                            current = target
                             continue
                         body, truncated = await read_capped(response.content, max_bytes)
                         return SmallFetch(url, response.status, body, truncated=truncated)
@@ -347,7 +395,7 @@ class HttpClient:
                 async with self.session.get(url, allow_redirects=False) as response:
                     location = response.headers.get("Location")
                     if response.status in REDIRECT_STATUSES and location:
-                        return parse_http_url(str(url.join(URL(location))))
+                        return parse_location(url, location)
                     if not 200 <= response.status < 300:
                         return _http_error(response)
                     denial = check_headers(url, response.headers)
