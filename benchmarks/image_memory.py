@@ -26,27 +26,30 @@ import zlib
 from pathlib import Path
 
 CHILD = r"""
-import inspect, json, sys, threading
+import inspect, json, resource, sys, threading
 from consentfetch import image
 
 def hwm_kib():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 
-path, copies = sys.argv[1], int(sys.argv[2])
+path, copies, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 data = open(path, "rb").read()
 options = image.ResizeOptions()
 kwargs = {}
 if "budget" in inspect.signature(image.process_image).parameters:
-    kwargs["budget"] = image.DecodeBudget(image.DEFAULT_MAX_DECODED_BYTES)  # one per process
+    kwargs["budget"] = image.DecodeBudget(limit or image.DEFAULT_MAX_DECODED_BYTES)
 base = hwm_kib()
+cpu = resource.getrusage(resource.RUSAGE_SELF)
 results = [None] * copies
 def work(i):
     results[i] = image.process_image(data, options, **kwargs)
 threads = [threading.Thread(target=work, args=(i,)) for i in range(copies)]
 for t in threads: t.start()
 for t in threads: t.join()
+end = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"base_kib": base, "peak_kib": hwm_kib(),
+                  "cpu_s": end.ru_utime + end.ru_stime - cpu.ru_utime - cpu.ru_stime,
                   "results": [repr(r)[:160] for r in results]}))
 """
 
@@ -80,8 +83,8 @@ def ico_bomb(side: int) -> bytes:
     return header + entry + frame
 
 
-def measure(path: Path, copies: int) -> dict[str, object]:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(path), str(copies)],
+def measure(path: Path, copies: int, limit: int) -> dict[str, object]:
+    out = subprocess.run([sys.executable, "-c", CHILD, str(path), str(copies), str(limit)],
                          capture_output=True, text=True, timeout=600, check=True)
     result: dict[str, object] = json.loads(out.stdout)
     return result
@@ -97,20 +100,23 @@ def main() -> None:
         png, ico = Path(tmp, "rgba.png"), Path(tmp, "bomb.ico")
         png.write_bytes(rgba_png(args.side))
         ico.write_bytes(ico_bomb(args.ico_side))
+        half = args.side * args.side * 4 * 5 // 4  # room for one image, not two
         cases = [(f"{args.side}x{args.side} RGBA PNG ({png.stat().st_size / 1024:.0f} KiB)",
-                  png, 1),
-                 (f"two of them at once, in two threads", png, 2),
+                  png, 1, 0),
+                 ("two of them at once, in two threads", png, 2, 0),
+                 (f"two at once, --max-decoded-bytes {half}", png, 2, half),
                  (f"ICO bomb: {args.ico_side}x{args.ico_side} PNG frame "
-                  f"({ico.stat().st_size / 1024:.0f} KiB)", ico, 1)]
+                  f"({ico.stat().st_size / 1024:.0f} KiB)", ico, 1, 0)]
         print(f"python {sys.version.split()[0]}, pid {os.getpid()}")
-        print("| case | peak RSS growth | peak RSS | outcome |")
-        print("|---|---|---|---|")
-        for label, path, copies in cases:
-            r = measure(path, copies)
+        print("| case | peak RSS growth | peak RSS | CPU | outcome |")
+        print("|---|---|---|---|---|")
+        for label, path, copies, limit in cases:
+            r = measure(path, copies, limit)
             grown = (int(r["peak_kib"]) - int(r["base_kib"])) / 1024  # type: ignore[call-overload]
             peak = int(r["peak_kib"]) / 1024  # type: ignore[call-overload]
             outcome = "; ".join(sorted(set(r["results"])))  # type: ignore[arg-type]
-            print(f"| {label} | {grown:,.0f} MiB | {peak:,.0f} MiB | {outcome} |")
+            print(f"| {label} | {grown:,.0f} MiB | {peak:,.0f} MiB | {r['cpu_s']:.2f} s "
+                  f"| {outcome} |")
 
 
 if __name__ == "__main__":

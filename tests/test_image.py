@@ -823,7 +823,7 @@ def test_decoded_bytes_counts_pixels_load_copies_and_output() -> None:
     grey = image_mod.decoded_bytes((1000, 1000), "L", "PNG", (1000, 1000), options)
     webp = image_mod.decoded_bytes((1000, 1000), "RGBA", "WEBP", (1000, 1000), options)
     assert rgba - grey == 3_000_000  # 4 bytes a pixel against 1
-    assert webp - rgba == 8_000_000  # libwebp's two canvases
+    assert webp - rgba == 16_000_000  # libwebp's canvases and Pillow's copy
     small = image_mod.decoded_bytes((1000, 1000), "RGBA", "PNG", (1000, 1000), ResizeOptions())
     assert small < rgba  # a 256x256 result instead of a 1000x1000 one
 
@@ -920,11 +920,9 @@ def test_banded_conversion_equals_whole_image_conversion(
         im = im.convert(mode)
     whole = image_mod.to_rgb(im)
     whole = whole if whole.size == out else whole.resize(out, resample)
-    monkeypatch.setattr(image_mod, "_BAND_BYTES", 4 * size[0] * 7)  # bands of a few rows
-    assert len(list(image_mod._bands(size, out, image_mod._SUPPORT[resample]))) > 1
+    monkeypatch.setattr(image_mod, "_BAND_BYTES", 4 * size[0] * 7)  # bands of 7 rows
     banded = image_mod.to_rgb_resized(im, out, resample)
-    diff = np.abs(np.asarray(whole, dtype=int) - np.asarray(banded, dtype=int))
-    assert diff.max() <= 1 and (diff > 0).mean() < 0.001  # float rounding of window centres
+    assert ImageChops.difference(whole, banded).getbbox() is None  # pixel for pixel
 
 
 _MEASURE = r"""
