@@ -321,7 +321,7 @@ def decoded_bytes(size: tuple[int, int], mode: str, fmt: str | None,
     decoded = w * h * _pixel_bytes(mode) * _LOAD_COPIES.get(fmt or "", 1)
     (out_w, out_h), _ = _target(header, options)
     band = _BAND_COPIES * 4 * w * min(h, _band_rows(w))
-    wide = 4 * out_w * h  # rows resized, columns not yet
+    wide = 4 * out_w * h if out_h != h else 0  # rows resized, columns not yet
     padded = options.image_size ** 2 if options.resize_mode == "border" else 0
     # the result, its EXIF transposition, a padded canvas; 4 bytes a pixel
     out = 4 * (2 * out_w * out_h + padded)
