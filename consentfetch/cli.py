@@ -53,6 +53,10 @@ def _add_download_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-image-size", type=int, default=d["min_image_size"].default)
     g.add_argument("--max-aspect-ratio", type=float, help="default: no limit")
     g.add_argument("--max-image-pixels", type=int, default=d["max_image_pixels"].default)
+    g.add_argument("--max-decoded-bytes", type=int, default=d["max_decoded_bytes"].default,
+                   help="bytes of decoded images in flight per process, shared by its "
+                        "image threads; an image that alone needs more is image_too_large "
+                        "(default: 1 GiB)")
     g = p.add_argument_group("work and output")
     g.add_argument("--shard-size", type=int, default=d["shard_size"].default)
     g.add_argument("--processes", type=int, help="worker processes (default: number of cores)")

@@ -32,6 +32,10 @@ DEFAULT_PER_HOST_CONCURRENCY = 2
 DEFAULT_MAX_HOST_FAILURES = 8  # failed attempts in a row before a host is given up
 DEFAULT_MAX_RETRY_AFTER = 60.0  # seconds; a longer Retry-After is not waited for
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # decoded pixels; bigger is a bomb or useless
+# Bytes of decoded images in flight per process, shared by its image threads:
+# room for one image at --max-image-pixels in RGBA (400 MB) and its working
+# memory, or for two of them at once.
+DEFAULT_MAX_DECODED_BYTES = 2**30
 
 RESIZE_MODES = ("no", "border", "keep_ratio", "keep_ratio_largest", "center_crop")
 ENCODE_FORMATS = ("jpg", "png", "webp")
@@ -76,6 +80,7 @@ class FetchConfig:
     min_image_size: int = 0
     max_aspect_ratio: float = math.inf
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES  # per process, all image threads
     # output and work split
     shard_size: int = DEFAULT_SHARD_SIZE
     processes: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -191,7 +196,8 @@ def _validate(cfg: FetchConfig) -> None:
     else:
         need(1 <= cfg.encode_quality <= 100, "encode_quality", "between 1 and 100")
     for name in ("image_size", "shard_size", "processes", "concurrency",
-                 "per_host_concurrency", "max_bytes", "max_image_pixels"):
+                 "per_host_concurrency", "max_bytes", "max_image_pixels",
+                 "max_decoded_bytes"):
         value = getattr(cfg, name)
         need(isinstance(value, int) and value >= 1, name, "a positive integer")
     for name in ("min_image_size", "retries", "max_redirects", "max_host_failures"):

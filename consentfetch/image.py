@@ -7,15 +7,22 @@ it is safe to call from many threads at once.
 
 The steps, in img2dataset's order:
 
-1. open the header (lazy) and refuse more than ``max_image_pixels`` pixels
-   before any pixel is decoded; a decompression bomb never allocates;
-2. decode, draft-decoding JPEGs at a reduced scale when we downscale a lot;
-3. apply the EXIF orientation (sizes below are after it);
-4. ``min(w, h) < min_image_size`` and ``max/min > max_aspect_ratio`` checks;
-5. convert to RGB, compositing transparency on white;
-6. resize (``keep_ratio``/``center_crop`` scale the smallest side to
-   ``image_size``; ``border``/``keep_ratio_largest`` the largest side),
-   crop the centre or pad with white;
+1. read the size from the header and refuse more than ``max_image_pixels``
+   pixels before any pixel is decoded; for the formats Pillow decodes (ICO)
+   or allocates for (WebP) inside ``Image.open``, we read the declared sizes
+   from the bytes ourselves first, so a decompression bomb never allocates;
+2. reserve the image's decoded bytes in the process's :class:`DecodeBudget`
+   (waiting, bounded, for other images to finish), or refuse an image that
+   alone needs more than the whole budget;
+3. decode, draft-decoding JPEGs at a reduced scale when we downscale a lot;
+4. ``min(w, h) < min_image_size`` and ``max/min > max_aspect_ratio`` checks
+   (sizes after the EXIF orientation);
+5. convert to RGB, compositing transparency on white, and resize, a band of
+   rows at a time, so no full-size copy is made beside the decoded image
+   (``keep_ratio``/``center_crop`` scale the smallest side to ``image_size``;
+   ``border``/``keep_ratio_largest`` the largest side);
+6. apply the EXIF orientation to the resized image, crop the centre or pad
+   with white;
 7. encode as jpg, png or webp.
 
 Pillow's own bomb guard (``Image.MAX_IMAGE_PIXELS``, global) is left alone:
@@ -30,12 +37,15 @@ import io
 import logging
 import math
 import struct
+import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
 from PIL import Image, UnidentifiedImageError
 
-from .config import ENCODE_FORMATS, RESIZE_MODES
+from .config import DEFAULT_MAX_DECODED_BYTES, ENCODE_FORMATS, RESIZE_MODES
 from .consent.decision import Denial, Reason
 from .errors import ConfigError
 
@@ -68,6 +78,30 @@ _UPSCALE: Final = Image.Resampling.LANCZOS
 # size, so the final resampling still spans >= 2x2 pixels per output
 # pixel (Pillow's thumbnail() uses the same "reducing gap" of 2).
 _DRAFT_GAP: Final = 2
+
+# Conversion to RGB (and alpha compositing) runs a band of rows at a time; a
+# band is at most this many bytes per copy (at 4 bytes a pixel), or one row.
+# A band goes through up to _BAND_COPIES copies: crop, white background,
+# composite, RGB, resized rows.
+_BAND_BYTES: Final = 16 * 2**20
+_BAND_COPIES: Final = 5
+
+# Decoders that hold more than the image while loading it, in multiples of the
+# image: libwebp decodes into canvases of its own, libavif and openjpeg into
+# buffers, and Pillow copies the pixels from there. Measured (peak RSS growth
+# while loading 2000x2000 and 3000x3000 RGBA images): WebP 4.2-4.5, AVIF
+# 3.2-3.5, JPEG 2000 6.3-6.6, GIF 1.8 (a P image); PNG, BMP, TIFF 1.1-1.2.
+_LOAD_COPIES: Final = {"WEBP": 5, "AVIF": 4, "JPEG2000": 7, "GIF": 2}
+
+# How long an image waits for room in the decode budget. Images in flight hold
+# the budget only while they are decoded, resized and encoded, in this process.
+DEFAULT_BUDGET_WAIT: Final = 60.0
+
+# ICO: Pillow decodes the largest frame inside Image.open, so the frames'
+# sizes are read from the bytes first. The format's own limit is 256x256.
+_ICO_MAGIC: Final = b"\x00\x00\x01\x00"
+_ICO_MAX_SIDE: Final = 256
+_PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
 
 _ALPHA_MODES: Final = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _16BIT_MODES: Final = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
@@ -127,6 +161,68 @@ class ResizedImage:
     original_height: int
 
 
+class DecodeBudget:
+    """Bytes of decoded images in flight in one process, shared by its image threads.
+
+    An image reserves what decoding, converting, resizing and encoding it will
+    need (:func:`decoded_bytes`, from its header) before any pixel is decoded,
+    and gives it back when done. Waiters are served first come, first served,
+    so a big image is not starved by a stream of small ones; a wait lasts at
+    most ``max_wait`` seconds.
+    """
+
+    def __init__(self, limit: int, *, max_wait: float = DEFAULT_BUDGET_WAIT) -> None:
+        if limit < 1:
+            raise ConfigError(f"the decode budget must be a positive number of bytes, "
+                              f"got {limit!r}")
+        #: the most bytes in flight at once
+        self.limit = limit
+        #: seconds an image waits for room before it is refused
+        self.max_wait = max_wait
+        self._used = 0
+        self._queue: deque[object] = deque()  # one ticket per waiting thread
+        self._changed = threading.Condition()
+
+    @property
+    def in_use(self) -> int:
+        """Bytes reserved now."""
+        with self._changed:
+            return self._used
+
+    @property
+    def waiting(self) -> int:
+        """Threads waiting for room now."""
+        with self._changed:
+            return len(self._queue)
+
+    def take(self, size: int) -> bool:
+        """Reserve ``size`` bytes (at most :attr:`limit`), waiting for room up to
+        :attr:`max_wait` seconds; False if there was none by then."""
+        if size > self.limit:
+            raise ValueError(f"{size} bytes can never fit a budget of {self.limit}")
+        deadline = time.monotonic() + self.max_wait
+        ticket = object()
+        with self._changed:
+            self._queue.append(ticket)
+            try:
+                while self._queue[0] is not ticket or self._used + size > self.limit:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._changed.wait(left)
+                self._used += size
+                return True
+            finally:
+                self._queue.remove(ticket)  # at most one ticket per image thread
+                self._changed.notify_all()
+
+    def give(self, size: int) -> None:
+        """Return ``size`` bytes taken with :meth:`take`."""
+        with self._changed:
+            self._used -= size
+            self._changed.notify_all()
+
+
 class _Scale(NamedTuple):
     size: tuple[int, int]  # the whole image scaled, before crop or pad
     downscale: bool
@@ -138,10 +234,18 @@ def resize_options_from(config: Any) -> ResizeOptions:
     return ResizeOptions(**{name: getattr(config, name) for name in names})
 
 
-def process_image(data: bytes, options: ResizeOptions) -> ResizedImage | Denial:
-    """Decode, check, resize and encode ``data``; a Denial if it cannot be used."""
+def process_image(data: bytes, options: ResizeOptions, *,
+                  budget: DecodeBudget | None = None) -> ResizedImage | Denial:
+    """Decode, check, resize and encode ``data``; a Denial if it cannot be used.
+
+    ``budget`` is the process's :class:`DecodeBudget`, shared by every thread
+    that calls this; without one, the image gets a budget of its own of
+    ``DEFAULT_MAX_DECODED_BYTES``.
+    """
+    if budget is None:
+        budget = DecodeBudget(DEFAULT_MAX_DECODED_BYTES)
     try:
-        return _process(data, options)
+        return _process(data, options, budget)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return _bomb_denial(data, exc, options.max_image_pixels)
     except UnidentifiedImageError:
@@ -150,21 +254,40 @@ def process_image(data: bytes, options: ResizeOptions) -> ResizedImage | Denial:
         return Denial(Reason.DECODE_ERROR, _short(f"cannot decode image: {_describe(exc)}"))
 
 
-def _process(data: bytes, options: ResizeOptions) -> ResizedImage | Denial:
+def _process(data: bytes, options: ResizeOptions, budget: DecodeBudget) -> ResizedImage | Denial:
+    denial = check_declared(data, options.max_image_pixels)
+    if denial is not None:
+        return denial
     im = Image.open(io.BytesIO(data), formats=_FORMATS)
     header = im.size
     denial = check_pixels(header, options.max_image_pixels)
     if denial is not None:
         return denial
     _draft_jpeg(im, options)
+    need = decoded_bytes(im.size, im.mode, im.format, header, options)
+    denial = check_budget(header, need, budget.limit)
+    if denial is not None:
+        return denial
+    if not budget.take(need):
+        w, h = header
+        return Denial(Reason.IMAGE_TOO_LARGE,
+                      f"image {w}x{h} needs {need} bytes decoded; --max-decoded-bytes "
+                      f"{budget.limit} stayed in use by other images for {budget.max_wait:g} s")
+    try:
+        return _decode_and_resize(im, header, options)
+    finally:
+        budget.give(need)
+
+
+def _decode_and_resize(im: Image.Image, header: tuple[int, int],
+                       options: ResizeOptions) -> ResizedImage | Denial:
     im.load()
     orientation = _orientation(im)
     original = _oriented(header, orientation)
     denial = check_shape(original, options.min_image_size, options.max_aspect_ratio)
     if denial is not None:
         return denial
-    rgb = to_rgb(_transpose(im, orientation))
-    out = fit(rgb, original, options)
+    out = fit(im, header, orientation, options)
     return _encode(out, original, options)
 
 
@@ -174,6 +297,115 @@ def check_pixels(size: tuple[int, int], max_pixels: int) -> Denial | None:
     if w * h > max_pixels:
         return Denial(Reason.IMAGE_TOO_LARGE,
                       f"image {w}x{h} = {w * h} pixels exceeds --max-image-pixels {max_pixels}")
+    return None
+
+
+def check_budget(size: tuple[int, int], need: int, limit: int) -> Denial | None:
+    """Refuse an image that alone needs more than the whole decode budget."""
+    if need > limit:
+        w, h = size
+        return Denial(Reason.IMAGE_TOO_LARGE,
+                      f"image {w}x{h} needs {need} bytes decoded, more than "
+                      f"--max-decoded-bytes {limit}")
+    return None
+
+
+def decoded_bytes(size: tuple[int, int], mode: str, fmt: str | None,
+                  header: tuple[int, int], options: ResizeOptions) -> int:
+    """What decoding an image of ``size`` and ``mode`` (after any draft), converting
+    and resizing it, and encoding the result holds at most, in bytes.
+
+    ``header`` is the full-resolution size the output size is computed from.
+    """
+    w, h = size
+    decoded = w * h * _pixel_bytes(mode) * _LOAD_COPIES.get(fmt or "", 1)
+    (out_w, out_h), _ = _target(header, options)
+    band = _BAND_COPIES * 4 * w * min(h, _band_rows(w))
+    wide = 4 * out_w * h if out_h != h else 0  # rows resized, columns not yet
+    padded = options.image_size ** 2 if options.resize_mode == "border" else 0
+    # the result, its EXIF transposition, a padded canvas; 4 bytes a pixel
+    out = 4 * (2 * out_w * out_h + padded)
+    return decoded + band + wide + out
+
+
+def _pixel_bytes(mode: str) -> int:
+    """Bytes a pixel of ``mode`` takes in Pillow's memory (RGB is stored in 4)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode in _16BIT_MODES else 4
+
+
+def check_declared(data: bytes, max_pixels: int) -> Denial | None:
+    """For the formats Pillow decodes (ICO) or allocates for (WebP) inside
+    Image.open, check the sizes declared in ``data`` before it may."""
+    if data[:4] == _ICO_MAGIC:
+        return _check_ico(data, max_pixels)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        size = webp_size(data)
+        if size is None:
+            return Denial(Reason.DECODE_ERROR, "cannot decode image: unreadable WebP header")
+        return check_pixels(size, max_pixels)
+    return None
+
+
+def webp_size(data: bytes) -> tuple[int, int] | None:
+    """The canvas size a WebP file declares (VP8X, or its one VP8/VP8L frame)."""
+    chunk = data[12:16]
+    if chunk == b"VP8X" and len(data) >= 30:
+        return (int.from_bytes(data[24:27], "little") + 1,
+                int.from_bytes(data[27:30], "little") + 1)
+    if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+        w, h = struct.unpack_from("<HH", data, 26)
+        return w & 0x3FFF, h & 0x3FFF
+    if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None
+
+
+def ico_frame_sizes(data: bytes) -> list[tuple[int, int]] | None:
+    """The size of every frame of an ICO file, read from the frames' own headers
+    (PNG IHDR or BMP info header), not from the directory; None if unreadable."""
+    if len(data) < 6:
+        return None
+    (count,) = struct.unpack_from("<H", data, 4)
+    if len(data) < 6 + 16 * count:
+        return None
+    sizes = []
+    for i in range(count):
+        (offset,) = struct.unpack_from("<I", data, 6 + 16 * i + 12)
+        size = _ico_frame_size(data[offset:offset + 24])
+        if size is None:
+            return None
+        sizes.append(size)
+    return sizes
+
+
+def _ico_frame_size(head: bytes) -> tuple[int, int] | None:
+    if head[:8] == _PNG_MAGIC and len(head) >= 24:
+        w, h = struct.unpack_from(">II", head, 16)
+        return w, h
+    if len(head) >= 12 and struct.unpack_from("<I", head)[0] == 12:  # OS/2 core header
+        w, h = struct.unpack_from("<HH", head, 4)
+        return w, h // 2  # an ICO bitmap holds the image and its mask, one above the other
+    if len(head) >= 12:
+        w, h = struct.unpack_from("<ii", head, 4)
+        return abs(w), abs(h) // 2
+    return None
+
+
+def _check_ico(data: bytes, max_pixels: int) -> Denial | None:
+    sizes = ico_frame_sizes(data)
+    if sizes is None:
+        return Denial(Reason.DECODE_ERROR, "cannot decode image: unreadable ICO frame header")
+    for w, h in sizes:
+        denial = check_pixels((w, h), max_pixels)
+        if denial is not None:
+            return denial
+        if max(w, h) > _ICO_MAX_SIDE:
+            return Denial(Reason.IMAGE_TOO_LARGE,
+                          f"ICO frame {w}x{h} is larger than the {_ICO_MAX_SIDE}x"
+                          f"{_ICO_MAX_SIDE} the ICO format allows")
     return None
 
 
@@ -230,18 +462,66 @@ def _scale(size: tuple[int, int], image_size: int, resize_mode: str,
     return _Scale((max(1, round(w * factor)), max(1, round(h * factor))), downscale)
 
 
-def fit(im: Image.Image, size: tuple[int, int], options: ResizeOptions) -> Image.Image:
-    """Resize ``im`` (whose full-resolution size is ``size``), then crop or pad."""
-    scale = _scale(size, options.image_size, options.resize_mode, options.resize_only_if_bigger)
-    if scale is None:
+def fit(im: Image.Image, size: tuple[int, int], orientation: int,
+        options: ResizeOptions) -> Image.Image:
+    """``im`` (decoded; full-resolution size ``size``, both as stored, before the
+    EXIF ``orientation``) as RGB on white, resized, turned upright, cropped or padded.
+
+    The output size is the same whether computed before or after turning (the
+    scale depends on the smaller or larger side only), so the image is resized
+    as stored and only the small result is turned.
+    """
+    target, resample = _target(size, options)
+    rgb = to_rgb_resized(im, target, resample)
+    im = _transpose(rgb, orientation)
+    if _scale(size, options.image_size, options.resize_mode,
+              options.resize_only_if_bigger) is None:
         return im
-    if im.size != scale.size:
-        im = im.resize(scale.size, _DOWNSCALE if scale.downscale else _UPSCALE)
     if options.resize_mode == "center_crop":
         return _center_crop(im, options.image_size)
     if options.resize_mode == "border":
         return _pad(im, options.image_size)
     return im
+
+
+def _target(size: tuple[int, int],
+            options: ResizeOptions) -> tuple[tuple[int, int], Image.Resampling]:
+    """The resized size of an image of ``size`` (itself when not resized), and the filter."""
+    scale = _scale(size, options.image_size, options.resize_mode, options.resize_only_if_bigger)
+    if scale is None:
+        return size, _DOWNSCALE
+    return scale.size, _DOWNSCALE if scale.downscale else _UPSCALE
+
+
+def to_rgb_resized(im: Image.Image, size: tuple[int, int],
+                   resample: Image.Resampling) -> Image.Image:
+    """``im`` as RGB, transparency composited on white, resized to ``size``.
+
+    Pillow resizes in two passes, each row first, then each column. We do the
+    same, converting and resizing a band of rows at a time into an image as
+    tall as ``im`` and as wide as the result, which the column pass then
+    resizes. The result is the same, pixel for pixel, as converting and
+    resizing the whole image, and no full-size copy of ``im`` is ever made.
+    """
+    if im.mode == "RGB" and "transparency" not in im.info:
+        return im if im.size == size else im.resize(size, resample)
+    w, h = im.size
+    rows = _band_rows(w)
+    if rows >= h:  # one band: the whole image
+        rgb = to_rgb(im)
+        return rgb if rgb.size == size else rgb.resize(size, resample)
+    wide = Image.new("RGB", (size[0], h))
+    for top in range(0, h, rows):
+        band = to_rgb(im.crop((0, top, w, min(h, top + rows))))
+        if band.width != size[0]:
+            band = band.resize((size[0], band.height), resample)
+        wide.paste(band, (0, top))
+    return wide if wide.size == size else wide.resize(size, resample)
+
+
+def _band_rows(width: int) -> int:
+    """Rows of an image ``width`` pixels wide converted at a time."""
+    return max(1, _BAND_BYTES // (4 * width))
 
 
 def _center_crop(im: Image.Image, side: int) -> Image.Image:
@@ -304,7 +584,7 @@ def to_rgb(im: Image.Image) -> Image.Image:
     has_alpha = im.mode in _ALPHA_MODES or "transparency" in im.info
     if not has_alpha:
         return im if im.mode == "RGB" else im.convert("RGB")
-    rgba = im.convert("RGBA")
+    rgba = im if im.mode == "RGBA" else im.convert("RGBA")
     background = Image.new("RGBA", rgba.size, (*WHITE, 255))
     return Image.alpha_composite(background, rgba).convert("RGB")
 

@@ -38,7 +38,7 @@ from .consent.decision import Denial, Reason, Status, status_of
 from .consent.engine import ConsentEngine, Permits
 from .consent.origins import MAX_ORIGIN_FILE_BYTES, OriginPolicies, OriginPolicy
 from .consent.registry import ConsentList
-from .image import ResizedImage, ResizeOptions, process_image, resize_options_from
+from .image import DecodeBudget, ResizedImage, ResizeOptions, process_image, resize_options_from
 from .net.client import Fetched, HttpClient, parse_http_url
 from .net.politeness import HostScheduler, HostSlots
 from .reader import InputRow, ShardInput, compute_key
@@ -53,6 +53,19 @@ ProgressSink = Callable[[int, int], None]
 # across its shards.
 _PROCESS_POLICIES: dict[str, OriginPolicy] = {}
 _PROCESS_LISTS: dict[tuple[str, tuple[str, ...]], ConsentList] = {}
+# The decode budget of this process, by its size in bytes: shared by the image
+# threads of every shard the process runs (a run has one size).
+_PROCESS_BUDGETS: dict[int, DecodeBudget] = {}
+_MAX_BUDGETS = 4
+
+
+def decode_budget(limit: int) -> DecodeBudget:
+    """This process's :class:`DecodeBudget` of ``limit`` bytes."""
+    if limit not in _PROCESS_BUDGETS:
+        if len(_PROCESS_BUDGETS) >= _MAX_BUDGETS:  # many configurations in one process
+            _PROCESS_BUDGETS.clear()
+        _PROCESS_BUDGETS[limit] = DecodeBudget(limit)
+    return _PROCESS_BUDGETS[limit]
 
 
 def load_lists(role: str, paths: tuple[str, ...]) -> ConsentList | None:
@@ -119,6 +132,7 @@ class _Shard:
         self.policies = origin_policies(config, client, cache=_PROCESS_POLICIES,
                                         keep_bodies=config.save_consent_files)
         self.resize: ResizeOptions = resize_options_from(config)
+        self.budget = decode_budget(config.max_decoded_bytes)
         self.token = config.user_agent_token
 
     async def policy(self, url: URL) -> OriginPolicy:
@@ -176,7 +190,7 @@ class _Shard:
             return RowResult(status=Status.SUCCESS, http_status=fetched.http_status,
                              sha256=digest)
         if denial is None:
-            image = process_image(fetched.body, self.resize)
+            image = process_image(fetched.body, self.resize, budget=self.budget)
             if not isinstance(image, Denial):
                 return _success(image, fetched.http_status, digest)
             denial = image

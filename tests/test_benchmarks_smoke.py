@@ -46,3 +46,9 @@ def test_compare_smoke() -> None:
               "--no-img2dataset")
     assert "round 1 consentfetch " in out and "consent overhead" in out
     assert "consentfetch-checks-off" in out
+
+
+def test_image_memory_smoke() -> None:
+    out = run("image_memory.py", "--side", "600", "--ico-side", "600")
+    assert "| 600x600 RGBA PNG" in out and "two at once, --max-decoded-bytes" in out
+    assert "ICO frame 600x600 is larger than the 256x256" in out

@@ -35,6 +35,7 @@ def test_defaults_match_the_contract() -> None:
     ({"max_aspect_ratio": 0.5}, "--max-aspect-ratio"),
     ({"input_format": "xlsx"}, "--input-format"),
     ({"caption_col": "url"}, "--caption-col"),
+    ({"max_decoded_bytes": 0}, "--max-decoded-bytes"),
 ])
 def test_bad_values_name_the_flag(options: dict, flag: str) -> None:
     with pytest.raises(ConfigError, match=flag):

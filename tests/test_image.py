@@ -6,10 +6,13 @@ import dataclasses
 import io
 import resource
 import struct
+import subprocess
+import sys
 import time
 import types
 import warnings
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -736,3 +739,218 @@ def test_downscale_quality_against_a_lanczos_reference(size: tuple[int, int],
     got = np.asarray(Image.open(io.BytesIO(result.data)).convert("RGB"), dtype=np.float64)
     mse = ((got - np.asarray(reference, dtype=np.float64)) ** 2).mean()
     assert 10 * np.log10(255 ** 2 / mse) >= 43.5
+
+
+# ------------------------------------------------------------ decode memory
+
+def ico_with_frame(frame: bytes) -> bytes:
+    """An ICO whose one directory entry says 256x256 and whose frame is ``frame``."""
+    return (struct.pack("<HHH", 0, 1, 1)
+            + struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 32, len(frame), 6 + 16) + frame)
+
+
+def _no_open(*args: object, **kwargs: object) -> Image.Image:
+    raise AssertionError("Image.open must not see this")
+
+
+def test_ico_bomb_refused_before_image_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pillow decodes an ICO's largest frame inside Image.open: 576 MB for this one
+    data = ico_with_frame(png_header_only(12_000, 12_000))
+    monkeypatch.setattr(image_mod.Image, "open", _no_open)
+    assert denied(data) == Denial(Reason.IMAGE_TOO_LARGE, "image 12000x12000 = 144000000 "
+                                  "pixels exceeds --max-image-pixels 100000000")
+
+
+def test_ico_frame_above_the_format_limit_is_too_large(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a real 600x600 PNG frame, within --max-image-pixels, but no ICO frame is over 256
+    data = ico_with_frame(solid((600, 600), RED, mode="RGBA"))
+    monkeypatch.setattr(image_mod.Image, "open", _no_open)
+    assert denied(data) == Denial(Reason.IMAGE_TOO_LARGE, "ICO frame 600x600 is larger than "
+                                  "the 256x256 the ICO format allows")
+
+
+@pytest.mark.parametrize("bitmap_format", ["png", "bmp"])
+def test_ico_frame_sizes_are_read_from_the_frames(bitmap_format: str) -> None:
+    data = encode(Image.new("RGBA", (64, 64), RED), "ICO", sizes=[(16, 16), (32, 32), (64, 64)],
+                  bitmap_format=bitmap_format)
+    assert sorted(image_mod.ico_frame_sizes(data) or []) == [(16, 16), (32, 32), (64, 64)]
+    result = ok(data, resize_mode="no", **PNG)
+    assert (result.width, result.height) == (64, 64)
+    assert decoded(result).getpixel((32, 32)) == RED
+
+
+@pytest.mark.parametrize("data", [
+    b"\x00\x00\x01\x00\x05\x00",  # five entries, no directory
+    ico_with_frame(b"\x89PNG"),  # a frame cut short
+])
+def test_unreadable_ico_is_a_decode_error(data: bytes) -> None:
+    assert denied(data) == Denial(Reason.DECODE_ERROR,
+                                  "cannot decode image: unreadable ICO frame header")
+
+
+@pytest.mark.parametrize("params", [dict(lossless=True), dict(quality=80),
+                                    dict(quality=80, exif=b"Exif\x00\x00II*\x00")])
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_webp_size_matches_pillow(mode: str, params: dict[str, object]) -> None:
+    data = solid((301, 77), RED, mode=mode, fmt="WEBP", **params)
+    assert image_mod.webp_size(data) == Image.open(io.BytesIO(data)).size == (301, 77)
+
+
+def test_webp_canvas_bomb_refused_before_image_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    # libwebp allocates two canvases of the declared size when Pillow opens the file
+    data = bytearray(solid((30, 30), RED, mode="RGBA", fmt="WEBP", exif=b"Exif\x00\x00II*\x00"))
+    assert data[12:16] == b"VP8X"
+    data[24:30] = (16_000 - 1).to_bytes(3, "little") + (16_000 - 1).to_bytes(3, "little")
+    monkeypatch.setattr(image_mod.Image, "open", _no_open)
+    assert denied(bytes(data)) == Denial(Reason.IMAGE_TOO_LARGE, "image 16000x16000 = "
+                                         "256000000 pixels exceeds --max-image-pixels 100000000")
+
+
+def test_image_alone_above_the_budget_is_too_large() -> None:
+    data = solid((100, 100), (*RED, 128), mode="RGBA")
+    need = image_mod.decoded_bytes((100, 100), "RGBA", "PNG", (100, 100), ResizeOptions())
+    budget = image_mod.DecodeBudget(need - 1)
+    result = process_image(data, ResizeOptions(), budget=budget)
+    assert result == Denial(Reason.IMAGE_TOO_LARGE, f"image 100x100 needs {need} bytes "
+                            f"decoded, more than --max-decoded-bytes {need - 1}")
+    assert isinstance(process_image(data, ResizeOptions(), budget=image_mod.DecodeBudget(need)),
+                      ResizedImage)
+
+
+def test_decoded_bytes_counts_pixels_load_copies_and_output() -> None:
+    options = ResizeOptions(resize_mode="no")
+    rgba = image_mod.decoded_bytes((1000, 1000), "RGBA", "PNG", (1000, 1000), options)
+    grey = image_mod.decoded_bytes((1000, 1000), "L", "PNG", (1000, 1000), options)
+    webp = image_mod.decoded_bytes((1000, 1000), "RGBA", "WEBP", (1000, 1000), options)
+    assert rgba - grey == 3_000_000  # 4 bytes a pixel against 1
+    assert webp - rgba == 16_000_000  # libwebp's canvases and Pillow's copy
+    small = image_mod.decoded_bytes((1000, 1000), "RGBA", "PNG", (1000, 1000), ResizeOptions())
+    assert small < rgba  # a 256x256 result instead of a 1000x1000 one
+
+
+def test_the_budget_is_given_back_whatever_happens() -> None:
+    budget = image_mod.DecodeBudget(10**9)
+    for data in (png_header_only(1000, 1000), solid((300, 200), mode="RGBA"),
+                 solid((30, 20)), b"junk"):
+        process_image(data, ResizeOptions(min_image_size=100), budget=budget)
+        assert budget.in_use == 0
+
+
+def test_an_image_waits_for_the_budget_and_proceeds() -> None:
+    data = solid((300, 200), (*GREEN, 200), mode="RGBA")
+    need = image_mod.decoded_bytes((300, 200), "RGBA", "PNG", (300, 200), ResizeOptions())
+    budget = image_mod.DecodeBudget(need + 10)
+    assert budget.take(20)  # another image holds part of it
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(process_image, data, ResizeOptions(), budget=budget)
+        _wait_until(lambda: budget.waiting == 1)
+        assert not future.done()
+        budget.give(20)
+        assert isinstance(future.result(timeout=10), ResizedImage)
+    assert budget.in_use == 0
+
+
+def test_the_wait_for_the_budget_is_bounded() -> None:
+    data = solid((300, 200), mode="RGBA")
+    need = image_mod.decoded_bytes((300, 200), "RGBA", "PNG", (300, 200), ResizeOptions())
+    budget = image_mod.DecodeBudget(need, max_wait=0.01)
+    assert budget.take(1)
+    result = process_image(data, ResizeOptions(), budget=budget)
+    assert result == Denial(Reason.IMAGE_TOO_LARGE, f"image 300x200 needs {need} bytes decoded; "
+                            f"--max-decoded-bytes {need} stayed in use by other images for 0.01 s")
+    assert budget.in_use == 1 and budget.waiting == 0
+
+
+def test_budget_waiters_are_served_in_order() -> None:
+    budget = image_mod.DecodeBudget(100)
+    assert budget.take(60)
+    order: list[str] = []
+
+    def take(name: str, size: int) -> None:
+        assert budget.take(size)
+        order.append(name)
+
+    with ThreadPoolExecutor(2) as pool:
+        big = pool.submit(take, "big", 50)  # does not fit yet
+        _wait_until(lambda: budget.waiting == 1)
+        small = pool.submit(take, "small", 10)  # would fit, but arrived later
+        _wait_until(lambda: budget.waiting == 2)
+        assert order == []
+        budget.give(60)
+        big.result(timeout=10)
+        small.result(timeout=10)
+    assert order == ["big", "small"] and budget.in_use == 60
+
+
+def test_budget_refuses_what_can_never_fit() -> None:
+    with pytest.raises(ValueError):
+        image_mod.DecodeBudget(10).take(11)
+    with pytest.raises(ConfigError):
+        image_mod.DecodeBudget(0)
+
+
+def _wait_until(condition: Callable[[], bool]) -> None:
+    for _ in range(1000):  # at most ~10 s
+        if condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "L", "I;16", "CMYK"])
+@pytest.mark.parametrize(("size", "out", "resample"), [
+    ((300, 200), (77, 51), image_mod._DOWNSCALE),
+    ((300, 217), (40, 29), image_mod._DOWNSCALE),
+    ((300, 200), (256, 171), image_mod._DOWNSCALE),
+    ((300, 200), (300, 200), image_mod._DOWNSCALE),
+    ((60, 41), (256, 175), image_mod._UPSCALE),
+])
+def test_banded_conversion_equals_whole_image_conversion(
+        monkeypatch: pytest.MonkeyPatch, mode: str, size: tuple[int, int],
+        out: tuple[int, int], resample: Image.Resampling) -> None:
+    import numpy as np
+    rng = np.random.default_rng(sum(size) + len(mode))
+    im = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8), "RGBA")
+    if mode == "P":
+        im = im.convert("RGB").quantize(64)
+        im.info["transparency"] = 3
+    elif mode == "I;16":
+        im = Image.fromarray(rng.integers(0, 65536, (size[1], size[0])).astype(np.uint16))
+    else:
+        im = im.convert(mode)
+    whole = image_mod.to_rgb(im)
+    whole = whole if whole.size == out else whole.resize(out, resample)
+    monkeypatch.setattr(image_mod, "_BAND_BYTES", 4 * size[0] * 7)  # bands of 7 rows
+    banded = image_mod.to_rgb_resized(im, out, resample)
+    assert ImageChops.difference(whole, banded).getbbox() is None  # pixel for pixel
+
+
+_MEASURE = r"""
+import io, sys
+from PIL import Image
+from consentfetch import image
+side = int(sys.argv[1])
+im = Image.linear_gradient("L").resize((side, side))
+data = io.BytesIO()
+Image.merge("RGBA", [im, im.transpose(Image.Transpose.ROTATE_90), im, im]).save(data, "PNG")
+del im
+def hwm():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
+base = hwm()
+result = image.process_image(data.getvalue(), image.ResizeOptions())
+assert isinstance(result, image.ResizedImage), result
+need = image.decoded_bytes((side, side), "RGBA", "PNG", (side, side), image.ResizeOptions())
+print(hwm() - base, need)
+"""
+
+
+def test_alpha_image_peak_memory_is_what_the_budget_counts() -> None:
+    # 3000x3000 RGBA: 36 MB decoded. Compositing on the whole image took five
+    # full-size copies (180 MB); now the decoded image and bands of rows.
+    out = subprocess.run([sys.executable, "-c", _MEASURE, "3000"], capture_output=True,
+                         text=True, timeout=120, check=True).stdout.split()
+    grown, need = int(out[0]), int(out[1])
+    decoded_size = 3000 * 3000 * 4
+    assert grown <= need
+    assert grown < 3 * decoded_size

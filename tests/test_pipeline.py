@@ -208,3 +208,23 @@ def test_empty_input_says_so(tmp_path: Path, caplog) -> None:
         report = fetch_shards(str(empty), str(tmp_path / "o"), **LOCAL)
     assert report.total == 0 and report.shards_written == 0
     assert "holds no rows" in caplog.text
+
+
+def test_decode_budget_refusal_is_an_audit_row(site: LocalSite, url_list, tmp_path: Path) -> None:
+    small = site.put(0, "/small.png", make_image(40, 30, "png"))
+    big = site.put(0, "/big.png", make_image(900, 700, "png", seed=1))
+    out = tmp_path / "o"
+    fetch_shards(url_list([{"url": small}, {"url": big}]), str(out),
+                 max_decoded_bytes=3_000_000, **LOCAL)
+    rows = _by_url(read_audit(str(out)))
+    assert rows[small]["status"] == "success"
+    assert (rows[big]["status"], rows[big]["reason"]) == ("failed_to_resize", "image_too_large")
+    assert rows[big]["evidence"].startswith("image 900x700 needs ")
+    assert rows[big]["evidence"].endswith(" bytes decoded, more than --max-decoded-bytes 3000000")
+
+
+def test_one_decode_budget_per_process() -> None:
+    from consentfetch.pipeline import decode_budget
+    assert decode_budget(5_000_000) is decode_budget(5_000_000)
+    assert decode_budget(5_000_000).limit == 5_000_000
+    assert decode_budget(6_000_000) is not decode_budget(5_000_000)

@@ -228,10 +228,10 @@ def test_an_unforeseen_exception_in_image_work_is_a_resize_failure(rsite, tmp_pa
     odd = make_image(33, 33)
     real = pipeline.process_image
 
-    def process_image(data, options):
+    def process_image(data, options, **kwargs):
         if data == odd:
             raise MemoryError("a decoder that blew up")
-        return real(data, options)
+        return real(data, options, **kwargs)
 
     monkeypatch.setattr(pipeline, "process_image", process_image)
     row = fetch_one(rsite, tmp_path, rsite.put(fresh_host(), "/odd.jpg", odd))
