@@ -52,3 +52,10 @@ def test_image_memory_smoke() -> None:
     out = run("image_memory.py", "--side", "600", "--ico-side", "600")
     assert "| 600x600 RGBA PNG" in out and "two at once, --max-decoded-bytes" in out
     assert "ICO frame 600x600 is larger than the 256x256" in out
+
+
+def test_hostile_smoke() -> None:
+    """Every fault of the hostile site in one run: the script exits non-zero if the run
+    breaks a promise (completes, one audit row per row, no opted-out bytes, memory)."""
+    out = run("hostile.py", "--rounds", "1", "--quick", "--processes", "1")
+    assert "promises kept" in out and "BROKEN" not in out
