@@ -17,7 +17,7 @@ from ._version import __version__
 from .config import CHECKS, FetchConfig, make_config, resume_conflicts
 from .consent.metadata import C2PA_AVAILABLE
 from .pipeline import engine_for
-from .distribute import Distributor, distributor_for, preload_lists
+from .distribute import Distributor, distributor_for
 from .errors import ConfigError, RunInterrupted
 from .originphase import ORIGINS_FILE, batches, collect_origins, fresh_origins, normalise_row
 from .progress import Progress
@@ -85,8 +85,9 @@ def fetch_shards(input: str, output_dir: str, *, storage_options: dict[str, Any]
     if clash:
         raise ConfigError(f"--save-additional-columns: {', '.join(sorted(clash))} would clash "
                           "with an audit column of the same name")
-    preload_lists(config, storage_options)  # opt-out lists may live on s3:// too
-    engine_for(config)  # loads the opt-out/opt-in lists now, so a bad list fails early
+    # Loads the opt-out/opt-in lists now (they may live on s3:// too), so a bad
+    # list fails early.
+    engine_for(config, storage_options)
     out = OutputDir(output_dir, storage_options)
     return _Run(config, source, out, input, progress).execute()
 
@@ -161,7 +162,8 @@ class _Run:
     def _origin_phase(self, dist: Distributor, done: set[int]) -> None:
         """Fetch every origin's consent files once for the whole run (see originphase)."""
         t0 = time.monotonic()
-        bases = collect_origins(self._jobs(done, quiet=True), engine_for(self.config))
+        engine = engine_for(self.config, self.out.storage_options)
+        bases = collect_origins(self._jobs(done, quiet=True), engine)
         fresh = fresh_origins(self.origin_rows, self.config)
         todo = [base for origin, base in sorted(bases.items()) if origin not in fresh]
         logger.info("origin phase: %d origin(s) in the input, %d to fetch (%s)",
@@ -266,7 +268,8 @@ class _Run:
             "finished_at": None if state == "running" else datetime.now(timezone.utc).isoformat(),
             "user_agent": self.config.user_agent,
             "consent_profile": self.config.consent,
-            "checks_performed": engine_for(self.config).checks_performed(CHECKS),
+            "checks_performed": engine_for(self.config, self.out.storage_options)
+            .checks_performed(CHECKS),
             "checks_off": self._checks_off(),
             "config": self.config.to_dict(),
             "totals": {"status": counts or {}, "reasons": reasons or {}},

@@ -36,12 +36,12 @@ from .config import FetchConfig
 from .consent.crawlers import load_ai_crawler_tokens
 from .consent.decision import Denial, Reason, Status
 from .consent.engine import ConsentEngine, Permits
-from .consent.origins import MAX_ORIGIN_FILE_BYTES, OriginPolicies, OriginPolicy
-from .consent.registry import ConsentList
+from .consent.origins import MAX_ORIGIN_FILE_BYTES, OriginPolicies, OriginPolicy, PolicyStore
 from .image import ResizedImage, ResizeOptions, process_image, resize_options_from
 from .net.client import Fetched, HttpClient, parse_http_url
 from .net.politeness import HostScheduler, HostSlots
 from .reader import InputRow, ShardInput, compute_key
+from .workercache import process_cache
 from .writer import OutputDir, RowResult, ShardWriter
 
 logger = logging.getLogger(__name__)
@@ -49,27 +49,17 @@ logger = logging.getLogger(__name__)
 # (rows done, successes) since the last call; called from the shard's loop thread.
 ProgressSink = Callable[[int, int], None]
 
-# Origin policies and consent lists a worker process has already read, kept
-# across its shards.
-_PROCESS_POLICIES: dict[str, OriginPolicy] = {}
-_PROCESS_LISTS: dict[tuple[str, tuple[str, ...]], ConsentList] = {}
 
 
-def load_lists(role: str, paths: tuple[str, ...]) -> ConsentList | None:
-    """The ``role`` ("opt-out"/"opt-in") lists at ``paths``, loaded once per process."""
-    if not paths:
-        return None
-    if (role, paths) not in _PROCESS_LISTS:
-        _PROCESS_LISTS[(role, paths)] = ConsentList.load(paths, role=role)
-    return _PROCESS_LISTS[(role, paths)]
-
-
-def engine_for(config: FetchConfig) -> ConsentEngine:
-    """The consent engine a run's configuration asks for."""
+def engine_for(config: FetchConfig,
+               storage_options: dict[str, Any] | None = None) -> ConsentEngine:
+    """The consent engine a run's configuration asks for; its lists (read with
+    ``storage_options``) come from this process's cache."""
+    lists = process_cache().lists
     return ConsentEngine(
         token=config.user_agent_token, profile=config.consent, ignore=config.ignore,
-        opt_out=load_lists("opt-out", config.opt_out_lists),
-        opt_in=load_lists("opt-in", config.opt_in_lists),
+        opt_out=lists("opt-out", config.opt_out_lists, storage_options),
+        opt_in=lists("opt-in", config.opt_in_lists, storage_options),
         ai_tokens=load_ai_crawler_tokens(config.ai_crawler_tokens))
 
 
@@ -96,7 +86,7 @@ class ShardOutcome:
 
 
 def origin_policies(config: FetchConfig, client: HttpClient, *,
-                    cache: dict[str, OriginPolicy] | None = None,
+                    cache: PolicyStore | None = None,
                     keep_bodies: bool) -> OriginPolicies:
     """Origin-file loading for this run's checks, through ``client`` and its host slots."""
     async def fetch(url: URL) -> Any:  # a SmallFetch
@@ -111,12 +101,14 @@ def origin_policies(config: FetchConfig, client: HttpClient, *,
 class _Shard:
     """The per-shard context: client, origin policies, consent engine, image pool."""
 
-    def __init__(self, config: FetchConfig, client: HttpClient, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, config: FetchConfig, client: HttpClient, pool: ThreadPoolExecutor,
+                 storage_options: dict[str, Any] | None = None) -> None:
         self.config = config
         self.client = client
         self.pool = pool
-        self.engine = engine_for(config)
-        self.policies = origin_policies(config, client, cache=_PROCESS_POLICIES,
+        self.engine = engine_for(config, storage_options)
+        cache = process_cache().policy_view(config, keep_bodies=config.save_consent_files)
+        self.policies = origin_policies(config, client, cache=cache,
                                         keep_bodies=config.save_consent_files)
         self.resize: ResizeOptions = resize_options_from(config)
         self.token = config.user_agent_token
@@ -143,17 +135,22 @@ class _Shard:
         if denial:
             return _denied(denial)
 
+        # The policy of the hop being requested: the headers of its response are
+        # judged with it (held here, so a cache eviction cannot take it away).
+        hop_policy: list[OriginPolicy] = []
+
         async def check_hop(hop: URL) -> Denial | None:
             if seen is not None:
                 seen.hops.append(str(hop))
-            return self.engine.check_origin(await self.policy(hop), hop, permits)
+            hop_policy[:] = [await self.policy(hop)]
+            return self.engine.check_origin(hop_policy[0], hop, permits)
 
         def check_headers(final: URL, headers: CIMultiDictProxy[str]) -> Denial | None:
             if seen is not None:
                 seen.headers = {name: headers.getall(name) for name in CONSENT_HEADERS
                                 if name in headers}
-            return self.engine.check_headers(self.policies.cached(final), final, headers,
-                                             permits)
+            return self.engine.check_headers(hop_policy[0] if hop_policy else None, final,
+                                             headers, permits)
 
         fetched = await self.client.fetch_image(url, check_hop=check_hop,
                                                 check_headers=check_headers)
@@ -239,7 +236,7 @@ async def _run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
         with ThreadPoolExecutor(max_workers=_image_threads(),
                                 thread_name_prefix="consentfetch-image") as pool:
             async with make_client(config) as client:
-                ctx = _Shard(config, client, pool)
+                ctx = _Shard(config, client, pool, out.storage_options)
                 # Rows that make no request (host "") are not limited per host.
                 scheduler = _schedule(shard, client.slots, config.per_host_concurrency)
 

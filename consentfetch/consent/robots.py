@@ -233,7 +233,7 @@ class _Selection:
 class RobotsPolicy:
     """A parsed robots.txt: which paths each crawler token may fetch."""
 
-    __slots__ = ("_groups", "_selections", "_named")
+    __slots__ = ("_groups", "_selections", "_named", "approx_bytes")
 
     def __init__(self, groups: tuple[_Group, ...] = ()) -> None:
         self._groups = groups
@@ -241,6 +241,8 @@ class RobotsPolicy:
         # Every token some group names: AI-crawler inference asks about dozens
         # of tokens for every URL, so this is looked up, not recomputed.
         self._named = frozenset(a.token for g in groups for a in g.agents if a.token)
+        #: the memory this parsed file holds, estimated (for caches with a budget)
+        self.approx_bytes = _approx_bytes(groups)
 
     @classmethod
     def parse(cls, body: bytes | str) -> RobotsPolicy:
@@ -304,6 +306,19 @@ class RobotsPolicy:
         selection = _Selection(tuple(named))
         self._selections[wanted] = selection
         return selection
+
+
+def _approx_bytes(groups: tuple[_Group, ...]) -> int:
+    """Roughly what ``groups`` hold in memory: each rule keeps its text about three
+    times over (value, record, pattern) plus a few hundred bytes of objects."""
+    total = 512
+    for group in groups:
+        total += 256 + 300 * len(group.agents) + 32 * len(group.crawl_delays)
+        total += sum(len(agent.written) for agent in group.agents)
+        for rule in group.rules:
+            parts = len(rule.pattern.parts) if rule.pattern is not None else 0
+            total += 350 + 3 * len(rule.text) + 8 * parts
+    return total
 
 
 def _decode(body: bytes | str) -> str:
