@@ -29,13 +29,16 @@ from .writer import RESERVED_COLUMNS, OutputDir
 logger = logging.getLogger(__name__)
 
 # Download failures worth another try with --retry-failed: the site may answer
-# next time. Consent decisions (disallowed) are never retried.
-TRANSIENT_REASONS = frozenset({"timeout", "dns_error", "connection_error"})
+# next time (or, for crawl_delay_too_long, a larger --max-crawl-delay lets it be
+# requested). Consent decisions (disallowed) are never retried.
+TRANSIENT_REASONS = frozenset({"timeout", "dns_error", "connection_error",
+                               "crawl_delay_too_long"})
 _ORIGIN_ROW_GROUP = 512  # rows of origins.parquet per row group
 
 
 def is_retryable(row: dict[str, Any]) -> bool:
-    """A transient download failure: timeout, DNS, connection, HTTP 429 or 5xx."""
+    """A transient download failure: timeout, DNS, connection, HTTP 429 or 5xx, or a
+    Crawl-delay longer than the run's --max-crawl-delay."""
     if row["status"] != "failed_to_download":
         return False
     status = row.get("http_status") or 0

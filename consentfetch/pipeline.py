@@ -36,6 +36,7 @@ from .config import FetchConfig
 from .consent.crawlers import load_ai_crawler_tokens
 from .consent.decision import Denial, Reason, Status
 from .consent.engine import ConsentEngine, Permits
+from .consent.robots import CrawlDelay
 from .consent.origins import MAX_ORIGIN_FILE_BYTES, OriginPolicies, OriginPolicy, PolicyStore
 from .image import ResizedImage, ResizeOptions, process_image, resize_options_from
 from .net.client import Fetched, HttpClient, parse_http_url
@@ -114,12 +115,26 @@ class _Shard:
         self.token = config.user_agent_token
 
     async def policy(self, url: URL) -> OriginPolicy:
-        """The origin policy of ``url``; its Crawl-delay goes to the host's slot."""
-        policy = await self.policies.get(url)
-        if policy.robots is not None and self.config.enabled("robots_txt"):
-            self.client.slots.set_delay(url.host or "", policy.robots.crawl_delay(self.token)
-                                        or 0.0)
-        return policy
+        """The origin policy of ``url``."""
+        return await self.policies.get(url)
+
+    def pace(self, policy: OriginPolicy, url: URL) -> Denial | None:
+        """Keep to the host's robots.txt Crawl-delay: its slot spaces our requests by it.
+
+        A delay above ``--max-crawl-delay`` is not waited for, and the site asks
+        us not to request faster, so ``url`` is not requested:
+        ``crawl_delay_too_long``, with the line as evidence.
+        """
+        if policy.robots is None or not self.config.enabled("robots_txt"):
+            return None
+        delay = policy.robots.crawl_delay_rule(self.token)
+        if delay is None:
+            return None
+        cap = self.config.max_crawl_delay
+        if delay.seconds > cap:
+            return Denial(Reason.CRAWL_DELAY_TOO_LONG, crawl_delay_evidence(policy, delay, cap))
+        self.client.slots.set_delay(url.host or "", delay.seconds)
+        return None
 
     async def process(self, row: InputRow, *, url: URL | Denial | None = None,
                       seen: Observation | None = None, decide_only: bool = False) -> RowResult:
@@ -143,7 +158,8 @@ class _Shard:
             if seen is not None:
                 seen.hops.append(str(hop))
             hop_policy[:] = [await self.policy(hop)]
-            return self.engine.check_origin(hop_policy[0], hop, permits)
+            return self.engine.check_origin(hop_policy[0], hop, permits) \
+                or self.pace(hop_policy[0], hop)
 
         def check_headers(final: URL, headers: CIMultiDictProxy[str]) -> Denial | None:
             if seen is not None:
@@ -175,6 +191,27 @@ class _Shard:
                 return _success(image, fetched.http_status, digest)
             denial = image
         return _denied(denial, http_status=fetched.http_status, sha256=digest)
+
+
+_SHOWN_VALUE = 40  # characters of a Crawl-delay value quoted in evidence
+
+
+def crawl_delay_evidence(policy: OriginPolicy, delay: CrawlDelay, cap: float) -> str:
+    """Why a host's URL was not requested: its Crawl-delay line, the cap, the way out."""
+    record = policy.robots_file
+    where = record.url if record is not None else "robots.txt"
+    return (f"{where} line {delay.line} `{_shown(delay.text)}` (user-agent "
+            f"{_shown(delay.group or '*')}) asks for "
+            f"{delay.seconds:g} s between requests, more than --max-crawl-delay {cap:g} s; "
+            "not requested, since we never request faster than a site asks (raise "
+            "--max-crawl-delay to fetch it, e.g. with --retry-failed)")
+
+
+def _shown(text: str) -> str:
+    """``text`` as written, cut after :data:`_SHOWN_VALUE` characters."""
+    if len(text) <= _SHOWN_VALUE:
+        return text
+    return f"{text[:_SHOWN_VALUE]}… ({len(text)} characters)"
 
 
 def _denied(denial: Denial, *, http_status: int | None = None,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from protego import Protego
 
-from consentfetch.consent.robots import MAX_ROBOTS_BYTES, RobotsPolicy, RobotsVerdict
+from consentfetch.consent.robots import MAX_ROBOTS_BYTES, CrawlDelay, RobotsPolicy, RobotsVerdict
 
 # RFC 9309 §5.1
 RFC_SIMPLE = """\
@@ -406,6 +408,13 @@ def test_allow_all() -> None:
         ("nan", None),
         ("10s", None),
         ("", None),
+        ("NaN", None),
+        ("Infinity", None),
+        ("0x10", None),
+        ("100000000", 1e8),
+        ("1" + "0" * 400, math.inf),  # too large for a float: longer than any cap
+        ("1" + "0" * 400 + ".5", math.inf),
+        ("0." + "0" * 400 + "1", 0.0),
     ],
 )
 def test_crawl_delay_values(value: str, expected: float | None) -> None:
@@ -548,3 +557,32 @@ def test_selection_is_memoised_per_token_spelling() -> None:
     first = policy.check("/a", "mybot")
     assert policy.check("/a", "MYBOT/3") == first
     assert policy.check("/a", "otherbot").allowed
+
+
+@pytest.mark.parametrize(
+    ("robots", "token", "expected"),
+    [
+        ("User-agent: *\nCrawl-delay: 5\n", "mybot", (5.0, "Crawl-delay: 5", 2, "*")),
+        # the largest of the merged groups, the first line of equals
+        ("User-agent: MyBot/1\nCrawl-delay: 2\nCrawl-delay: 9 # slow\nCrawl-delay: 9\n"
+         "User-agent: mybot\nCrawl-delay: 3\n", "mybot",
+         (9.0, "Crawl-delay: 9", 3, "MyBot/1")),
+        ("User-agent: a\nCrawl-delay: 3\nUser-agent: mybot\nDisallow:\n", "mybot",
+         (3.0, "Crawl-delay: 3", 2, "mybot")),
+        ("User-agent: *\ncrawl-delay 1" + "0" * 400 + "\n", "mybot",
+         (math.inf, "crawl-delay 1" + "0" * 400, 2, "*")),
+        ("User-agent: *\nCrawl-delay: nan\nDisallow: /x\n", "mybot", None),
+        ("User-agent: other\nCrawl-delay: 5\n", "mybot", None),
+    ],
+)
+def test_crawl_delay_rule_names_its_line(robots: str, token: str,
+                                         expected: tuple[float, str, int, str] | None) -> None:
+    found = RobotsPolicy.parse(robots).crawl_delay_rule(token)
+    assert (found and (found.seconds, found.text, found.line, found.group)) == expected
+
+
+def test_many_crawl_delay_lines_keep_one() -> None:
+    body = "User-agent: *\n" + "".join(f"Crawl-delay: {i % 97}\n" for i in range(20000))
+    policy = RobotsPolicy.parse(body)
+    assert policy.crawl_delay_rule("x") == CrawlDelay(96.0, "Crawl-delay: 96", 98, "*")
+    assert policy.approx_bytes < 10_000

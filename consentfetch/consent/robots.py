@@ -72,8 +72,10 @@ Reading of RFC 9309 (and the choices it leaves)
   file is longer, the line cut by that limit is dropped too, since half a
   rule (``Allow: /a`` from ``Allow: /archive/public``) may say more than the
   site did.
-* Crawl-delay: a non-negative decimal number of seconds; anything else is
-  ignored. When merged groups give several, the largest (most polite) wins.
+* Crawl-delay: a non-negative decimal number of seconds; anything else
+  (``nan``, ``inf``, ``-1``, ``1e3``) is ignored. A number too large for a
+  float is infinite. When merged groups give several, the largest (most
+  polite) wins; :meth:`RobotsPolicy.crawl_delay_rule` names its line.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "MAX_ROBOTS_BYTES",
+    "CrawlDelay",
     "PathPattern",
     "RobotsPolicy",
     "RobotsRule",
@@ -200,6 +203,20 @@ class RobotsRule:
 
 
 @dataclass(frozen=True, slots=True)
+class CrawlDelay:
+    """The ``Crawl-delay`` line that applies to a token, as evidence."""
+
+    #: seconds between requests; ``inf`` for a number too large for a float
+    seconds: float
+    #: the record as written, e.g. "Crawl-delay: 10"
+    text: str
+    #: 1-based line number in the file
+    line: int
+    #: the User-agent value that selected the group it stands in
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Agent:
     token: str  # "*", a lower-cased product token, or "" (names no crawler)
     written: str  # the User-agent value as written
@@ -209,7 +226,7 @@ class _Agent:
 class _Group:
     agents: tuple[_Agent, ...]
     rules: tuple[RobotsRule, ...]
-    crawl_delays: tuple[float, ...]
+    crawl_delays: tuple[tuple[float, str, int], ...]  # (seconds, record as written, line)
 
     def selector(self, token: str) -> str | None:
         """The User-agent value by which this group names ``token``, if any."""
@@ -276,8 +293,18 @@ class RobotsPolicy:
 
     def crawl_delay(self, token: str) -> float | None:
         """Seconds to wait between requests, from the group applying to ``token``."""
-        delays = [d for _, group in self._select(token).groups for d in group.crawl_delays]
-        return max(delays) if delays else None
+        found = self.crawl_delay_rule(token)
+        return found.seconds if found is not None else None
+
+    def crawl_delay_rule(self, token: str) -> CrawlDelay | None:
+        """The largest ``Crawl-delay`` of the group(s) applying to ``token``, with its
+        line (the first of equals); None when they have none."""
+        best: CrawlDelay | None = None
+        for label, group in self._select(token).groups:
+            for seconds, text, line in group.crawl_delays:
+                if best is None or seconds > best.seconds:
+                    best = CrawlDelay(seconds, text, line, label)
+        return best
 
     @property
     def named_tokens(self) -> frozenset[str]:
@@ -313,7 +340,8 @@ def _approx_bytes(groups: tuple[_Group, ...]) -> int:
     times over (value, record, pattern) plus a few hundred bytes of objects."""
     total = 512
     for group in groups:
-        total += 256 + 300 * len(group.agents) + 32 * len(group.crawl_delays)
+        total += 256 + 300 * len(group.agents)
+        total += sum(200 + len(text) for _, text, _ in group.crawl_delays)
         total += sum(len(agent.written) for agent in group.agents)
         for rule in group.rules:
             parts = len(rule.pattern.parts) if rule.pattern is not None else 0
@@ -352,6 +380,12 @@ def _split_record(line: str) -> tuple[str, str] | None:
 
 
 def _parse_delay(value: str) -> float | None:
+    """Seconds, or None for a value that is not a non-negative decimal number.
+
+    Only digits and one dot pass, so ``nan`` and ``inf`` are ignored as written;
+    a number too large for a float (``1`` and 400 zeros) is ``inf``: longer
+    than any wait we accept.
+    """
     return float(value) if _CRAWL_DELAY.fullmatch(value) else None
 
 
@@ -361,7 +395,7 @@ class _GroupBuilder:
     def __init__(self) -> None:
         self.agents: list[_Agent] = []
         self.rules: list[RobotsRule] = []
-        self.delays: list[float] = []
+        self.delays: list[tuple[float, str, int]] = []
 
     def build(self) -> _Group:
         return _Group(tuple(self.agents), tuple(self.rules), tuple(self.delays))
@@ -390,7 +424,8 @@ def _parse_groups(text: str) -> tuple[_Group, ...]:
                 pattern = _Pattern.compile(value) if field in _PATH_FIELDS else None
                 current.rules.append(RobotsRule(field, value, line, number, pattern))
         elif field == "crawl-delay" and (delay := _parse_delay(value)) is not None:
-            current.delays.append(delay)
+            if not current.delays or delay > current.delays[0][0]:
+                current.delays[:] = [(delay, line, number)]  # only the largest matters
     return tuple(builder.build() for builder in builders)
 
 
