@@ -586,3 +586,64 @@ def test_many_crawl_delay_lines_keep_one() -> None:
     policy = RobotsPolicy.parse(body)
     assert policy.crawl_delay_rule("x") == CrawlDelay(96.0, "Crawl-delay: 96", 98, "*")
     assert policy.approx_bytes < 10_000
+
+
+# -- the cost of a question is bounded -------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "parts", "length"), [
+    ("/a***b", ("/a", "b"), 6),  # a run of "*" is one "*"; the priority is as written
+    ("/a**", ("/a", ""), 4),
+    ("***/x", ("", "/x"), 5),
+    ("/" + "*" * 300 + "q*z", ("/", "q", "z"), 304),
+    ("/a*b*c$", ("/a", "b", "c"), 7),
+    ("/plain", ("/plain",), 6),
+])
+def test_star_runs_collapse(value: str, parts: tuple[str, ...], length: int) -> None:
+    from consentfetch.consent.robots import compile_path_pattern
+    pattern = compile_path_pattern(value)
+    assert (pattern.parts, pattern.length) == (parts, length)
+
+
+@pytest.mark.parametrize(("robots", "path", "allowed"), [
+    ("User-agent: *\nDisallow: /a***b\n", "/a/x/b", False),
+    ("User-agent: *\nDisallow: /a***b$\n", "/a/x/bc", True),
+    # the priority is the length as written: 302 octets beat Allow: /q
+    ("User-agent: *\nDisallow: /" + "*" * 300 + "q\nAllow: /q\n", "/q", False),
+    ("User-agent: *\nDisallow: /" + "*" * 300 + "q\nAllow: /q\n", "/xq", False),
+    ("User-agent: *\nDisallow: /" + "*" * 300 + "q\nAllow: /q\n", "/x", True),
+])
+def test_star_runs_match_as_one(robots: str, path: str, allowed: bool) -> None:
+    assert RobotsPolicy.parse(robots).check(path, "mybot").allowed is allowed
+
+
+def test_canonical_fast_path_spells_as_the_slow_one() -> None:
+    import random
+
+    from consentfetch.consent.robots import _canonical, _respelled
+    alphabet = "aZ09-._~:/?[]@!&'()+,;=*$%2Fé #\x00"
+    rng = random.Random(9309)
+    samples = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+               for _ in range(3000)] + ["/plain/path", "/a*b", "/q?x=1", ""]
+    for text in samples:
+        for pattern in (False, True):
+            assert _canonical(text, pattern=pattern) == _respelled(text, pattern=pattern), text
+
+
+def test_each_group_is_matched_once_per_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AI-crawler inference asks about dozens of tokens: a group naming them all is
+    matched once for a URL, not once per token."""
+    from consentfetch.consent import robots as module
+    tokens = [f"bot{i}" for i in range(40)]
+    body = "".join(f"User-agent: {t}\n" for t in tokens) + "User-agent: *\n" + "".join(
+        f"Disallow: /p{i}/*x\n" for i in range(2000)) + "User-agent: mybot\nAllow: /\n"
+    policy = RobotsPolicy.parse(body)
+    calls = []
+    real = module._Matcher.best
+    monkeypatch.setattr(module._Matcher, "best",
+                        lambda self, path: calls.append(path) or real(self, path))
+    verdicts = policy.check_tokens("/p7/ax", ["*", *tokens, "mybot"])
+    assert [v.allowed for v in verdicts] == [False] * 41 + [True]
+    assert verdicts[1].rule == "Disallow: /p7/*x" and verdicts[1].line == 49
+    assert len(calls) == 2  # the shared group and mybot's
+    policy.check("/p7/ax", "bot3")  # the same URL again: remembered
+    assert len(calls) == 2
