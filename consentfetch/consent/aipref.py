@@ -48,7 +48,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from types import MappingProxyType
 
 import http_sf
@@ -169,7 +168,6 @@ def check_usage_rules(rules: Sequence[UsageRule], url_or_path: str, *,
     return _verdict(prefs, strict, f"robots.txt line {rule.line}: {rule.text}")
 
 
-@lru_cache(maxsize=4096)  # one robots.txt is asked about many URLs
 def _parse_rule(value: str) -> tuple[PathPattern | None, Mapping[str, str]] | None:
     """``(path pattern or None, prefs)`` of a rule value; None when it says nothing."""
     pattern: PathPattern | None = None
