@@ -701,6 +701,10 @@ TEMPLATES: dict[str, str] = {
     Reason.BLOCKED_ADDRESS: "the host is on a private or reserved network address, which "
                             "consentfetch does not contact: {evidence}.",
     Reason.INVALID_URL: "it is not a usable http(s) URL: {evidence}.",
+    Reason.CRAWL_DELAY_TOO_LONG: "the site's robots.txt asks for a longer wait between "
+                                 "requests than this run accepts, and consentfetch never "
+                                 "requests faster than a site asks, so the image was not "
+                                 "requested: {evidence}.",
     Reason.DECODE_ERROR: "the file could not be read as an image: {evidence}.",
     Reason.IMAGE_TOO_SMALL: "the image is smaller than this run's minimum size: "
                             "{evidence}.",

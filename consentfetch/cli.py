@@ -86,6 +86,9 @@ def _add_download_options(p: argparse.ArgumentParser) -> None:
                         "(0: never)")
     g.add_argument("--max-retry-after", type=float, default=d["max_retry_after"].default,
                    help="longest Retry-After (seconds) we wait for; longer is not retried")
+    g.add_argument("--max-crawl-delay", type=float, default=d["max_crawl_delay"].default,
+                   help="longest robots.txt Crawl-delay (seconds) we keep to; a host asking "
+                        "for more is not requested (crawl_delay_too_long)")
     g.add_argument("--timeout", type=float, default=d["timeout"].default,
                    help="seconds: total deadline of one attempt at a URL (connect + headers + "
                         "body, all redirect hops together)")
@@ -143,6 +146,7 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
                    metavar="TOKEN")
     p.add_argument("--timeout", type=float, default=d["timeout"].default)
     p.add_argument("--max-bytes", type=int, default=d["max_bytes"].default)
+    p.add_argument("--max-crawl-delay", type=float, default=d["max_crawl_delay"].default)
     p.add_argument("--allow-private-networks", action="store_true")
     p.add_argument("--allow-network", dest="allowed_networks", action="append", default=[],
                    metavar="CIDR")

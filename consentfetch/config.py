@@ -31,6 +31,7 @@ DEFAULT_CONCURRENCY = 64  # requests in flight per process
 DEFAULT_PER_HOST_CONCURRENCY = 2
 DEFAULT_MAX_HOST_FAILURES = 8  # failed attempts in a row before a host is given up
 DEFAULT_MAX_RETRY_AFTER = 60.0  # seconds; a longer Retry-After is not waited for
+DEFAULT_MAX_CRAWL_DELAY = 60.0  # seconds; a host asking for more is not requested
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # decoded pixels; bigger is a bomb or useless
 # Bytes of decoded images in flight per process, shared by its image threads:
 # room for one image at --max-image-pixels in RGBA (400 MB) and its working
@@ -55,6 +56,7 @@ DISTRIBUTOR_PACKAGES = {"spark": "pyspark", "ray": "ray"}
 RESUME_SAFE_OPTIONS = frozenset({
     "processes", "distributor", "overwrite", "retry_failed", "concurrency",
     "per_host_concurrency", "min_host_delay", "max_host_failures", "max_retry_after",
+    "max_crawl_delay",
     "timeout", "retries", "retry_backoff", "resolver", "contact", "save_consent_files",
     "ca_file",
 })
@@ -93,6 +95,7 @@ class FetchConfig:
     min_host_delay: float = 0.0  # seconds between request starts to one host
     max_host_failures: int = DEFAULT_MAX_HOST_FAILURES  # 0: never give a host up
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+    max_crawl_delay: float = DEFAULT_MAX_CRAWL_DELAY  # longest robots.txt Crawl-delay kept to
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
     retry_backoff: float = DEFAULT_RETRY_BACKOFF  # seconds before the first retry; doubles, jittered
@@ -157,7 +160,8 @@ def make_config(**options: Any) -> FetchConfig:
             given[name] = (value,) if isinstance(value, str) else tuple(value)
     if given.get("max_aspect_ratio") is not None:
         given["max_aspect_ratio"] = float(given["max_aspect_ratio"])
-    for name in ("timeout", "retry_backoff", "min_host_delay", "max_retry_after"):
+    for name in ("timeout", "retry_backoff", "min_host_delay", "max_retry_after",
+                 "max_crawl_delay"):
         if given.get(name) is not None:
             given[name] = float(given[name])
     cfg = FetchConfig(**given)
@@ -207,6 +211,8 @@ def _validate(cfg: FetchConfig) -> None:
     need(cfg.retry_backoff >= 0, "retry_backoff", "a non-negative number of seconds")
     need(cfg.min_host_delay >= 0, "min_host_delay", "a non-negative number of seconds")
     need(cfg.max_retry_after >= 0, "max_retry_after", "a non-negative number of seconds")
+    need(0 <= cfg.max_crawl_delay < math.inf, "max_crawl_delay",
+         "a non-negative, finite number of seconds")
     need(cfg.resolver in RESOLVERS, "resolver", f"one of {', '.join(RESOLVERS)}")
     need(cfg.resolver != "async" or importlib.util.find_spec("aiodns") is not None,
          "resolver", "async needs aiodns: pip install 'consentfetch[dns]'")

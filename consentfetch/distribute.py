@@ -31,13 +31,12 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from . import pipeline
 from .config import FetchConfig
-from .consent.registry import ConsentList
 from .originphase import fetch_origin_batch, new_origin_rows, seed_policies
 from .pipeline import ProgressSink, ShardOutcome, run_shard
 from .progress import Progress
 from .reader import ShardInput, shard_name
+from .workercache import process_cache
 from .writer import OutputDir
 
 logger = logging.getLogger(__name__)
@@ -217,9 +216,7 @@ def preload_lists(config: FetchConfig, storage_options: dict[str, Any] | None) -
     :func:`~consentfetch.pipeline.engine_for` then finds them already loaded.
     """
     for role, paths in (("opt-out", config.opt_out_lists), ("opt-in", config.opt_in_lists)):
-        if paths and (role, paths) not in pipeline._PROCESS_LISTS:
-            pipeline._PROCESS_LISTS[(role, paths)] = ConsentList.load(
-                paths, role=role, storage_options=storage_options)
+        process_cache().lists(role, paths, storage_options)
 
 
 class _QueueSink:
@@ -249,7 +246,7 @@ def _worker_run(shard: ShardInput, config: FetchConfig, out: OutputDir,
     seed_policies(out, shard, config)  # the origin phase's policies, before any request
     try:
         outcome = run_shard(shard, config, out, extra_fields, sink)
-        outcome.origin_rows = new_origin_rows(outcome.origin_rows)
+        outcome.origin_rows = new_origin_rows(outcome.origin_rows, config)
         return outcome
     finally:
         if sink is not None:
@@ -277,7 +274,7 @@ def cluster_task(shard: ShardInput, config: FetchConfig, out: OutputDir,
     seeded = seed_policies(out, shard, config)
     logger.debug("shard %d: %d origin policies from origins.parquet", shard.shard_id, seeded)
     outcome = run_shard(shard, config, out, extra_fields, _injected_fault(shard.shard_id))
-    outcome.origin_rows = new_origin_rows(outcome.origin_rows)
+    outcome.origin_rows = new_origin_rows(outcome.origin_rows, config)
     return outcome
 
 

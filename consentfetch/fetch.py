@@ -16,7 +16,7 @@ from ._version import __version__
 from .config import CHECKS, FetchConfig, make_config, resume_conflicts
 from .consent.metadata import C2PA_AVAILABLE
 from .pipeline import engine_for
-from .distribute import Distributor, distributor_for, preload_lists
+from .distribute import Distributor, distributor_for
 from .errors import ConfigError, RunInterrupted
 from .originphase import ORIGINS_FILE, batches, collect_origins, fresh_origins, normalise_row
 from .progress import Progress
@@ -28,13 +28,16 @@ from .writer import RESERVED_COLUMNS, OutputDir
 logger = logging.getLogger(__name__)
 
 # Download failures worth another try with --retry-failed: the site may answer
-# next time. Consent decisions (disallowed) are never retried.
-TRANSIENT_REASONS = frozenset({"timeout", "dns_error", "connection_error"})
+# next time (or, for crawl_delay_too_long, a larger --max-crawl-delay lets it be
+# requested). Consent decisions (disallowed) are never retried.
+TRANSIENT_REASONS = frozenset({"timeout", "dns_error", "connection_error",
+                               "crawl_delay_too_long"})
 _ORIGIN_ROW_GROUP = 512  # rows of origins.parquet per row group
 
 
 def is_retryable(row: dict[str, Any]) -> bool:
-    """A transient download failure: timeout, DNS, connection, HTTP 429 or 5xx."""
+    """A transient download failure: timeout, DNS, connection, HTTP 429 or 5xx, or a
+    Crawl-delay longer than the run's --max-crawl-delay."""
     if row["status"] != "failed_to_download":
         return False
     status = row.get("http_status") or 0
@@ -84,8 +87,9 @@ def fetch_shards(input: str, output_dir: str, *, storage_options: dict[str, Any]
     if clash:
         raise ConfigError(f"--save-additional-columns: {', '.join(sorted(clash))} would clash "
                           "with an audit column of the same name")
-    preload_lists(config, storage_options)  # opt-out lists may live on s3:// too
-    engine_for(config)  # loads the opt-out/opt-in lists now, so a bad list fails early
+    # Loads the opt-out/opt-in lists now (they may live on s3:// too), so a bad
+    # list fails early.
+    engine_for(config, storage_options)
     out = OutputDir(output_dir, storage_options)
     return _Run(config, source, out, input, progress).execute()
 
@@ -160,7 +164,8 @@ class _Run:
     def _origin_phase(self, dist: Distributor, done: set[int]) -> None:
         """Fetch every origin's consent files once for the whole run (see originphase)."""
         t0 = time.monotonic()
-        bases = collect_origins(self._jobs(done, quiet=True), engine_for(self.config))
+        engine = engine_for(self.config, self.out.storage_options)
+        bases = collect_origins(self._jobs(done, quiet=True), engine)
         fresh = fresh_origins(self.origin_rows, self.config)
         todo = [base for origin, base in sorted(bases.items()) if origin not in fresh]
         logger.info("origin phase: %d origin(s) in the input, %d to fetch (%s)",
@@ -264,7 +269,8 @@ class _Run:
             "finished_at": None if state == "running" else datetime.now(timezone.utc).isoformat(),
             "user_agent": self.config.user_agent,
             "consent_profile": self.config.consent,
-            "checks_performed": engine_for(self.config).checks_performed(CHECKS),
+            "checks_performed": engine_for(self.config, self.out.storage_options)
+            .checks_performed(CHECKS),
             "checks_off": self._checks_off(),
             "config": self.config.to_dict(),
             "totals": {"status": counts or {}, "reasons": reasons or {}},

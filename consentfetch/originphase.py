@@ -24,6 +24,7 @@ its files on demand, once per worker process, as a single-process run does.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -39,6 +40,7 @@ from .consent.origins import (
     origin_of, policy_from_files)
 from .net.client import parse_http_url
 from .reader import ShardInput
+from .workercache import PolicyView, process_cache
 from .writer import OutputDir
 
 logger = logging.getLogger(__name__)
@@ -121,10 +123,13 @@ def seed_policies(out: OutputDir, shard: ShardInput, config: FetchConfig) -> int
     how many policies were added. Origins the file lacks, or holds without
     their bodies, are left to be fetched on demand.
     """
-    cache = pipeline._PROCESS_POLICIES
+    cache = shard_policies(config)
     now = time.monotonic()
-    wanted = {origin for origin, _ in _origins_of_rows(shard)
-              if origin not in cache or now - cache[origin].loaded_at >= CACHE_SECONDS}
+    wanted = set()
+    for origin, _ in _origins_of_rows(shard):
+        cached = cache.get(origin)
+        if cached is None or now - cached.loaded_at >= CACHE_SECONDS:
+            wanted.add(origin)
     if not wanted or not out.exists(ORIGINS_FILE):
         return 0
     grouped: dict[str, dict[str, dict[str, Any]]] = {}
@@ -134,22 +139,29 @@ def seed_policies(out: OutputDir, shard: ShardInput, config: FetchConfig) -> int
     for origin, rows in grouped.items():
         policy = policy_from_rows(origin, rows, config)
         if policy is not None:
-            cache[origin] = _SEEDED[origin] = policy
+            cache.seed(origin, _without_bodies(policy, config))
             added += 1
     return added
 
 
-# The policies this process took from origins.parquet (the driver has their rows).
-_SEEDED: dict[str, OriginPolicy] = {}
+def shard_policies(config: FetchConfig) -> PolicyView:
+    """The part of this process's policy cache the shards of ``config`` use."""
+    return process_cache().policy_view(config, keep_bodies=config.save_consent_files)
 
 
-def new_origin_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _without_bodies(policy: OriginPolicy, config: FetchConfig) -> OriginPolicy:
+    """``policy`` less the file bodies a shard does not keep (they are parsed already)."""
+    if config.save_consent_files:
+        return policy
+    files = {kind: dataclasses.replace(f, body=None) for kind, f in policy.files.items()}
+    return dataclasses.replace(policy, files=files)
+
+
+def new_origin_rows(rows: list[dict[str, Any]], config: FetchConfig) -> list[dict[str, Any]]:
     """``rows`` less those of policies seeded from origins.parquet and still in use,
     so a shard sends back only the origin files it fetched itself."""
-    cache = pipeline._PROCESS_POLICIES
-    return [row for row in rows
-            if _SEEDED.get(row["origin"]) is None
-            or _SEEDED[row["origin"]] is not cache.get(row["origin"])]
+    cache = shard_policies(config)
+    return [row for row in rows if not cache.seeded(row["origin"])]
 
 
 def fresh_origins(origin_rows: dict[tuple[str, str], dict[str, Any]],

@@ -36,12 +36,13 @@ from .config import FetchConfig
 from .consent.crawlers import load_ai_crawler_tokens
 from .consent.decision import Denial, Reason, Status, status_of
 from .consent.engine import ConsentEngine, Permits
-from .consent.origins import MAX_ORIGIN_FILE_BYTES, OriginPolicies, OriginPolicy
-from .consent.registry import ConsentList
-from .image import DecodeBudget, ResizedImage, ResizeOptions, process_image, resize_options_from
+from .consent.origins import MAX_ORIGIN_FILE_BYTES, OriginPolicies, OriginPolicy, PolicyStore
+from .consent.robots import CrawlDelay
+from .image import ResizedImage, ResizeOptions, process_image, resize_options_from
 from .net.client import Fetched, HttpClient, parse_http_url
 from .net.politeness import HostScheduler, HostSlots
 from .reader import InputRow, ShardInput, compute_key
+from .workercache import process_cache
 from .writer import OutputDir, RowResult, ShardWriter
 
 logger = logging.getLogger(__name__)
@@ -49,40 +50,17 @@ logger = logging.getLogger(__name__)
 # (rows done, successes) since the last call; called from the shard's loop thread.
 ProgressSink = Callable[[int, int], None]
 
-# Origin policies and consent lists a worker process has already read, kept
-# across its shards.
-_PROCESS_POLICIES: dict[str, OriginPolicy] = {}
-_PROCESS_LISTS: dict[tuple[str, tuple[str, ...]], ConsentList] = {}
-# The decode budget of this process, by its size in bytes: shared by the image
-# threads of every shard the process runs (a run has one size).
-_PROCESS_BUDGETS: dict[int, DecodeBudget] = {}
-_MAX_BUDGETS = 4
 
 
-def decode_budget(limit: int) -> DecodeBudget:
-    """This process's :class:`DecodeBudget` of ``limit`` bytes."""
-    if limit not in _PROCESS_BUDGETS:
-        if len(_PROCESS_BUDGETS) >= _MAX_BUDGETS:  # many configurations in one process
-            _PROCESS_BUDGETS.clear()
-        _PROCESS_BUDGETS[limit] = DecodeBudget(limit)
-    return _PROCESS_BUDGETS[limit]
-
-
-def load_lists(role: str, paths: tuple[str, ...]) -> ConsentList | None:
-    """The ``role`` ("opt-out"/"opt-in") lists at ``paths``, loaded once per process."""
-    if not paths:
-        return None
-    if (role, paths) not in _PROCESS_LISTS:
-        _PROCESS_LISTS[(role, paths)] = ConsentList.load(paths, role=role)
-    return _PROCESS_LISTS[(role, paths)]
-
-
-def engine_for(config: FetchConfig) -> ConsentEngine:
-    """The consent engine a run's configuration asks for."""
+def engine_for(config: FetchConfig,
+               storage_options: dict[str, Any] | None = None) -> ConsentEngine:
+    """The consent engine a run's configuration asks for; its lists (read with
+    ``storage_options``) come from this process's cache."""
+    lists = process_cache().lists
     return ConsentEngine(
         token=config.user_agent_token, profile=config.consent, ignore=config.ignore,
-        opt_out=load_lists("opt-out", config.opt_out_lists),
-        opt_in=load_lists("opt-in", config.opt_in_lists),
+        opt_out=lists("opt-out", config.opt_out_lists, storage_options),
+        opt_in=lists("opt-in", config.opt_in_lists, storage_options),
         ai_tokens=load_ai_crawler_tokens(config.ai_crawler_tokens))
 
 
@@ -109,7 +87,7 @@ class ShardOutcome:
 
 
 def origin_policies(config: FetchConfig, client: HttpClient, *,
-                    cache: dict[str, OriginPolicy] | None = None,
+                    cache: PolicyStore | None = None,
                     keep_bodies: bool) -> OriginPolicies:
     """Origin-file loading for this run's checks, through ``client`` and its host slots."""
     async def fetch(url: URL) -> Any:  # a SmallFetch
@@ -124,24 +102,40 @@ def origin_policies(config: FetchConfig, client: HttpClient, *,
 class _Shard:
     """The per-shard context: client, origin policies, consent engine, image pool."""
 
-    def __init__(self, config: FetchConfig, client: HttpClient, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, config: FetchConfig, client: HttpClient, pool: ThreadPoolExecutor,
+                 storage_options: dict[str, Any] | None = None) -> None:
         self.config = config
         self.client = client
         self.pool = pool
-        self.engine = engine_for(config)
-        self.policies = origin_policies(config, client, cache=_PROCESS_POLICIES,
+        self.engine = engine_for(config, storage_options)
+        cache = process_cache().policy_view(config, keep_bodies=config.save_consent_files)
+        self.policies = origin_policies(config, client, cache=cache,
                                         keep_bodies=config.save_consent_files)
         self.resize: ResizeOptions = resize_options_from(config)
-        self.budget = decode_budget(config.max_decoded_bytes)
+        self.budget = process_cache().decode_budget(config.max_decoded_bytes)
         self.token = config.user_agent_token
 
     async def policy(self, url: URL) -> OriginPolicy:
-        """The origin policy of ``url``; its Crawl-delay goes to the host's slot."""
-        policy = await self.policies.get(url)
-        if policy.robots is not None and self.config.enabled("robots_txt"):
-            self.client.slots.set_delay(url.host or "", policy.robots.crawl_delay(self.token)
-                                        or 0.0)
-        return policy
+        """The origin policy of ``url``."""
+        return await self.policies.get(url)
+
+    def pace(self, policy: OriginPolicy, url: URL) -> Denial | None:
+        """Keep to the host's robots.txt Crawl-delay: its slot spaces our requests by it.
+
+        A delay above ``--max-crawl-delay`` is not waited for, and the site asks
+        us not to request faster, so ``url`` is not requested:
+        ``crawl_delay_too_long``, with the line as evidence.
+        """
+        if policy.robots is None or not self.config.enabled("robots_txt"):
+            return None
+        delay = policy.robots.crawl_delay_rule(self.token)
+        if delay is None:
+            return None
+        cap = self.config.max_crawl_delay
+        if delay.seconds > cap:
+            return Denial(Reason.CRAWL_DELAY_TOO_LONG, crawl_delay_evidence(policy, delay, cap))
+        self.client.slots.set_delay(url.host or "", delay.seconds)
+        return None
 
     async def process(self, row: InputRow, *, url: URL | Denial | None = None,
                       seen: Observation | None = None, decide_only: bool = False) -> RowResult:
@@ -157,17 +151,23 @@ class _Shard:
         if denial:
             return _denied(denial)
 
+        # The policy of the hop being requested: the headers of its response are
+        # judged with it (held here, so a cache eviction cannot take it away).
+        hop_policy: list[OriginPolicy] = []
+
         async def check_hop(hop: URL) -> Denial | None:
             if seen is not None:
                 seen.hops.append(str(hop))
-            return self.engine.check_origin(await self.policy(hop), hop, permits)
+            hop_policy[:] = [await self.policy(hop)]
+            return self.engine.check_origin(hop_policy[0], hop, permits) \
+                or self.pace(hop_policy[0], hop)
 
         def check_headers(final: URL, headers: CIMultiDictProxy[str]) -> Denial | None:
             if seen is not None:
                 seen.headers = {name: headers.getall(name) for name in CONSENT_HEADERS
                                 if name in headers}
-            return self.engine.check_headers(self.policies.cached(final), final, headers,
-                                             permits)
+            return self.engine.check_headers(hop_policy[0] if hop_policy else None, final,
+                                             headers, permits)
 
         fetched = await self.client.fetch_image(url, check_hop=check_hop,
                                                 check_headers=check_headers)
@@ -218,6 +218,27 @@ def unforeseen(row: InputRow, exc: Exception, reason: Reason, *,
                  type(exc).__name__, exc, exc_info=exc)
     return RowResult(status=status_of(reason), reason=str(reason), http_status=http_status,
                      evidence=f"unexpected error: {type(exc).__name__}: {exc}")
+
+
+_SHOWN_VALUE = 40  # characters of a Crawl-delay value quoted in evidence
+
+
+def crawl_delay_evidence(policy: OriginPolicy, delay: CrawlDelay, cap: float) -> str:
+    """Why a host's URL was not requested: its Crawl-delay line, the cap, the way out."""
+    record = policy.robots_file
+    where = record.url if record is not None else "robots.txt"
+    return (f"{where} line {delay.line} `{_shown(delay.text)}` (user-agent "
+            f"{_shown(delay.group or '*')}) asks for "
+            f"{delay.seconds:g} s between requests, more than --max-crawl-delay {cap:g} s; "
+            "not requested, since we never request faster than a site asks (raise "
+            "--max-crawl-delay to fetch it, e.g. with --retry-failed)")
+
+
+def _shown(text: str) -> str:
+    """``text`` as written, cut after :data:`_SHOWN_VALUE` characters."""
+    if len(text) <= _SHOWN_VALUE:
+        return text
+    return f"{text[:_SHOWN_VALUE]}… ({len(text)} characters)"
 
 
 def _denied(denial: Denial, *, http_status: int | None = None,
@@ -283,7 +304,7 @@ async def _run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
         with ThreadPoolExecutor(max_workers=_image_threads(),
                                 thread_name_prefix="consentfetch-image") as pool:
             async with make_client(config) as client:
-                ctx = _Shard(config, client, pool)
+                ctx = _Shard(config, client, pool, out.storage_options)
                 # Rows that make no request (host "") are not limited per host.
                 scheduler = _schedule(shard, client.slots, config.per_host_concurrency)
 

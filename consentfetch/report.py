@@ -62,6 +62,7 @@ REASON_LABELS: dict[str, str] = {
     Reason.TOO_MANY_REDIRECTS: "Too many redirects",
     Reason.BLOCKED_ADDRESS: "Private/reserved address",
     Reason.INVALID_URL: "Invalid URL",
+    Reason.CRAWL_DELAY_TOO_LONG: "Crawl-delay too long",
     Reason.DECODE_ERROR: "Cannot decode image",
     Reason.IMAGE_TOO_SMALL: "Image too small",
     Reason.ASPECT_RATIO_TOO_LARGE: "Aspect ratio too large",

@@ -224,7 +224,8 @@ def test_decode_budget_refusal_is_an_audit_row(site: LocalSite, url_list, tmp_pa
 
 
 def test_one_decode_budget_per_process() -> None:
-    from consentfetch.pipeline import decode_budget
-    assert decode_budget(5_000_000) is decode_budget(5_000_000)
-    assert decode_budget(5_000_000).limit == 5_000_000
-    assert decode_budget(6_000_000) is not decode_budget(5_000_000)
+    from consentfetch.workercache import process_cache
+    budget = process_cache().decode_budget(5_000_000)
+    assert process_cache().decode_budget(5_000_000) is budget
+    assert budget.limit == 5_000_000
+    assert process_cache().decode_budget(6_000_000).limit == 6_000_000

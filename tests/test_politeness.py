@@ -869,3 +869,61 @@ def test_client_given_up_without_a_denial_on_record() -> None:
     assert denial is not None
     assert denial.reason is Reason.CONNECTION_ERROR
     assert denial.evidence.startswith("not requested:")
+
+
+# -- per-host state is bounded by the hosts that matter ---------------------------------------
+
+def test_sweep_forgets_idle_hosts_and_keeps_those_that_matter() -> None:
+    clock = FakeClock()
+    slots = HostSlots(1, max_failures=2, backoff_base=1.0, clock=clock, jitter=no_jitter)
+
+    async def scenario() -> None:
+        for host, delay in (("gap", 10.0), ("passed", 0.5), ("plain", 0.0)):
+            slots.set_delay(host, delay)
+            async with slots.slot(host):
+                pass
+        slots.report("backoff", ok=False)  # blocked for 1 s
+        slots.report("dead", ok=False)
+        slots.report("dead", ok=False)  # given up
+        clock.advance(2.0)
+        # "plain" was forgotten when its slot closed; "passed" (gap over) goes now.
+        assert slots.sweep() == 1
+    run(scenario)
+    assert slots.ready_at("gap") == 1010.0  # inside its gap: kept
+    assert slots.given_up("dead") is not None  # given up: kept
+    assert slots.ready_at("backoff") == 1001.0  # its failure streak counts for the breaker
+    assert len(slots) == 3
+
+
+def test_host_table_stays_bounded_over_many_hosts() -> None:
+    clock = FakeClock()
+    slots = HostSlots(1, min_delay=0.5, clock=clock, jitter=no_jitter)
+
+    async def scenario() -> int:
+        largest = 0
+        for i in range(20_000):
+            async with slots.slot(f"h{i}"):
+                pass
+            clock.advance(0.01)  # a host's 0.5 s gap passes after 50 more hosts
+            largest = max(largest, len(slots))
+        return largest
+    assert run(scenario) <= 2048
+
+
+def test_scheduler_forgets_finished_hosts() -> None:
+    slots = HostSlots(2, clock=FakeClock())
+    scheduler: HostScheduler[int] = HostScheduler(slots, 2)
+    for i in range(300):
+        scheduler.add(f"h{i % 100}", i)
+
+    async def scenario() -> list[int]:
+        seen = []
+        while (item := await scheduler.next()) is not None:
+            host, value = item
+            seen.append(value)
+            scheduler.done(host)
+        return seen
+    assert sorted(run(scenario)) == list(range(300))
+    assert len(scheduler) == 0
+    scheduler.add("h1", 7)  # a host can come back
+    assert len(scheduler) == 1

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import consentfetch.pipeline as pipeline
+from consentfetch.workercache import process_cache
 from consentfetch import fetch_shards, read_audit
 from consentfetch.testsite import LocalSite, RawResource, Resource, make_image, running_site
 
@@ -68,7 +68,7 @@ def run(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One run of ``rows``; asserts one audit row per input row and returns them."""
     # Every example serves new origin files on the same origins: forget the
     # policies this process cached from the examples before.
-    pipeline._PROCESS_POLICIES.clear()
+    process_cache().clear()
     with tempfile.TemporaryDirectory(prefix="consentfetch-prop-") as tmp:
         src = Path(tmp) / "urls.jsonl"
         src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

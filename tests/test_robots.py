@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from protego import Protego
 
-from consentfetch.consent.robots import MAX_ROBOTS_BYTES, RobotsPolicy, RobotsVerdict
+from consentfetch.consent.robots import MAX_ROBOTS_BYTES, CrawlDelay, RobotsPolicy, RobotsVerdict
 
 # RFC 9309 §5.1
 RFC_SIMPLE = """\
@@ -406,6 +408,13 @@ def test_allow_all() -> None:
         ("nan", None),
         ("10s", None),
         ("", None),
+        ("NaN", None),
+        ("Infinity", None),
+        ("0x10", None),
+        ("100000000", 1e8),
+        ("1" + "0" * 400, math.inf),  # too large for a float: longer than any cap
+        ("1" + "0" * 400 + ".5", math.inf),
+        ("0." + "0" * 400 + "1", 0.0),
     ],
 )
 def test_crawl_delay_values(value: str, expected: float | None) -> None:
@@ -548,3 +557,93 @@ def test_selection_is_memoised_per_token_spelling() -> None:
     first = policy.check("/a", "mybot")
     assert policy.check("/a", "MYBOT/3") == first
     assert policy.check("/a", "otherbot").allowed
+
+
+@pytest.mark.parametrize(
+    ("robots", "token", "expected"),
+    [
+        ("User-agent: *\nCrawl-delay: 5\n", "mybot", (5.0, "Crawl-delay: 5", 2, "*")),
+        # the largest of the merged groups, the first line of equals
+        ("User-agent: MyBot/1\nCrawl-delay: 2\nCrawl-delay: 9 # slow\nCrawl-delay: 9\n"
+         "User-agent: mybot\nCrawl-delay: 3\n", "mybot",
+         (9.0, "Crawl-delay: 9", 3, "MyBot/1")),
+        ("User-agent: a\nCrawl-delay: 3\nUser-agent: mybot\nDisallow:\n", "mybot",
+         (3.0, "Crawl-delay: 3", 2, "mybot")),
+        ("User-agent: *\ncrawl-delay 1" + "0" * 400 + "\n", "mybot",
+         (math.inf, "crawl-delay 1" + "0" * 400, 2, "*")),
+        ("User-agent: *\nCrawl-delay: nan\nDisallow: /x\n", "mybot", None),
+        ("User-agent: other\nCrawl-delay: 5\n", "mybot", None),
+    ],
+)
+def test_crawl_delay_rule_names_its_line(robots: str, token: str,
+                                         expected: tuple[float, str, int, str] | None) -> None:
+    found = RobotsPolicy.parse(robots).crawl_delay_rule(token)
+    assert (found and (found.seconds, found.text, found.line, found.group)) == expected
+
+
+def test_many_crawl_delay_lines_keep_one() -> None:
+    body = "User-agent: *\n" + "".join(f"Crawl-delay: {i % 97}\n" for i in range(20000))
+    policy = RobotsPolicy.parse(body)
+    assert policy.crawl_delay_rule("x") == CrawlDelay(96.0, "Crawl-delay: 96", 98, "*")
+    assert policy.approx_bytes < 10_000
+
+
+# -- the cost of a question is bounded -------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "parts", "length"), [
+    ("/a***b", ("/a", "b"), 6),  # a run of "*" is one "*"; the priority is as written
+    ("/a**", ("/a", ""), 4),
+    ("***/x", ("", "/x"), 5),
+    ("/" + "*" * 300 + "q*z", ("/", "q", "z"), 304),
+    ("/a*b*c$", ("/a", "b", "c"), 7),
+    ("/plain", ("/plain",), 6),
+])
+def test_star_runs_collapse(value: str, parts: tuple[str, ...], length: int) -> None:
+    from consentfetch.consent.robots import compile_path_pattern
+    pattern = compile_path_pattern(value)
+    assert (pattern.parts, pattern.length) == (parts, length)
+
+
+@pytest.mark.parametrize(("robots", "path", "allowed"), [
+    ("User-agent: *\nDisallow: /a***b\n", "/a/x/b", False),
+    ("User-agent: *\nDisallow: /a***b$\n", "/a/x/bc", True),
+    # the priority is the length as written: 302 octets beat Allow: /q
+    ("User-agent: *\nDisallow: /" + "*" * 300 + "q\nAllow: /q\n", "/q", False),
+    ("User-agent: *\nDisallow: /" + "*" * 300 + "q\nAllow: /q\n", "/xq", False),
+    ("User-agent: *\nDisallow: /" + "*" * 300 + "q\nAllow: /q\n", "/x", True),
+])
+def test_star_runs_match_as_one(robots: str, path: str, allowed: bool) -> None:
+    assert RobotsPolicy.parse(robots).check(path, "mybot").allowed is allowed
+
+
+def test_canonical_fast_path_spells_as_the_slow_one() -> None:
+    import random
+
+    from consentfetch.consent.robots import _canonical, _respelled
+    alphabet = "aZ09-._~:/?[]@!&'()+,;=*$%2Fé #\x00"
+    rng = random.Random(9309)
+    samples = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+               for _ in range(3000)] + ["/plain/path", "/a*b", "/q?x=1", ""]
+    for text in samples:
+        for pattern in (False, True):
+            assert _canonical(text, pattern=pattern) == _respelled(text, pattern=pattern), text
+
+
+def test_each_group_is_matched_once_per_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AI-crawler inference asks about dozens of tokens: a group naming them all is
+    matched once for a URL, not once per token."""
+    from consentfetch.consent import robots as module
+    tokens = [f"bot{i}" for i in range(40)]
+    body = "".join(f"User-agent: {t}\n" for t in tokens) + "User-agent: *\n" + "".join(
+        f"Disallow: /p{i}/*x\n" for i in range(2000)) + "User-agent: mybot\nAllow: /\n"
+    policy = RobotsPolicy.parse(body)
+    calls = []
+    real = module._Matcher.best
+    monkeypatch.setattr(module._Matcher, "best",
+                        lambda self, path: calls.append(path) or real(self, path))
+    verdicts = policy.check_tokens("/p7/ax", ["*", *tokens, "mybot"])
+    assert [v.allowed for v in verdicts] == [False] * 41 + [True]
+    assert verdicts[1].rule == "Disallow: /p7/*x" and verdicts[1].line == 49
+    assert len(calls) == 2  # the shared group and mybot's
+    policy.check("/p7/ax", "bot3")  # the same URL again: remembered
+    assert len(calls) == 2

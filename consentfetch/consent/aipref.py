@@ -48,7 +48,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from types import MappingProxyType
 
 import http_sf
@@ -59,9 +58,12 @@ __all__ = [
     "LEGACY_LABELS",
     "NO_SIGNAL",
     "TRAIN_AI",
+    "UsageRule",
     "UsageVerdict",
     "check_content_usage_header",
     "check_robots_content_usage",
+    "check_usage_rules",
+    "compile_usage_rules",
     "parse_content_usage",
     "usage_decision",
 ]
@@ -132,15 +134,29 @@ def check_robots_content_usage(
     rules: Sequence[RobotsRule], url_or_path: str, *, strict: bool
 ) -> UsageVerdict:
     """The verdict of robots.txt ``Content-Usage`` rules (``policy.rules(token)``) on a URL."""
+    return check_usage_rules(compile_usage_rules(tuple(rules)), url_or_path, strict=strict)
+
+
+#: A robots.txt ``Content-Usage`` rule, read: (path pattern or None, prefs, the rule).
+UsageRule = tuple[PathPattern | None, Mapping[str, str], RobotsRule]
+
+
+def compile_usage_rules(rules: tuple[RobotsRule, ...]) -> tuple[UsageRule, ...]:
+    """The ``Content-Usage`` rules among ``rules`` that say something, read once
+    (``policy.derived(token, compile_usage_rules)`` keeps them with the file)."""
+    compiled = []
+    for rule in rules:
+        if rule.field == "content-usage" and (parsed := _parse_rule(rule.value)) is not None:
+            compiled.append((parsed[0], parsed[1], rule))
+    return tuple(compiled)
+
+
+def check_usage_rules(rules: Sequence[UsageRule], url_or_path: str, *,
+                      strict: bool) -> UsageVerdict:
+    """:func:`check_robots_content_usage` with rules read by :func:`compile_usage_rules`."""
     target = match_target(url_or_path)
     best: tuple[int, Mapping[str, str], RobotsRule] | None = None
-    for rule in rules:
-        if rule.field != "content-usage":
-            continue
-        parsed = _parse_rule(rule.value)
-        if parsed is None:
-            continue
-        pattern, prefs = parsed
+    for pattern, prefs, rule in rules:
         if pattern is not None and not pattern.matches(target):
             continue
         rank = -1 if pattern is None else pattern.length
@@ -152,7 +168,6 @@ def check_robots_content_usage(
     return _verdict(prefs, strict, f"robots.txt line {rule.line}: {rule.text}")
 
 
-@lru_cache(maxsize=4096)  # one robots.txt is asked about many URLs
 def _parse_rule(value: str) -> tuple[PathPattern | None, Mapping[str, str]] | None:
     """``(path pattern or None, prefs)`` of a rule value; None when it says nothing."""
     pattern: PathPattern | None = None

@@ -85,10 +85,12 @@ def ai_crawler_blocked(policy: RobotsPolicy, url: str, our_token: str,
         if policy.named_tokens else []
     if not named:  # the common case, decided without matching any path
         return None
-    if policy.names_token(our_token) or not policy.check(url, "*").allowed:
+    if policy.names_token(our_token):
         return None
-    for token in named:
-        verdict = policy.check(url, token)
+    anyone, *verdicts = policy.check_tokens(url, ("*", *named))  # each group matched once
+    if not anyone.allowed:
+        return None
+    for token, verdict in zip(named, verdicts, strict=True):
         if not verdict.allowed:
             return token, verdict
     return None

@@ -39,6 +39,7 @@ class Reason(enum.StrEnum):
     TOO_MANY_REDIRECTS = "too_many_redirects"
     BLOCKED_ADDRESS = "blocked_address"
     INVALID_URL = "invalid_url"
+    CRAWL_DELAY_TOO_LONG = "crawl_delay_too_long"
     # failed_to_resize
     DECODE_ERROR = "decode_error"
     IMAGE_TOO_SMALL = "image_too_small"

@@ -28,7 +28,7 @@ from typing import Protocol
 
 from yarl import URL
 
-from .aipref import check_content_usage_header, check_robots_content_usage
+from .aipref import check_content_usage_header, check_usage_rules, compile_usage_rules
 from .crawlers import ai_crawler_blocked, load_ai_crawler_tokens
 from .decision import Denial, Reason
 from .headers import check_x_robots_tag
@@ -152,8 +152,8 @@ class ConsentEngine:
     def _robots_usage(self, policy: OriginPolicy, url: URL, permits: Permits) -> Denial | None:
         if not self.on("content_usage") or policy.robots is None:
             return None
-        verdict = check_robots_content_usage(policy.robots.rules(self.token), str(url),
-                                             strict=self.strict)
+        verdict = check_usage_rules(policy.robots.derived(self.token, compile_usage_rules),
+                                    str(url), strict=self.strict)
         if not (verdict.denied or verdict.allowed):
             return None
         evidence = f"{_file_label(policy.robots_file, 'robots.txt')}: {verdict.evidence}"

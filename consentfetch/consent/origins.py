@@ -34,19 +34,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from yarl import URL
 
+from ..lru import BoundedCache
 from .decision import Denial, Reason
 from .robots import MAX_ROBOTS_BYTES, RobotsPolicy, complete_lines
 from .tdmrep import TdmRepFile
 
 CACHE_SECONDS = 24 * 3600
 MAX_ORIGIN_FILE_BYTES = MAX_ROBOTS_BYTES  # 500 KiB, for every origin file
+# The estimated memory of the policies one cache holds (OriginPolicy.approx_bytes);
+# a policy that had to go is fetched again when next needed.
+POLICY_CACHE_BYTES = 64 * 1024 * 1024
 
 ROBOTS_TXT, AI_TXT, TDMREP_JSON = "robots.txt", "ai.txt", "tdmrep.json"
 FILE_PATHS = {ROBOTS_TXT: "/robots.txt", AI_TXT: "/ai.txt",
@@ -106,6 +110,17 @@ class OriginPolicy:
     @property
     def robots_file(self) -> OriginFile | None:
         return self.files.get(ROBOTS_TXT)
+
+    @property
+    def approx_bytes(self) -> int:
+        """The memory this policy holds, estimated: parsed files and kept bodies."""
+        total = 2048 + sum(1024 + len(f.body or b"") for f in self.files.values())
+        for parsed in (self.robots, self.ai_txt):
+            total += parsed.approx_bytes if parsed is not None else 0
+        tdm = self.files.get(TDMREP_JSON)
+        if self.tdmrep is not None and tdm is not None:
+            total += 8 * tdm.size  # parsed JSON: a few objects per byte of the file
+        return total
 
 
 def origin_of(url: URL) -> str:
@@ -268,20 +283,30 @@ def _robots_of(record: OriginFile) -> RobotsPolicy | None:
 Fetcher = Callable[[URL], Awaitable[FetchOutcome]]
 
 
+class PolicyStore(Protocol):
+    """Where loaded policies are kept, by origin (a ``dict``, or a bounded cache)."""
+
+    def get(self, origin: str, /) -> OriginPolicy | None: ...
+
+    def __setitem__(self, origin: str, policy: OriginPolicy, /) -> None: ...
+
+
 class OriginPolicies:
     """Single-flight, cached origin policies for one event loop.
 
     ``cache`` may outlive this object (a worker process keeps one across
-    shards); in-flight loads are per instance, since they belong to a loop.
+    shards; by default a bounded one of its own); in-flight loads are per
+    instance, since they belong to a loop.
     ``robots``, ``ai_txt`` and ``tdmrep`` say which files to fetch (a check
     turned off fetches nothing).
     """
 
-    def __init__(self, fetch: Fetcher, cache: MutableMapping[str, OriginPolicy] | None = None,
+    def __init__(self, fetch: Fetcher, cache: PolicyStore | None = None,
                  *, robots: bool = True, ai_txt: bool = True, tdmrep: bool = True,
                  keep_bodies: bool = False, max_age: float = CACHE_SECONDS) -> None:
         self._fetch = fetch
-        self._cache: MutableMapping[str, OriginPolicy] = {} if cache is None else cache
+        self._cache: PolicyStore = cache if cache is not None else BoundedCache(
+            POLICY_CACHE_BYTES, lambda policy: policy.approx_bytes)
         self._inflight: dict[str, asyncio.Future[OriginPolicy]] = {}
         self._want = {ROBOTS_TXT: robots, AI_TXT: ai_txt, TDMREP_JSON: tdmrep}
         self._keep = keep_bodies
@@ -289,10 +314,6 @@ class OriginPolicies:
         # The origin files behind every decision this instance made (fetched or
         # cached), so each run's origins.parquet names all the files it relied on.
         self.used: dict[tuple[str, str], OriginFile] = {}
-
-    def cached(self, url: URL) -> OriginPolicy | None:
-        """The policy of ``url``'s origin if it is loaded already (no waiting)."""
-        return self._cache.get(origin_of(url))
 
     async def get(self, url: URL) -> OriginPolicy:
         origin = origin_of(url)

@@ -72,17 +72,22 @@ Reading of RFC 9309 (and the choices it leaves)
   file is longer, the line cut by that limit is dropped too, since half a
   rule (``Allow: /a`` from ``Allow: /archive/public``) may say more than the
   site did.
-* Crawl-delay: a non-negative decimal number of seconds; anything else is
-  ignored. When merged groups give several, the largest (most polite) wins.
+* Crawl-delay: a non-negative decimal number of seconds; anything else
+  (``nan``, ``inf``, ``-1``, ``1e3``) is ignored. A number too large for a
+  float is infinite. When merged groups give several, the largest (most
+  polite) wins; :meth:`RobotsPolicy.crawl_delay_rule` names its line.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 __all__ = [
     "MAX_ROBOTS_BYTES",
+    "CrawlDelay",
     "PathPattern",
     "RobotsPolicy",
     "RobotsRule",
@@ -92,6 +97,8 @@ __all__ = [
     "match_target",
     "strip_bom",
 ]
+
+T = TypeVar("T")
 
 MAX_ROBOTS_BYTES = 512_000  # RFC 9309 §2.5: parse at least 500 KiB
 
@@ -125,6 +132,10 @@ _RESERVED_KEPT = frozenset(b":/?[]@!&'()+,;=")
 # Inside the query these compare escaped (RFC 9309 §2.2.2, second table row).
 _QUERY_ESCAPED = frozenset(b":/?@")
 _HEX = frozenset(b"0123456789ABCDEFabcdef")
+# Text that _canonical leaves as it is: unreserved and kept reserved characters,
+# no "%", no "?" (a query escapes some), no "$"; "*" only in a pattern.
+_PLAIN = re.compile(r"[A-Za-z0-9\-._~:/\[\]@!&'()+,;=]*")
+_PLAIN_PATTERN = re.compile(r"[A-Za-z0-9\-._~:/\[\]@!&'()+,;=*]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +164,10 @@ class _Pattern:
     def compile(cls, value: str) -> _Pattern:
         anchored = value.endswith("$")
         canonical = _canonical(value[:-1] if anchored else value, pattern=True)
-        return cls(tuple(canonical.split("*")), anchored, len(canonical) + int(anchored))
+        parts = canonical.split("*")
+        if len(parts) > 2:  # a run of "*" matches what one does: drop the empty runs between
+            parts = [parts[0], *(part for part in parts[1:-1] if part), parts[-1]]
+        return cls(tuple(parts), anchored, len(canonical) + int(anchored))
 
     def matches(self, path: str) -> bool:
         """Does this pattern match ``path`` (normalised) from its first octet?"""
@@ -202,16 +216,84 @@ class RobotsRule:
 
 
 @dataclass(frozen=True, slots=True)
+class CrawlDelay:
+    """The ``Crawl-delay`` line that applies to a token, as evidence."""
+
+    #: seconds between requests; ``inf`` for a number too large for a float
+    seconds: float
+    #: the record as written, e.g. "Crawl-delay: 10"
+    text: str
+    #: 1-based line number in the file
+    line: int
+    #: the User-agent value that selected the group it stands in
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Agent:
     token: str  # "*", a lower-cased product token, or "" (names no crawler)
     written: str  # the User-agent value as written
+
+
+_Rank = tuple[int, bool, int]  # (pattern length, is Allow, -line): the highest decides
+
+
+def _rank(rule: RobotsRule) -> _Rank:
+    assert rule.pattern is not None
+    return (rule.pattern.length, rule.field == "allow", -rule.line)
+
+
+class _Matcher:
+    """A group's Allow/Disallow rules, indexed so a path meets only the rules that
+    can match it: the rules without ``*`` by their literal text, the others by
+    the literal text before their first ``*``. The cost of a question grows with
+    the path and the rules sharing its prefixes, not with the whole file."""
+
+    __slots__ = ("_prefix", "_exact", "_wild")
+
+    def __init__(self, rules: tuple[RobotsRule, ...]) -> None:
+        # length -> text -> the best rule of that text (prefix rules, no "*")
+        self._prefix: dict[int, dict[str, RobotsRule]] = {}
+        self._exact: dict[str, RobotsRule] = {}  # anchored rules without "*"
+        # length of the part before the first "*" -> that part -> its rules
+        self._wild: dict[int, dict[str, list[RobotsRule]]] = {}
+        for rule in rules:
+            pattern = rule.pattern
+            if pattern is None:
+                continue
+            head = pattern.parts[0]
+            if len(pattern.parts) > 1:
+                self._wild.setdefault(len(head), {}).setdefault(head, []).append(rule)
+                continue
+            table = self._exact if pattern.anchored else \
+                self._prefix.setdefault(len(head), {})
+            known = table.get(head)
+            if known is None or _rank(rule) > _rank(known):
+                table[head] = rule
+
+    def best(self, path: str) -> RobotsRule | None:
+        """The rule that decides ``path`` (normalised) in this group, if any matches."""
+        found: list[RobotsRule] = []
+        exact = self._exact.get(path)
+        if exact is not None:
+            found.append(exact)
+        for length, table in self._prefix.items():
+            if length <= len(path) and (rule := table.get(path[:length])) is not None:
+                found.append(rule)
+        for length, heads in self._wild.items():
+            if length <= len(path):
+                for rule in heads.get(path[:length], ()):
+                    if rule.pattern is not None and rule.pattern.matches(path):
+                        found.append(rule)
+        return max(found, key=_rank, default=None)
 
 
 @dataclass(frozen=True, slots=True)
 class _Group:
     agents: tuple[_Agent, ...]
     rules: tuple[RobotsRule, ...]
-    crawl_delays: tuple[float, ...]
+    crawl_delays: tuple[tuple[float, str, int], ...]  # (seconds, record as written, line)
+    matcher: _Matcher
 
     def selector(self, token: str) -> str | None:
         """The User-agent value by which this group names ``token``, if any."""
@@ -226,6 +308,9 @@ class _Selection:
     """The groups that apply to one token, each with the value that selected it."""
 
     groups: tuple[tuple[str, _Group], ...]
+    # What readers built from these groups' rules (see RobotsPolicy.derived)
+    memo: dict[Callable[[tuple[RobotsRule, ...]], object], object] = field(
+        default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -235,7 +320,7 @@ class _Selection:
 class RobotsPolicy:
     """A parsed robots.txt: which paths each crawler token may fetch."""
 
-    __slots__ = ("_groups", "_selections", "_named")
+    __slots__ = ("_groups", "_selections", "_named", "approx_bytes", "_last")
 
     def __init__(self, groups: tuple[_Group, ...] = ()) -> None:
         self._groups = groups
@@ -243,6 +328,11 @@ class RobotsPolicy:
         # Every token some group names: AI-crawler inference asks about dozens
         # of tokens for every URL, so this is looked up, not recomputed.
         self._named = frozenset(a.token for g in groups for a in g.agents if a.token)
+        #: the memory this parsed file holds, estimated (for caches with a budget)
+        self.approx_bytes = _approx_bytes(groups)
+        # The last path asked about, and each group's deciding rule for it: one
+        # URL is asked about for our token, "*" and the AI-crawler tokens in turn.
+        self._last: tuple[str, dict[int, RobotsRule | None]] = ("", {})
 
     @classmethod
     def parse(cls, body: bytes | str) -> RobotsPolicy:
@@ -256,28 +346,48 @@ class RobotsPolicy:
 
     def check(self, url_or_path: str, token: str) -> RobotsVerdict:
         """May ``token`` fetch ``url_or_path`` (a full URL or a path+query)?"""
-        selection = self._select(token)
+        return self.check_tokens(url_or_path, (token,))[0]
+
+    def check_tokens(self, url_or_path: str, tokens: Sequence[str]) -> list[RobotsVerdict]:
+        """:meth:`check` for each of ``tokens``; every group is matched once at most."""
         path = _canonical(_request_target(url_or_path), pattern=False)
-        if path.partition("?")[0] == "/robots.txt":
-            return RobotsVerdict(True, None, None, selection.label)
-        best: tuple[int, bool] | None = None
-        evidence: tuple[str, RobotsRule] | None = None
-        for label, group in selection.groups:
-            for rule in group.rules:
-                if rule.pattern is None or not rule.pattern.matches(path):
-                    continue
-                rank = (rule.pattern.length, rule.field == "allow")
-                if best is None or rank > best:
-                    best, evidence = rank, (label, rule)
-        if evidence is None:
-            return RobotsVerdict(True, None, None, selection.label)
-        label, rule = evidence
-        return RobotsVerdict(rule.field == "allow", rule.text, rule.line, label)
+        robots_txt = path.partition("?")[0] == "/robots.txt"
+        last_path, decided = self._last  # id(group) -> its deciding rule for last_path
+        if last_path != path:
+            decided = {}
+            self._last = (path, decided)
+        verdicts = []
+        for token in tokens:
+            selection = self._select(token)
+            evidence: tuple[str, RobotsRule] | None = None
+            for label, group in () if robots_txt else selection.groups:
+                if id(group) not in decided:
+                    decided[id(group)] = group.matcher.best(path)
+                rule = decided[id(group)]
+                if rule is not None and (evidence is None or _rank(rule) > _rank(evidence[1])):
+                    evidence = (label, rule)
+            if evidence is None:
+                verdicts.append(RobotsVerdict(True, None, None, selection.label))
+            else:
+                label, rule = evidence
+                verdicts.append(RobotsVerdict(rule.field == "allow", rule.text, rule.line,
+                                              label))
+        return verdicts
 
     def crawl_delay(self, token: str) -> float | None:
         """Seconds to wait between requests, from the group applying to ``token``."""
-        delays = [d for _, group in self._select(token).groups for d in group.crawl_delays]
-        return max(delays) if delays else None
+        found = self.crawl_delay_rule(token)
+        return found.seconds if found is not None else None
+
+    def crawl_delay_rule(self, token: str) -> CrawlDelay | None:
+        """The largest ``Crawl-delay`` of the group(s) applying to ``token``, with its
+        line (the first of equals); None when they have none."""
+        best: CrawlDelay | None = None
+        for label, group in self._select(token).groups:
+            for seconds, text, line in group.crawl_delays:
+                if best is None or seconds > best.seconds:
+                    best = CrawlDelay(seconds, text, line, label)
+        return best
 
     @property
     def named_tokens(self) -> frozenset[str]:
@@ -291,7 +401,19 @@ class RobotsPolicy:
 
     def rules(self, token: str) -> tuple[RobotsRule, ...]:
         """The rules of the group(s) applying to ``token``, in file order."""
-        return tuple(rule for _, group in self._select(token).groups for rule in group.rules)
+        return self.derived(token, _all_rules)
+
+    def derived(self, token: str, build: Callable[[tuple[RobotsRule, ...]], T]) -> T:
+        """``build(rules(token))``, built once per group selection and kept with it.
+
+        For sibling readers that interpret rules of their own (``Content-Usage``):
+        they prepare them once per file instead of once per URL.
+        """
+        selection = self._select(token)
+        if build not in selection.memo:
+            rules = tuple(rule for _, group in selection.groups for rule in group.rules)
+            selection.memo[build] = rules if build is _all_rules else build(rules)
+        return cast(T, selection.memo[build])
 
     def _select(self, token: str) -> _Selection:
         wanted = _product_token(token)
@@ -335,6 +457,24 @@ def strip_bom(raw: bytes) -> bytes:
     return raw
 
 
+def _all_rules(rules: tuple[RobotsRule, ...]) -> tuple[RobotsRule, ...]:
+    return rules
+
+
+def _approx_bytes(groups: tuple[_Group, ...]) -> int:
+    """Roughly what ``groups`` hold in memory: each rule keeps its text about three
+    times over (value, record, pattern) plus a few hundred bytes of objects."""
+    total = 512
+    for group in groups:
+        total += 256 + 300 * len(group.agents)
+        total += sum(200 + len(text) for _, text, _ in group.crawl_delays)
+        total += sum(len(agent.written) for agent in group.agents)
+        for rule in group.rules:
+            parts = len(rule.pattern.parts) if rule.pattern is not None else 0
+            total += 450 + 3 * len(rule.text) + 8 * parts
+    return total
+
+
 def _decode(body: bytes | str) -> str:
     """The text RFC 9309 asks us to parse: UTF-8, no BOM, at most 500 KiB."""
     raw = body.encode("utf-8", "replace") if isinstance(body, str) else bytes(body)
@@ -364,6 +504,12 @@ def _split_record(line: str) -> tuple[str, str] | None:
 
 
 def _parse_delay(value: str) -> float | None:
+    """Seconds, or None for a value that is not a non-negative decimal number.
+
+    Only digits and one dot pass, so ``nan`` and ``inf`` are ignored as written;
+    a number too large for a float (``1`` and 400 zeros) is ``inf``: longer
+    than any wait we accept.
+    """
     return float(value) if _CRAWL_DELAY.fullmatch(value) else None
 
 
@@ -373,10 +519,11 @@ class _GroupBuilder:
     def __init__(self) -> None:
         self.agents: list[_Agent] = []
         self.rules: list[RobotsRule] = []
-        self.delays: list[float] = []
+        self.delays: list[tuple[float, str, int]] = []
 
     def build(self) -> _Group:
-        return _Group(tuple(self.agents), tuple(self.rules), tuple(self.delays))
+        rules = tuple(self.rules)
+        return _Group(tuple(self.agents), rules, tuple(self.delays), _Matcher(rules))
 
 
 def _parse_groups(text: str) -> tuple[_Group, ...]:
@@ -402,7 +549,8 @@ def _parse_groups(text: str) -> tuple[_Group, ...]:
                 pattern = _Pattern.compile(value) if field in _PATH_FIELDS else None
                 current.rules.append(RobotsRule(field, value, line, number, pattern))
         elif field == "crawl-delay" and (delay := _parse_delay(value)) is not None:
-            current.delays.append(delay)
+            if not current.delays or delay > current.delays[0][0]:
+                current.delays[:] = [(delay, line, number)]  # only the largest matters
     return tuple(builder.build() for builder in builders)
 
 
@@ -422,6 +570,13 @@ def _canonical(text: str, *, pattern: bool) -> str:
     In a pattern (``pattern=True``, the anchoring ``$`` already removed) a
     ``*`` stays the wildcard; in a URI it is the literal ``%2A``.
     """
+    if (_PLAIN_PATTERN if pattern else _PLAIN).fullmatch(text):
+        return text  # nothing to decode or escape: most paths and rules
+    return _respelled(text, pattern=pattern)
+
+
+def _respelled(text: str, *, pattern: bool) -> str:
+    """:func:`_canonical`, character by character."""
     data = text.encode("utf-8", "replace")
     out: list[str] = []
     in_query = False

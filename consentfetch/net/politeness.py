@@ -32,6 +32,7 @@ T = TypeVar("T")
 
 BACKOFF_BASE = 1.0  # seconds of host backoff after the first failure; doubles after each
 BACKOFF_CAP = 300.0  # the longest backoff we impose on ourselves
+_SWEEP_MIN = 1024  # hosts remembered before idle ones are first swept
 
 
 @dataclass(slots=True)
@@ -51,9 +52,11 @@ class _Host:
         return max(self.last_start + self.delay, self.blocked_until)
 
     def idle(self, now: float) -> bool:
-        """Nothing to remember: no users, no failures, no gap, no backoff under way."""
-        return self.users == 0 and self.failures == 0 and self.delay == 0 \
-            and self.given_up is None and self.blocked_until <= now
+        """Nothing to remember: no users, no failures, no backoff under way, not
+        given up, and the gap since the last request start has passed (the delay
+        itself is set again from the origin policy before every request)."""
+        return self.users == 0 and self.failures == 0 and self.given_up is None \
+            and self.blocked_until <= now and self.last_start + self.delay <= now
 
 
 class HostSlots:
@@ -69,6 +72,7 @@ class HostSlots:
         self._clock = clock
         self._jitter = jitter or (lambda span: random.uniform(0, span))
         self._hosts: dict[str, _Host] = {}
+        self._sweep_at = _SWEEP_MIN  # hosts remembered when idle ones are next swept
         self.changed = asyncio.Event()  # set whenever a host may have become ready
 
     def __len__(self) -> int:
@@ -80,14 +84,31 @@ class HostSlots:
     def _get(self, host: str) -> _Host:
         state = self._hosts.get(host)
         if state is None:
+            if len(self._hosts) >= self._sweep_at:
+                self.sweep()
             state = self._hosts[host] = _Host(asyncio.Semaphore(self._per_host),
                                               delay=self._min_delay)
         return state
 
     def _forget_if_idle(self, host: str) -> None:
         state = self._hosts.get(host)
-        if state is not None and self._min_delay == 0 and state.idle(self.now()):
+        if state is not None and state.idle(self.now()):
             del self._hosts[host]
+
+    def sweep(self) -> int:
+        """Forget every idle host (Scrapy's ``_slot_gc``); returns how many.
+
+        Run when the table has doubled since the last sweep, so its cost is
+        spread over the hosts added and the table holds about twice the hosts
+        whose state still matters: in use, backing off, given up, or inside
+        their gap.
+        """
+        now = self.now()
+        idle = [host for host, state in self._hosts.items() if state.idle(now)]
+        for host in idle:
+            del self._hosts[host]
+        self._sweep_at = max(_SWEEP_MIN, 2 * len(self._hosts))
+        return len(idle)
 
     # -- what the scheduler asks ---------------------------------------------------------
     def ready_at(self, host: str) -> float:
@@ -199,7 +220,19 @@ class HostScheduler(Generic[T]):
         if host in self._full:
             self._full.discard(host)
             self._ring.append(host)
+        self._drop_if_finished(host)
         self._slots.changed.set()
+
+    def _drop_if_finished(self, host: str) -> None:
+        """Forget a host with nothing queued and nothing in flight."""
+        if not self._queues.get(host) and not self._inflight.get(host) \
+                and host not in self._full:
+            self._queues.pop(host, None)
+            self._inflight.pop(host, None)
+
+    def __len__(self) -> int:
+        """Hosts with work queued or in flight."""
+        return len(self._queues)
 
     def _pick(self) -> tuple[str, T] | None:
         now = self._slots.now()
@@ -215,9 +248,9 @@ class HostScheduler(Generic[T]):
                     heapq.heappush(self._timed, (ready, host))
         for _ in range(len(self._ring)):
             host = self._ring.popleft()
-            queue = self._queues[host]
+            queue = self._queues.get(host)
             if not queue:
-                continue  # emptied; the host leaves the ring
+                continue  # emptied (or finished and forgotten): the host leaves the ring
             if self._slots.given_up(host) is None:
                 if self._inflight[host] >= self._per_host:
                     self._full.add(host)

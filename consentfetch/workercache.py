@@ -1,0 +1,170 @@
+"""What a process keeps across the shards (and runs) it works on: one object, keyed, bounded.
+
+A worker process, a notebook calling ``fetch_shards`` twice, or a Spark/Ray
+worker reused across jobs keeps two things between shards:
+
+* **origin policies** (robots.txt, ai.txt, tdmrep.json, parsed), keyed by the
+  origin *and* by everything that shaped the policy (:class:`PolicyKey`: the
+  files the run fetched, whether bodies were kept, the User-Agent they were
+  asked with, the address-guard settings), so a policy made under one run's
+  ``--ignore robots_txt`` never answers for a run that checks robots.txt;
+  held within a memory budget, least recently used first out (a dropped policy
+  is fetched again, as RFC 9309 allows at any time);
+* **consent lists** (``--opt-out-list``/``--opt-in-list``), keyed by role, paths,
+  storage options and each file's fsspec ``ukey`` (so an edited list is read
+  again), a handful at most;
+* **the decode budget** (``--max-decoded-bytes``): one per process, shared by
+  the image threads of every shard it runs, so the decoded pixels in flight
+  stay within one limit however many shards or runs a process takes on.
+
+Policies seeded from ``origins.parquet`` are marked, so a shard sends back only
+the origin files it fetched itself.
+
+Other modules reach the state through :func:`process_cache`, never by
+writing module globals.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+
+from .config import FetchConfig
+from .consent.origins import POLICY_CACHE_BYTES, OriginPolicy
+from .consent.registry import ConsentList
+from .image import DecodeBudget
+from .lru import BoundedCache
+
+logger = logging.getLogger(__name__)
+
+LIST_CACHE_ENTRIES = 8  # consent-list sets (a run uses at most two)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyKey:
+    """Everything besides the origin that shapes an origin policy."""
+
+    robots_txt: bool
+    ai_txt: bool
+    tdmrep: bool
+    keep_bodies: bool
+    user_agent: str  # a site may answer another robots.txt to another agent
+    allow_private_networks: bool
+    allowed_networks: tuple[str, ...]
+    ca_file: str | None  # which certificates are trusted decides which hosts answer
+
+    @classmethod
+    def of(cls, config: FetchConfig, *, keep_bodies: bool) -> PolicyKey:
+        return cls(config.enabled("robots_txt"), config.enabled("ai_txt"),
+                   config.enabled("tdmrep"), keep_bodies, config.user_agent,
+                   config.allow_private_networks, config.allowed_networks, config.ca_file)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    policy: OriginPolicy
+    seeded: bool  # taken from origins.parquet, not fetched by this process
+
+
+class PolicyView:
+    """The cached policies of one :class:`PolicyKey`, by origin (an origins.PolicyStore)."""
+
+    def __init__(self, cache: BoundedCache[tuple[PolicyKey, str], _Entry],
+                 key: PolicyKey) -> None:
+        self._cache = cache
+        self._key = key
+
+    def get(self, origin: str, /) -> OriginPolicy | None:
+        entry = self._cache.get((self._key, origin))
+        return entry.policy if entry is not None else None
+
+    def __setitem__(self, origin: str, policy: OriginPolicy, /) -> None:
+        self._cache[(self._key, origin)] = _Entry(policy, seeded=False)
+
+    def seed(self, origin: str, policy: OriginPolicy) -> None:
+        """Add a policy read from origins.parquet."""
+        self._cache[(self._key, origin)] = _Entry(policy, seeded=True)
+
+    def seeded(self, origin: str) -> bool:
+        """Whether the policy cached for ``origin`` came from origins.parquet."""
+        entry = self._cache.get((self._key, origin))
+        return entry is not None and entry.seeded
+
+
+_ListKey = tuple[str, tuple[str, ...], str, tuple[str, ...]]
+
+
+class WorkerCache:
+    """The per-process cache of origin policies and consent lists."""
+
+    def __init__(self, *, policy_bytes: int = POLICY_CACHE_BYTES,
+                 list_entries: int = LIST_CACHE_ENTRIES) -> None:
+        self._policies: BoundedCache[tuple[PolicyKey, str], _Entry] = BoundedCache(
+            policy_bytes, lambda entry: entry.policy.approx_bytes)
+        self._lists: BoundedCache[_ListKey, ConsentList] = BoundedCache(
+            list_entries, lambda _: 1)
+        self._budget: DecodeBudget | None = None
+
+    @property
+    def policies(self) -> BoundedCache[tuple[PolicyKey, str], _Entry]:
+        """The cache itself, for tests and measurements."""
+        return self._policies
+
+    def policy_view(self, config: FetchConfig, *, keep_bodies: bool) -> PolicyView:
+        """The policies of runs shaped like ``config`` (see :class:`PolicyKey`)."""
+        return PolicyView(self._policies, PolicyKey.of(config, keep_bodies=keep_bodies))
+
+    def lists(self, role: str, paths: tuple[str, ...],
+              storage_options: dict[str, Any] | None = None) -> ConsentList | None:
+        """The ``role`` lists at ``paths``, read again only when a file has changed."""
+        if not paths:
+            return None
+        options = storage_options or {}
+        key = (role, paths, json.dumps(options, sort_keys=True, default=repr),
+               _fingerprints(paths, options))
+        loaded = self._lists.get(key)
+        if loaded is None:
+            loaded = ConsentList.load(paths, role=role, storage_options=options or None)
+            self._lists[key] = loaded
+        return loaded
+
+    def decode_budget(self, limit: int) -> DecodeBudget:
+        """The process's budget of decoded image bytes; a run with another limit replaces
+        it (images still holding the old one give their bytes back to it)."""
+        if self._budget is None or self._budget.limit != limit:
+            self._budget = DecodeBudget(limit)
+        return self._budget
+
+    def clear(self) -> None:
+        """Forget everything (tests; a library user who wants a clean slate)."""
+        self._policies.clear()
+        self._lists.clear()
+
+
+def _fingerprints(paths: tuple[str, ...], options: dict[str, Any]) -> tuple[str, ...]:
+    """Each file's fsspec ``ukey`` (size, modification time...), "" when not knowable.
+
+    A file that cannot be looked at gets "" and is then read by ConsentList.load,
+    which reports the problem as an InputError.
+    """
+    keys = []
+    for path in paths:
+        try:
+            fs, inner = fsspec.core.url_to_fs(path, **options)
+            keys.append(str(fs.ukey(inner)))
+        except (OSError, ValueError, NotImplementedError) as exc:
+            logger.debug("%s: no fingerprint (%s)", path, exc)
+            keys.append("")
+    return tuple(keys)
+
+
+_PROCESS = WorkerCache()
+
+
+def process_cache() -> WorkerCache:
+    """This process's :class:`WorkerCache`."""
+    return _PROCESS
