@@ -30,7 +30,7 @@ from .audit import (ROW_COLUMNS, SUMMARY_GROUPS, FilterError, completed_shard_co
                     read_run, select_rows, summarize_audit)
 from .consent.decision import Reason, Status, status_of
 from .errors import ConsentFetchError
-from .safetext import for_spreadsheet, for_terminal, json_for_terminal
+from .safetext import for_spreadsheet, for_terminal, json_for_terminal, redact_userinfo
 
 EXIT_OK, EXIT_NO_DATA, EXIT_USAGE = 0, 1, 2
 FORMATS = ("table", "json", "csv")
@@ -304,6 +304,7 @@ def cmd_why(args: argparse.Namespace) -> int:
         if len(targets) != 2:
             return _usage_error("why takes URL OUTPUT_DIR (or --host HOST OUTPUT_DIR)")
         url, output_dir = targets
+        url = redact_userinfo(url)  # as stored; never echoed with its password
     try:
         rows = explain_host(output_dir, args.host) if url is None \
             else explain_url(output_dir, url)

@@ -24,6 +24,7 @@ from .progress import Progress
 from collections.abc import Iterator
 
 from .reader import InputRow, InputSource, ShardInput, key_index, shard_name
+from .safetext import lost_userinfo
 from .writer import RESERVED_COLUMNS, OutputDir
 
 logger = logging.getLogger(__name__)
@@ -188,16 +189,20 @@ class _Run:
         """For --retry-failed: the transient failures of shards complete before this run."""
         extra = [f.name for f in self.source.extra_fields]
         total = 0
+        inputs: Iterator[ShardInput] | None = None  # the input, read only if needed
         for shard_id in sorted(done):
             rows = [r for r in self.out.read_table(f"{shard_name(shard_id)}.parquet").to_pylist()
                     if is_retryable(r)]
             if not rows:
                 continue
             total += len(rows)
-            yield ShardInput(
-                shard_id,
-                [InputRow(r["url"], r["caption"], {n: r.get(n) for n in extra}) for r in rows],
-                [key_index(r["key"], self.config.shard_size) for r in rows])
+            indices = [key_index(r["key"], self.config.shard_size) for r in rows]
+            retried = [InputRow(r["url"], r["caption"], {n: r.get(n) for n in extra})
+                       for r in rows]
+            if any(lost_userinfo(row.url) for row in retried):
+                inputs = inputs or self.source.shards()
+                retried = _with_credentials(retried, indices, shard_id, inputs)
+            yield ShardInput(shard_id, retried, indices)
         if not quiet:
             logger.info("--retry-failed: %d transient failure(s) retried", total)
 
@@ -271,3 +276,14 @@ class _Run:
             "config": self.config.to_dict(),
             "totals": {"status": counts or {}, "reasons": reasons or {}},
         })
+
+
+def _with_credentials(rows: list[InputRow], indices: list[int], shard_id: int,
+                      inputs: Iterator[ShardInput]) -> list[InputRow]:
+    """``rows`` (from a shard's audit) with every URL whose credentials were not
+    stored taken again from the input, whose shards ``inputs`` yields in order."""
+    original = next((s for s in inputs if s.shard_id >= shard_id), None)
+    if original is None or original.shard_id != shard_id:
+        return rows
+    return [original.rows[i] if lost_userinfo(row.url) and i < len(original.rows) else row
+            for row, i in zip(rows, indices, strict=True)]

@@ -38,6 +38,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # host's end ("/", "\", "?", "#" or whitespace), as urlsplit and yarl read it.
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\\?#\s]*@")
 REDACTED_USERINFO = "***"
+_REDACTED_URL = re.compile(r"(?i)[a-z][a-z0-9+.\-]*://\*\*\*@")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -76,3 +77,9 @@ def redact_userinfo(text: str) -> str:
     """``text`` with the user name and password of every URL in it replaced by
     ``***``: ``https://user:pass@host/a.jpg`` → ``https://***@host/a.jpg``."""
     return _USERINFO.sub(rf"\g<1>{REDACTED_USERINFO}@", text)
+
+
+def lost_userinfo(url: str | None) -> bool:
+    """Whether ``url`` is a stored URL whose credentials :func:`redact_userinfo`
+    removed (the input row still has them)."""
+    return url is not None and _REDACTED_URL.match(url) is not None

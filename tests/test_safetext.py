@@ -9,7 +9,7 @@ import json
 import pytest
 
 from consentfetch.safetext import (FORMULA_STARTS, for_spreadsheet, for_terminal,
-                                   json_for_terminal, redact_userinfo)
+                                   json_for_terminal, lost_userinfo, redact_userinfo)
 
 # Every character a terminal may act on: C0, DEL, C1, bidi embeddings/overrides/isolates.
 UNSAFE = [chr(c) for c in (*range(0x00, 0x20), *range(0x7f, 0xa0), *range(0x202a, 0x202f),
@@ -104,3 +104,10 @@ def test_spreadsheet_cells_round_trip_through_csv() -> None:
 def test_redact_userinfo(url: str, shown: str) -> None:
     assert redact_userinfo(url) == shown
     assert redact_userinfo(shown) == shown
+
+
+def test_lost_userinfo_knows_a_redacted_url() -> None:
+    assert lost_userinfo(redact_userinfo("https://u:p@host/x.jpg"))
+    assert lost_userinfo("HTTP://***@host/x")
+    for url in ("https://host/x.jpg", "https://u:p@host/x", "https://host/***@x", None, ""):
+        assert not lost_userinfo(url)
