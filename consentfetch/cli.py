@@ -27,7 +27,7 @@ from .cli_audit import add_audit_commands
 from .distribute import StopRequested
 from .errors import ConsentFetchError, RunInterrupted
 from .fetch import Report, fetch_shards
-from .safetext import for_terminal
+from .safetext import for_terminal, redact_userinfo
 
 EXIT_ERROR = 2
 _AUDIT_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -238,12 +238,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.output_dir)
 
 
+def _shown(text: str) -> str:
+    """A message for the terminal: URL credentials redacted, controls escaped."""
+    return for_terminal(redact_userinfo(text))
+
+
 class _TerminalFormatter(logging.Formatter):
-    """Log lines with the message's control characters escaped: a logged URL or
-    header value can neither repaint the terminal nor forge a second log line."""
+    """Log lines shown with :func:`_shown`: a logged URL or header value can neither
+    repaint the terminal, nor forge a second log line, nor show a password."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        return for_terminal(super().formatMessage(record))
+        return _shown(super().formatMessage(record))
 
 
 def _stop_on_sigterm() -> None:
@@ -275,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nconsentfetch: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except ConsentFetchError as exc:
-        print(f"consentfetch: error: {for_terminal(str(exc))}", file=sys.stderr)
+        print(f"consentfetch: error: {_shown(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:
         # The reader went away (`consentfetch audit out/ | head`): stop quietly.

@@ -161,12 +161,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _usage_error(message: str) -> int:
-    print(f"consentfetch: error: {message}", file=sys.stderr)
+    print(f"consentfetch: error: {for_terminal(message)}", file=sys.stderr)
     return EXIT_USAGE
 
 
 def _no_data(message: str) -> int:
-    print(f"consentfetch: {message}", file=sys.stderr)
+    print(f"consentfetch: {for_terminal(redact_userinfo(message))}", file=sys.stderr)
     return EXIT_NO_DATA
 
 

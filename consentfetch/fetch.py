@@ -24,7 +24,7 @@ from .progress import Progress
 from collections.abc import Iterator
 
 from .reader import InputRow, InputSource, ShardInput, key_index, shard_name
-from .safetext import lost_userinfo
+from .safetext import lost_userinfo, redact_userinfo
 from .writer import RESERVED_COLUMNS, OutputDir
 
 logger = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ class _Run:
             self.progress.close()
         report = self._finish("complete", len(done), time.monotonic() - t0)
         if report.total == 0:
-            logger.warning("%s holds no rows: nothing to download", self.input)
+            logger.warning("%s holds no rows: nothing to download", redact_userinfo(self.input))
         return Report(**{**report.__dict__, "leftovers_removed": leftovers})
 
     def _jobs(self, done: set[int], quiet: bool = False) -> Iterator[ShardInput]:
@@ -212,8 +212,9 @@ class _Run:
             return
         previous = self.out.read_json("run.json")
         conflicts = resume_conflicts(previous.get("config", {}), self.config)
-        if previous.get("input") not in (None, self.input):
-            conflicts.insert(0, f"input was {previous['input']!r}, now {self.input!r}")
+        shown = redact_userinfo(self.input)  # run.json keeps no credentials
+        if previous.get("input") not in (None, shown):
+            conflicts.insert(0, f"input was {previous['input']!r}, now {shown!r}")
         if conflicts:
             raise ConfigError(
                 f"{self.out.url} holds a run made with other options ("
@@ -265,8 +266,8 @@ class _Run:
         self.out.write_json("run.json", {
             "consentfetch_version": __version__,
             "state": state,
-            "input": self.input,
-            "output": self.out.url,
+            "input": redact_userinfo(self.input),
+            "output": redact_userinfo(self.out.url),
             "started_at": self.started.isoformat(),
             "finished_at": None if state == "running" else datetime.now(timezone.utc).isoformat(),
             "user_agent": self.config.user_agent,

@@ -106,3 +106,20 @@ def test_retry_failed_takes_the_credentials_from_the_input(site: LocalSite, url_
     assert sent(site, 0, "/fault/flaky") == [BASIC, BASIC]
     assert read_audit(str(out))["url"].to_pylist() == [redacted(flaky)]
     assert_no_secret(out)
+
+
+def test_input_and_list_urls_with_credentials_stay_out_of_run_json(
+        site: LocalSite, tmp_path: Path) -> None:
+    image = site.put(0, "/a.jpg", make_image(40, 40))
+    site.put(0, "/urls.csv", f"url\n{image}\n{site.url(0, '/listed.jpg')}\n")
+    site.put(0, "/optout.txt", f"{site.url(0, '/listed.jpg')}\n")
+    source, listed = (with_userinfo(site.url(0, p)) for p in ("/urls.csv", "/optout.txt"))
+    out = tmp_path / "out"
+    options = {**LOCAL, "opt_out_lists": [listed], "input_format": "csv"}
+    report = fetch_shards(source, str(out), **options)
+    assert report.counts == {"disallowed": 1, "success": 1}
+    run = json.loads((out / "run.json").read_text())
+    assert run["input"] == redacted(site.url(0, "/urls.csv"))
+    assert run["config"]["opt_out_lists"] == [redacted(site.url(0, "/optout.txt"))]
+    assert fetch_shards(source, str(out), **options).shards_skipped == 1  # resumes
+    assert_no_secret(out)  # the list hit's evidence names the list, without credentials
