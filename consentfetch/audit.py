@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from .consent.decision import Reason, Status
 from .errors import OutputError
 from .reader import shard_name
+from .safetext import redact_userinfo
 from .writer import OutputDir
 
 # The columns a row listing shows, in order (``consentfetch audit --filter``).
@@ -226,6 +227,7 @@ def find_url(table: pa.Table, url: str) -> pa.Table:
     rows whose URL is the same after :func:`normalize_url`."""
     if table.num_rows == 0:
         return table
+    url = redact_userinfo(url)  # stored URLs hold ***@ in place of credentials
     exact = table.filter(pc.fill_null(pc.equal(table["url"], url), False))
     if exact.num_rows:
         return exact

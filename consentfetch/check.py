@@ -21,6 +21,7 @@ from .config import FetchConfig, make_config
 from .consent.origins import origin_of
 from .pipeline import Observation, _Shard, make_client
 from .reader import InputRow
+from .safetext import redact_userinfo
 
 
 @dataclass
@@ -53,8 +54,11 @@ async def _check_all(urls: list[str], config: FetchConfig) -> list[CheckResult]:
                 origins = {origin_of(URL(hop)) for hop in seen.hops}
                 files = [{k: v for k, v in f.to_row().items() if k != "body"}
                          for (origin, _), f in shard.policies.used.items() if origin in origins]
-                return CheckResult(url, decision, result.reason, result.evidence,
-                                   result.http_status, seen.hops, seen.headers, files)
+                # The credentials of a URL are used for its request, never shown.
+                evidence = None if result.evidence is None else redact_userinfo(result.evidence)
+                return CheckResult(redact_userinfo(url), decision, result.reason, evidence,
+                                   result.http_status, [redact_userinfo(h) for h in seen.hops],
+                                   seen.headers, files)
 
             return list(await asyncio.gather(*(one(u) for u in urls)))
 

@@ -27,6 +27,7 @@ from .cli_audit import add_audit_commands
 from .distribute import StopRequested
 from .errors import ConsentFetchError, RunInterrupted
 from .fetch import Report, fetch_shards
+from .safetext import for_terminal, redact_userinfo
 
 EXIT_ERROR = 2
 _AUDIT_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -215,6 +216,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     results = check_urls(args.urls, **options)
     for result in results:
         if args.json:
+            # ensure_ascii (the default) escapes every non-ASCII character, C1 included.
             print(json.dumps(result.to_dict(), default=str))
         else:
             print(_describe_check(result))
@@ -238,12 +240,27 @@ def _describe_check(result: Any) -> str:
     for name, values in result.headers.items():
         for value in values:
             lines.append(f"  header  {name}: {value}")
-    return "\n".join(lines) + "\n"
+    # URLs, evidence (robots.txt lines), file errors and header values are the
+    # site's words: each line is escaped whole, so none can repaint the screen.
+    return "\n".join(for_terminal(line) for line in lines) + "\n"
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     return run_demo(args.output_dir)
+
+
+def _shown(text: str) -> str:
+    """A message for the terminal: URL credentials redacted, controls escaped."""
+    return for_terminal(redact_userinfo(text))
+
+
+class _TerminalFormatter(logging.Formatter):
+    """Log lines shown with :func:`_shown`: a logged URL or header value can neither
+    repaint the terminal, nor forge a second log line, nor show a password."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return _shown(super().formatMessage(record))
 
 
 def _stop_on_sigterm() -> None:
@@ -258,7 +275,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 \
         else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_TerminalFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     if args.command == "download":
         logging.getLogger("consentfetch.progress").setLevel(logging.INFO)
         _stop_on_sigterm()
@@ -273,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nconsentfetch: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except ConsentFetchError as exc:
-        print(f"consentfetch: error: {exc}", file=sys.stderr)
+        print(f"consentfetch: error: {_shown(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:
         # The reader went away (`consentfetch audit out/ | head`): stop quietly.

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import re
 import shutil
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
 import pyarrow as pa
@@ -32,14 +30,11 @@ from .audit import (ROW_COLUMNS, SUMMARY_GROUPS, FilterError, completed_shard_co
                     read_run, select_rows, summarize_audit)
 from .consent.decision import Reason, Status, status_of
 from .errors import ConsentFetchError
+from .safetext import for_spreadsheet, for_terminal, json_for_terminal, redact_userinfo
 
 EXIT_OK, EXIT_NO_DATA, EXIT_USAGE = 0, 1, 2
 FORMATS = ("table", "json", "csv")
 Handler = Callable[[argparse.Namespace], int]
-
-# C0/C1 control characters (terminal escapes, carriage returns) in hostile URLs,
-# captions or evidence are shown escaped in tables, never sent to the terminal.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def add_audit_commands(subparsers: Any) -> dict[str, Handler]:
@@ -157,7 +152,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         run = read_run(args.output_dir)
         summary = {"output_dir": args.output_dir, "run_state": run.get("state"),
                    "complete_shards": completed_shard_count(args.output_dir), **summary}
-        print(json.dumps(summary, indent=2, ensure_ascii=False), file=out)
+        print(json_for_terminal(summary, indent=2), file=out)
     elif args.format == "csv":
         _summary_csv(summary, out)
     else:
@@ -166,12 +161,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _usage_error(message: str) -> int:
-    print(f"consentfetch: error: {message}", file=sys.stderr)
+    print(f"consentfetch: error: {for_terminal(message)}", file=sys.stderr)
     return EXIT_USAGE
 
 
 def _no_data(message: str) -> int:
-    print(f"consentfetch: {message}", file=sys.stderr)
+    print(f"consentfetch: {for_terminal(redact_userinfo(message))}", file=sys.stderr)
     return EXIT_NO_DATA
 
 
@@ -180,11 +175,9 @@ def _print_rows(table: pa.Table, fmt: str, limit: int | None, out: TextIO) -> No
     shown = rows.slice(0, limit) if limit else rows
     records = shown.to_pylist()
     if fmt == "json":
-        print(json.dumps(records, indent=2, ensure_ascii=False), file=out)
+        print(json_for_terminal(records, indent=2, default=str), file=out)
     elif fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=list(ROW_COLUMNS), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(records)
+        _csv_rows(out, list(ROW_COLUMNS), ([r.get(c) for c in ROW_COLUMNS] for r in records))
     else:
         cells = [[_cell(r.get(c)) for c in ROW_COLUMNS] for r in records]
         _table(list(ROW_COLUMNS), cells, out)
@@ -196,7 +189,14 @@ def _print_rows(table: pa.Table, fmt: str, limit: int | None, out: TextIO) -> No
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
+    return for_terminal(str(value))
+
+
+def _csv_rows(out: TextIO, header: list[str], rows: Iterable[Sequence[Any]]) -> None:
+    """CSV for spreadsheets: no cell is a formula or holds raw control bytes."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([for_spreadsheet(v) for v in row] for row in rows)
 
 
 def _table(header: list[str], rows: list[list[str]], out: TextIO,
@@ -276,20 +276,19 @@ def _reasons(reasons: dict[str, int], field: str) -> str:
 
 
 def _summary_csv(summary: dict[str, Any], out: TextIO) -> None:
-    writer = csv.writer(out, lineterminator="\n")
     by = summary["by"]
     if by == "status":
-        writer.writerow(["status", "count", "share"])
-        writer.writerows([g["status"], g["count"], g["share"]] for g in summary["groups"])
+        _csv_rows(out, ["status", "count", "share"],
+                  ([g["status"], g["count"], g["share"]] for g in summary["groups"]))
     elif by == "reason":
-        writer.writerow(["status", "reason", "count", "share"])
-        writer.writerows([g["status"], g["reason"] or "", g["count"], g["share"]]
-                         for g in summary["groups"])
+        _csv_rows(out, ["status", "reason", "count", "share"],
+                  ([g["status"], g["reason"] or "", g["count"], g["share"]]
+                   for g in summary["groups"]))
     else:
-        writer.writerow(["host", "urls", "success", "disallowed", "failed", "reasons"])
-        writer.writerows([h["host"] or "", h["urls"], h["success"], h["disallowed"],
-                          h["failed"], ";".join(f"{r}:{n}" for r, n in h["reasons"].items())]
-                         for h in summary["groups"])
+        _csv_rows(out, ["host", "urls", "success", "disallowed", "failed", "reasons"],
+                  ([h["host"] or "", h["urls"], h["success"], h["disallowed"], h["failed"],
+                    ";".join(f"{r}:{n}" for r, n in h["reasons"].items())]
+                   for h in summary["groups"]))
 
 
 # ---------------------------------------------------------------- why
@@ -305,6 +304,7 @@ def cmd_why(args: argparse.Namespace) -> int:
         if len(targets) != 2:
             return _usage_error("why takes URL OUTPUT_DIR (or --host HOST OUTPUT_DIR)")
         url, output_dir = targets
+        url = redact_userinfo(url)  # as stored; never echoed with its password
     try:
         rows = explain_host(output_dir, args.host) if url is None \
             else explain_url(output_dir, url)
@@ -313,7 +313,7 @@ def cmd_why(args: argparse.Namespace) -> int:
     if not rows:
         return _no_data(_why_miss(output_dir, url, args.host))
     if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
+        print(json_for_terminal(rows, indent=2, default=str))
         return EXIT_OK
     width = min(100, max(60, shutil.get_terminal_size((100, 24)).columns - 2))
     if url is None:

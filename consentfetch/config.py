@@ -18,6 +18,7 @@ from typing import Any
 from ._version import __version__
 from .errors import ConfigError
 from .net.guard import RESOLVERS, parse_networks
+from .safetext import redact_userinfo
 
 DEFAULT_USER_AGENT_TOKEN = "consentfetch"
 DEFAULT_CONTACT = "https://pypi.org/project/consentfetch/"
@@ -130,9 +131,11 @@ class FetchConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values, for run.json."""
         out = dataclasses.asdict(self)
-        for name in ("save_additional_columns", "ignore", "opt_out_lists", "opt_in_lists",
-                     "ai_crawler_tokens", "allowed_networks"):
+        for name in ("save_additional_columns", "ignore", "ai_crawler_tokens",
+                     "allowed_networks"):
             out[name] = list(getattr(self, name))
+        for name in ("opt_out_lists", "opt_in_lists"):  # paths or URLs: no credentials
+            out[name] = [redact_userinfo(path) for path in getattr(self, name)]
         if math.isinf(self.max_aspect_ratio):
             out["max_aspect_ratio"] = None
         return out

@@ -23,6 +23,7 @@ from .progress import Progress
 from collections.abc import Iterator
 
 from .reader import InputRow, InputSource, ShardInput, key_index, shard_name
+from .safetext import lost_userinfo, redact_userinfo
 from .writer import RESERVED_COLUMNS, OutputDir
 
 logger = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ class _Run:
             self.progress.close()
         report = self._finish("complete", len(done), time.monotonic() - t0)
         if report.total == 0:
-            logger.warning("%s holds no rows: nothing to download", self.input)
+            logger.warning("%s holds no rows: nothing to download", redact_userinfo(self.input))
         return Report(**{**report.__dict__, "leftovers_removed": leftovers})
 
     def _jobs(self, done: set[int], quiet: bool = False) -> Iterator[ShardInput]:
@@ -192,16 +193,20 @@ class _Run:
         """For --retry-failed: the transient failures of shards complete before this run."""
         extra = [f.name for f in self.source.extra_fields]
         total = 0
+        inputs: Iterator[ShardInput] | None = None  # the input, read only if needed
         for shard_id in sorted(done):
             rows = [r for r in self.out.read_table(f"{shard_name(shard_id)}.parquet").to_pylist()
                     if is_retryable(r)]
             if not rows:
                 continue
             total += len(rows)
-            yield ShardInput(
-                shard_id,
-                [InputRow(r["url"], r["caption"], {n: r.get(n) for n in extra}) for r in rows],
-                [key_index(r["key"], self.config.shard_size) for r in rows])
+            indices = [key_index(r["key"], self.config.shard_size) for r in rows]
+            retried = [InputRow(r["url"], r["caption"], {n: r.get(n) for n in extra})
+                       for r in rows]
+            if any(lost_userinfo(row.url) for row in retried):
+                inputs = inputs or self.source.shards()
+                retried = _with_credentials(retried, indices, shard_id, inputs)
+            yield ShardInput(shard_id, retried, indices)
         if not quiet:
             logger.info("--retry-failed: %d transient failure(s) retried", total)
 
@@ -211,8 +216,9 @@ class _Run:
             return
         previous = self.out.read_json("run.json")
         conflicts = resume_conflicts(previous.get("config", {}), self.config)
-        if previous.get("input") not in (None, self.input):
-            conflicts.insert(0, f"input was {previous['input']!r}, now {self.input!r}")
+        shown = redact_userinfo(self.input)  # run.json keeps no credentials
+        if previous.get("input") not in (None, shown):
+            conflicts.insert(0, f"input was {previous['input']!r}, now {shown!r}")
         if conflicts:
             raise ConfigError(
                 f"{self.out.url} holds a run made with other options ("
@@ -263,8 +269,8 @@ class _Run:
         self.out.write_json("run.json", {
             "consentfetch_version": __version__,
             "state": state,
-            "input": self.input,
-            "output": self.out.url,
+            "input": redact_userinfo(self.input),
+            "output": redact_userinfo(self.out.url),
             "started_at": self.started.isoformat(),
             "finished_at": None if state == "running" else datetime.now(timezone.utc).isoformat(),
             "user_agent": self.config.user_agent,
@@ -275,3 +281,14 @@ class _Run:
             "config": self.config.to_dict(),
             "totals": {"status": counts or {}, "reasons": reasons or {}},
         })
+
+
+def _with_credentials(rows: list[InputRow], indices: list[int], shard_id: int,
+                      inputs: Iterator[ShardInput]) -> list[InputRow]:
+    """``rows`` (from a shard's audit) with every URL whose credentials were not
+    stored taken again from the input, whose shards ``inputs`` yields in order."""
+    original = next((s for s in inputs if s.shard_id >= shard_id), None)
+    if original is None or original.shard_id != shard_id:
+        return rows
+    return [original.rows[i] if lost_userinfo(row.url) and i < len(original.rows) else row
+            for row, i in zip(rows, indices, strict=True)]

@@ -19,7 +19,6 @@ unreadable file) raise :class:`~consentfetch.errors.InputError`.
 
 from __future__ import annotations
 
-import csv
 import io
 import itertools
 import json
@@ -38,6 +37,7 @@ import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 from fsspec.utils import infer_compression
 
+from .csvrecords import CsvRecord, csv_records
 from .errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
@@ -351,35 +351,29 @@ def _jsonl_row(line: str, lineno: int, cols: _Columns) -> InputRow:
     return InputRow(_to_url(obj.get(cols.url)), _to_text(caption), extra)
 
 
-def _csv_reader(f: IO[bytes], delimiter: str) -> Any:  # a _csv.reader: has .line_num
-    return csv.reader(_text(f, newline=""), delimiter=delimiter)
+def _csv_records(f: IO[bytes], delimiter: str) -> Iterator[CsvRecord]:
+    return csv_records(_text(f, newline=""), delimiter=delimiter, max_chars=_MAX_LINE_CHARS)
 
 
-def _read_header(reader: Any, path: str) -> list[str]:
-    try:
-        for record in reader:
-            if record:  # csv yields [] for blank lines before the header
-                return list(record)
-    except csv.Error as exc:
-        raise InputError(f"{path}: cannot parse the header row: {exc}") from exc
+def _read_header(records: Iterator[CsvRecord], path: str) -> list[str]:
+    for record in records:
+        if record.error is not None:
+            raise InputError(f"{path}: cannot parse the header row: {record.error}")
+        if record.cells:  # csv yields [] for blank lines before the header
+            return record.cells
     raise InputError(f"{path}: empty file, expected a header row")
 
 
 def _csv_rows(f: IO[bytes], cols: _Columns, delimiter: str, path: str) -> Iterator[InputRow]:
-    reader = _csv_reader(f, delimiter)
-    header = _read_header(reader, path)
+    records = _csv_records(f, delimiter)
+    header = _read_header(records, path)
     _require_columns(header, cols, path)
     index = {name: header.index(name) for name in cols.needed()}
-    while True:
-        try:
-            record = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield cols.error_row(reader.line_num, f"malformed CSV record: {exc}")
-            continue
-        if record and (len(record) > 1 or record[0].strip()):
-            yield _csv_row(record, index, cols)
+    for record in records:
+        if record.cells is None:
+            yield cols.error_row(record.line, record.error or "malformed CSV record")
+        elif record.cells and (len(record.cells) > 1 or record.cells[0].strip()):
+            yield _csv_row(record.cells, index, cols)
 
 
 def _csv_row(record: list[str], index: dict[str, int], cols: _Columns) -> InputRow:
@@ -480,7 +474,7 @@ class InputSource:
         for name in self._files:
             with self._open(name) as f:
                 header = self._translate(
-                    lambda: _read_header(_csv_reader(f, self._delimiter), self._label(name)),
+                    lambda: _read_header(_csv_records(f, self._delimiter), self._label(name)),
                     name)
             _require_columns(header, self._cols, self._label(name))
 

@@ -93,8 +93,9 @@ PROFILE_HELP: dict[str, str] = {
               "no_opt_in.",
 }
 
-# Control characters have no business in a page: shown as U+FFFD.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Control characters have no business in a page, nor have bidirectional
+# overrides (they would reorder a URL or a verdict on screen): shown as U+FFFD.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _COLUMNS = ("key", "url", "caption", "status", "reason", "evidence", "http_status")
 _CAPTION_CHARS = 300
 _EVIDENCE_CHARS = 1200

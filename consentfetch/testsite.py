@@ -141,6 +141,8 @@ class LocalSite:
         self.log: list[tuple[float, str, str]] = []  # (monotonic time, host, path_qs) in order
         self.counters: Counter[str] = Counter()  # state of the stateful faults
         self.user_agents: set[str] = set()
+        # (host, path, Authorization header) of every request that sent one
+        self.authorizations: list[tuple[str, str, str]] = []
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -180,6 +182,8 @@ class LocalSite:
             self.hits[(host, path)] += 1
             self.log.append((time.monotonic(), host, request.path_qs))
             self.user_agents.add(request.headers.get("User-Agent", ""))
+            if "Authorization" in request.headers:
+                self.authorizations.append((host, path, request.headers["Authorization"]))
             resource = self._resources.get((host, path))
         if isinstance(resource, RawResource):
             return _raw(request, resource.data)

@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 from .consent.decision import Status
 from .errors import OutputError
 from .reader import InputRow, shard_name
+from .safetext import redact_userinfo
 from .tarstream import TarStream
 
 logger = logging.getLogger(__name__)
@@ -384,11 +385,15 @@ class ShardWriter:
                              json.dumps(meta, ensure_ascii=False, default=str).encode())
 
     def _record(self, key: str, row: InputRow, result: RowResult) -> dict[str, Any]:
-        record: dict[str, Any] = {"key": key, "url": row.url, "caption": row.caption}
+        # Credentials in an input URL are used for its request, never stored:
+        # not in the audit, not in the sample .json (https://***@host/a.jpg).
+        url = None if row.url is None else redact_userinfo(row.url)
+        record: dict[str, Any] = {"key": key, "url": url, "caption": row.caption}
         for name in self.extra_names:
             record[name] = row.extra.get(name)
         record.update(
-            status=str(result.status), reason=result.reason, evidence=result.evidence,
+            status=str(result.status), reason=result.reason,
+            evidence=None if result.evidence is None else redact_userinfo(result.evidence),
             http_status=result.http_status, width=result.width, height=result.height,
             original_width=result.original_width, original_height=result.original_height,
             sha256=result.sha256, decided_at=result.decided_at, **self.run_columns)

@@ -503,3 +503,45 @@ def test_one_template_per_reason(reason: Reason | None) -> None:
         assert "EVIDENCE-TEXT" in text
     assert "checks turned off for this run: ai_txt, iptc" in text
     assert "consent profile: standard" in text
+
+
+def _set_evidence(out: Path, values: list[str]) -> None:
+    table = pq.read_table(out / "00000.parquet")
+    evidence = table["evidence"].to_pylist()
+    evidence[: len(values)] = values
+    pq.write_table(table.set_column(table.schema.get_field_index("evidence"), "evidence",
+                                    pa.array(evidence, pa.string())), out / "00000.parquet")
+
+
+def test_audit_csv_cells_are_not_formulas_and_json_has_no_raw_c1(
+        run: AuditRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = copy_run(run, tmp_path / "hostile")
+    hostile = ["=HYPERLINK(\"http://evil\",\"ok\")", "+1", "-2+3", "@SUM(A1)", "\t=1",
+               "a\x00b\x1b[2J\u009b31m", "\r=1", "two\rrows"]
+    _set_evidence(out, hostile)
+    assert cli("audit", str(out), "--filter", "evidence != null", "--format", "csv") == 0
+    text = capsys.readouterr().out
+    cells = [r["evidence"] for r in csv.DictReader(io.StringIO(text, newline=""))]
+    for value in hostile[:5]:
+        assert "'" + value in cells
+    assert {"a\\x00b\\x1b[2J\\x9b31m", "\\x0d=1", "two\\x0drows"} <= set(cells)
+    assert not any(c in text for c in "\x00\x1b\u009b\r")
+    assert not any(c.startswith(("=", "+", "-", "@", "\t", "\r")) for c in cells)
+
+    assert cli("audit", str(out), "--filter", "evidence != null", "--format", "json") == 0
+    text = capsys.readouterr().out
+    assert not any(c in text for c in "\x00\x1b\u009b")
+    assert "a\x00b\x1b[2J\u009b31m" in {r["evidence"] for r in json.loads(text)}
+    # Only what is printed changes: the audit data keeps the text as it came.
+    assert read_audit(str(out))["evidence"].to_pylist()[: len(hostile)] == hostile
+
+
+def test_why_json_has_no_raw_c1(run: AuditRun, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    out = copy_run(run, tmp_path / "why")
+    _set_evidence(out, ["robots.txt line 2: \u009b2J\u009b32mdownloaded"])
+    url = pq.read_table(out / "00000.parquet")["url"][0].as_py()
+    assert cli("why", url, str(out), "--json") == 0
+    text = capsys.readouterr().out
+    assert "\u009b" not in text and "\\u009b2J" in text
+    assert json.loads(text)[0]["evidence"].startswith("robots.txt line 2: \u009b2J")

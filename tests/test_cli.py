@@ -129,3 +129,17 @@ def test_why_and_report_commands(site: LocalSite, url_list, tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     html = report.read_text()
     assert "robots_disallowed" in html and "<script" not in html.lower()
+
+
+def test_log_lines_and_errors_are_escaped_and_redacted(tmp_path: Path) -> None:
+    import logging
+
+    from consentfetch.cli import _TerminalFormatter
+    record = logging.LogRecord("consentfetch.x", logging.WARNING, __file__, 1,
+                               "bad entry %s", ("https://u:pw@h/\x1b[2Jx\nFORGED",), None)
+    line = _TerminalFormatter("%(levelname)s %(message)s").format(record)
+    assert line == "WARNING bad entry https://***@h/\\x1b[2Jx\\x0aFORGED"
+    missing = f"https://u:pw-secret-9@127.0.0.1:9/\x1b[31m{tmp_path}.csv"
+    result = run_cli("download", missing, str(tmp_path / "out"), "--input-format", "csv")
+    assert result.returncode == 2 and "\x1b" not in result.stderr
+    assert "pw-secret-9" not in result.stderr and "https://***@127.0.0.1:9/\\x1b[31m" in result.stderr

@@ -229,3 +229,24 @@ def test_one_decode_budget_per_process() -> None:
     assert process_cache().decode_budget(5_000_000) is budget
     assert budget.limit == 5_000_000
     assert process_cache().decode_budget(6_000_000).limit == 6_000_000
+
+
+def test_csv_caption_over_the_field_limit_is_one_audit_row(site: LocalSite,
+                                                          tmp_path: Path) -> None:
+    """3 input rows, 3 audit rows: a 200,000-character caption holding newlines
+    and URLs is never read as more rows, and its URLs are never requested."""
+    first = site.put(0, "/first.jpg", make_image(40, 40))
+    last = site.put(0, "/last.jpg", make_image(40, 40))
+    inside = site.put(1, "/inside.jpg", make_image(40, 40))
+    line = f"\n{inside},a caption line {'x' * 60}"
+    caption = (line * (200_000 // len(line) + 1))[:200_000]
+    path = tmp_path / "urls.csv"
+    path.write_text(f'url,caption\n{first},one\n{inside},"{caption}"\n{last},three\n')
+    fetch_shards(str(path), str(tmp_path / "out"), caption_col="caption", **LOCAL)
+    audit = read_audit(str(tmp_path / "out"))
+    assert audit.num_rows == 3
+    rows = audit.sort_by("key").to_pylist()
+    assert [r["status"] for r in rows] == ["success", "failed_to_download", "success"]
+    assert rows[1]["reason"] == "invalid_url"
+    assert "line 3: malformed CSV record: field larger than field limit" in rows[1]["evidence"]
+    assert site.hit_count(1, "/inside.jpg") == 0

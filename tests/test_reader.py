@@ -345,6 +345,42 @@ def test_csv_malformed_record_becomes_error_row(mem: str) -> None:
     assert bad.extra == {"caption": None}
 
 
+def _huge_caption(delimiter: str) -> str:
+    """200,000 characters over many lines, with URLs, delimiters and quotes:
+    the shape that made the reader resume inside the quoted field."""
+    line = f'https://evil.example/inside.jpg{delimiter}caption ""quoted"" {"z" * 80}\n'
+    return (line * (200_000 // len(line) + 1))[:200_000]
+
+
+@pytest.mark.parametrize("fmt, delimiter", [("csv", ","), ("tsv", "\t")])
+def test_csv_long_quoted_field_is_one_row_never_several(mem: str, fmt: str,
+                                                         delimiter: str) -> None:
+    caption = _huge_caption(delimiter)
+    assert len(caption) > csv.field_size_limit()
+    data = (f"url{delimiter}caption\nhttps://x/1{delimiter}ok\n"
+            f'https://x/2{delimiter}"{caption}"\nhttps://x/3{delimiter}"also\nok"\n')
+    rows = all_rows(InputSource(write_bytes(f"{mem}/a.{fmt}", data.encode()),
+                                caption_col="caption"))
+    assert [r.url for r in rows] == ["https://x/1", None, "https://x/3"]
+    assert rows[2].caption == "also\nok"
+    assert rows[1].error == (f"line 3: malformed CSV record: field larger than field limit "
+                             f"({csv.field_size_limit()})")
+
+
+def test_csv_record_longer_than_the_cap_is_one_error_row(
+        mem: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reader, "_MAX_LINE_CHARS", 1000)
+    data = ('url,caption\nhttps://x/1,ok\n'
+            f'https://x/2,"{"a,b" * 600}\n{"x" * 5000}\n""end"""\n'  # quoted, multi-line
+            f'https://x/3,{"u" * 3000}\n'  # one unquoted long line
+            'https://x/4,ok\n')
+    rows = all_rows(InputSource(write_bytes(f"{mem}/a.csv", data.encode()),
+                                caption_col="caption"))
+    assert [r.url for r in rows] == ["https://x/1", None, None, "https://x/4"]
+    assert rows[1].error == "line 3: record longer than 1000 characters"
+    assert rows[2].error == "line 6: record longer than 1000 characters"
+
+
 def test_csv_without_header_rows(mem: str) -> None:
     with pytest.raises(InputError, match="empty file"):
         InputSource(write_bytes(f"{mem}/a.csv", b""))

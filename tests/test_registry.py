@@ -580,3 +580,20 @@ def test_scaling_200k_prefixes_10k_urls(tmp_path: Path) -> None:
     assert hits >= 5_000
     assert matched < 5.0, f"10k URLs against 200k prefixes took {matched:.2f}s"
     assert loaded < 20.0, f"loading 200k prefixes took {loaded:.2f}s"
+
+
+def test_csv_long_quoted_source_invents_no_entries(tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    # A source note over csv's field limit, holding lines that look like records:
+    # the reader used to resume inside it and load them as entries.
+    inside = "".join(f"\nhttps://victim.example/{i}.jpg,https://victim.example/" for i in range(4000))
+    path = tmp_path / "long.csv"
+    path.write_text(f'url,url_prefix,source\nhttps://a.example/1.jpg,,"{inside}"\n'
+                    "https://b.example/2.jpg,,ok\n")
+    assert len(inside) > 131_072
+    with caplog.at_level(logging.WARNING, logger="consentfetch.consent.registry"):
+        lists = ConsentList.load([str(path)])
+    assert lists.match_url("https://victim.example/1.jpg") is None
+    assert lists.match_url("https://victim.example/x") is None
+    assert lists.match_url("https://b.example/2.jpg") is not None
+    assert "skipped 1 malformed entry" in caplog.text and "line 2" in caplog.text

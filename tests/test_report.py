@@ -203,3 +203,10 @@ def test_report_renders_in_chromium(page: Path, tmp_path: Path) -> None:
     assert re.search(r"<script", dom, re.I) is None
     assert HOSTILE.replace("<", "&lt;").replace(">", "&gt;") in dom
     assert console_lines(result.stderr, url) == []
+
+
+def test_escape_replaces_controls_and_bidi_overrides() -> None:
+    from consentfetch.report import _e
+    assert _e("a\x1b[2J\u009b\u202egpj.exe\u2066<b>") == \
+        "a\ufffd[2J\ufffd\ufffdgpj.exe\ufffd&lt;b&gt;"
+    assert _e("line\nnext\ttab café") == "line\nnext\ttab café"

@@ -337,7 +337,10 @@ class OriginPolicies:
             self._inflight.pop(origin, None)
 
     def _file_url(self, url: URL, kind: str) -> URL:
-        return url.with_path(FILE_PATHS[kind]).with_query(None).with_fragment(None)
+        # Without the user name and password of the input URL: the user gave
+        # them for the image, not for the origin files (nor for origins.parquet).
+        return url.with_user(None).with_path(FILE_PATHS[kind]).with_query(None) \
+            .with_fragment(None)
 
     async def _load_files(self, url: URL, origin: str) -> OriginPolicy:
         files: dict[str, OriginFile] = {}

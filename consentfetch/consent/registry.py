@@ -77,7 +77,6 @@ search, never a scan of all prefixes.
 from __future__ import annotations
 
 import bisect
-import csv
 import io
 import ipaddress
 import itertools
@@ -97,6 +96,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.utils import infer_compression
 
+from ..csvrecords import csv_records
 from ..errors import ConfigError, InputError
 
 __all__ = ["KINDS", "ConsentList", "ListHit"]
@@ -408,6 +408,7 @@ class _Malformed:
 # says why the record is malformed (an invalid JSON line, a bad CSV record)
 _Cell = tuple[str, str, Any, Any]
 _BAD = ""
+_MAX_RECORD_CHARS = 4 << 20  # a CSV record longer than this is one malformed entry
 
 
 def _list_format(name: str) -> str:
@@ -517,29 +518,28 @@ def _txt_cells(f: IO[bytes]) -> Iterator[_Cell]:
 
 
 def _csv_cells(f: IO[bytes], name: str) -> Iterator[_Cell]:
-    reader = csv.reader(_text(f, newline=""))
+    records = csv_records(_text(f, newline=""), max_chars=_MAX_RECORD_CHARS)
     header: list[str] = []
-    try:
-        header = next((record for record in reader if record), [])
-    except csv.Error as exc:
-        raise InputError(f"{name}: cannot parse the header row: {exc}") from exc
+    for record in records:
+        if record.cells is None:
+            raise InputError(f"{name}: cannot parse the header row: {record.error}")
+        if record.cells:
+            header = record.cells
+            break
     columns = [(kind, header.index(kind)) for kind in KINDS if kind in header]
     if not columns:
         raise _no_column(name, header)
     source = header.index(_SOURCE) if _SOURCE in header else None
-    while True:
-        try:
-            record = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield f"line {reader.line_num}", _BAD, f"malformed CSV record: {exc}", None
+    for record in records:
+        where = f"line {record.line}"
+        if record.cells is None:
+            yield where, _BAD, record.error or "malformed CSV record", None
             continue
-        where = f"line {reader.line_num}"
-        src = record[source] if source is not None and source < len(record) else None
+        cells = record.cells
+        src = cells[source] if source is not None and source < len(cells) else None
         for kind, i in columns:
-            if i < len(record):
-                yield where, kind, record[i], src
+            if i < len(cells):
+                yield where, kind, cells[i], src
 
 
 def _jsonl_cells(f: IO[bytes], name: str) -> Iterator[_Cell]:
