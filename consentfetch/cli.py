@@ -184,8 +184,6 @@ def _download_options(args: argparse.Namespace) -> dict[str, Any]:
     cols = options.pop("save_additional_columns")
     options["save_additional_columns"] = [c.strip() for c in cols.split(",") if c.strip()] \
         if cols else ()
-    if options.get("encode_quality") is None:
-        options["encode_quality"] = 9 if options["encode_format"] == "png" else 95
     return options
 
 

@@ -34,6 +34,8 @@ DEFAULT_MAX_HOST_FAILURES = 8  # failed attempts in a row before a host is given
 DEFAULT_MAX_RETRY_AFTER = 60.0  # seconds; a longer Retry-After is not waited for
 DEFAULT_MAX_CRAWL_DELAY = 60.0  # seconds; a host asking for more is not requested
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # decoded pixels; bigger is a bomb or useless
+# --encode-quality when not given: JPEG/WebP quality, or png's zlib level (img2dataset's)
+DEFAULT_ENCODE_QUALITY = {"jpg": 95, "webp": 95, "png": 9}
 # Bytes of decoded images in flight per process, shared by its image threads:
 # room for one image at --max-image-pixels in RGBA (400 MB) and its working
 # memory, or for two of them at once.
@@ -79,7 +81,7 @@ class FetchConfig:
     resize_mode: str = "border"
     resize_only_if_bigger: bool = False
     encode_format: str = "jpg"
-    encode_quality: int = 95
+    encode_quality: int = DEFAULT_ENCODE_QUALITY["jpg"]  # make_config: the format's default
     min_image_size: int = 0
     max_aspect_ratio: float = math.inf
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
@@ -161,6 +163,9 @@ def make_config(**options: Any) -> FetchConfig:
         if name in given:
             value = given[name]
             given[name] = (value,) if isinstance(value, str) else tuple(value)
+    if "encode_quality" not in given:
+        given["encode_quality"] = DEFAULT_ENCODE_QUALITY.get(given.get("encode_format", "jpg"),
+                                                             DEFAULT_ENCODE_QUALITY["jpg"])
     if given.get("max_aspect_ratio") is not None:
         given["max_aspect_ratio"] = float(given["max_aspect_ratio"])
     for name in ("timeout", "retry_backoff", "min_host_delay", "max_retry_after",

@@ -61,3 +61,22 @@ def test_public_api_is_sorted_and_importable() -> None:
         assert hasattr(consentfetch, name)
     assert issubclass(consentfetch.ConfigError, ValueError)
     assert issubclass(consentfetch.OutputError, OSError)
+
+
+@pytest.mark.parametrize(("fmt", "quality"), [("jpg", 95), ("webp", 95), ("png", 9)])
+def test_encode_quality_defaults_to_the_formats_own(fmt: str, quality: int) -> None:
+    """``fetch_shards(..., encode_format="png")`` used to raise: the png default lived in
+    the CLI only."""
+    assert make_config(encode_format=fmt).encode_quality == quality
+    assert make_config(encode_format=fmt, encode_quality=None).encode_quality == quality
+
+
+def test_png_from_python_end_to_end(site, url_list, tmp_path) -> None:
+    from consentfetch import fetch_shards
+    from consentfetch.testsite import make_image
+
+    from .conftest import LOCAL
+    url = site.put(0, "/a.jpg", make_image(40, 30))
+    report = fetch_shards(url_list([{"url": url}]), str(tmp_path / "o"), encode_format="png",
+                          **LOCAL)
+    assert report.counts == {"success": 1}
