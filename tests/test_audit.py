@@ -27,8 +27,9 @@ import pytest
 
 from consentfetch import fetch_shards
 from consentfetch.audit import (FilterError, explain_host, explain_row, explain_url,
-                                normalize_url, parse_filter, read_audit, select_rows,
+                                find_url, normalize_url, parse_filter, read_audit, select_rows,
                                 summarize_audit)
+from consentfetch.audit.filter import And, Compare, Member, Or
 from consentfetch.cli_audit import add_audit_commands
 from consentfetch.consent.decision import Reason, status_of
 from consentfetch.errors import OutputError
@@ -255,9 +256,9 @@ def test_filter_errors(run: AuditRun, expression: str, message: str) -> None:
 
 def test_parse_filter_precedence() -> None:
     # "and" binds tighter than "or"
-    assert parse_filter('a == "1" or b == "2" and c == "3"') == (
-        "or", ("cmp", "a", "==", "1"), ("and", ("cmp", "b", "==", "2"), ("cmp", "c", "==", "3")))
-    assert parse_filter('x in ("a\\"b")') == ("in", "x", False, ['a"b'])
+    assert parse_filter('a == "1" or b == "2" and c == "3"') == Or(
+        Compare("a", "==", "1"), And(Compare("b", "==", "2"), Compare("c", "==", "3")))
+    assert parse_filter('x in ("a\\"b")') == Member("x", False, ('a"b',))
 
 
 # ---------------------------------------------------------------- consentfetch audit
@@ -408,8 +409,8 @@ def test_why_robots_names_file_rule_and_full_sha(run: AuditRun,
 def test_why_never_quotes_a_later_fetch(run: AuditRun, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     """origins.parquet keeps the latest fetch of a file; if it is not the one the
-    evidence names (a resumed run re-fetched a changed robots.txt), the
-    evidence's own digest prefix is quoted, not the other file's digest."""
+    row was decided by (a resumed run re-fetched a changed robots.txt), the row's
+    own full digest (evidence_file_sha256) is quoted, not the other file's."""
     out = copy_run(run, tmp_path / "stale")
     origins = pq.read_table(out / "origins.parquet")
     robots_url = run.site.url(0, "/robots.txt")
@@ -419,7 +420,10 @@ def test_why_never_quotes_a_later_fetch(run: AuditRun, tmp_path: Path,
                                       pa.array(digests, pa.string())), out / "origins.parquet")
     assert cli("why", run.site.url(0, "/private/a.jpg"), str(out), "--json") == 0
     text = json.loads(capsys.readouterr().out)[0]["explanation"]
-    assert "0" * 64 not in text and re.search(r"sha256 [0-9a-f]{12}…\) disallows", text)
+    own = find_url(read_audit(str(out)), run.site.url(0, "/private/a.jpg"))
+    digest = own["evidence_file_sha256"][0].as_py()
+    assert len(digest) == 64 and digest != "0" * 64
+    assert "0" * 64 not in text and f"sha256 {digest}) disallows" in text
 
 
 def test_why_json_and_url_normalisation(run: AuditRun,
