@@ -100,7 +100,7 @@ def tdm_file(record: OriginFile | None, url: URL | None, verdict: TdmVerdict) ->
 def x_robots_tag(verdict: XRobotsVerdict) -> Evidence:
     """An ``X-Robots-Tag`` directive on the image's response."""
     return Evidence(Signal.HEADER, f"X-Robots-Tag: {verdict.header} ({verdict.directive})",
-                    rule=f"X-Robots-Tag: {verdict.header}", agent=None)
+                    rule=f"X-Robots-Tag: {verdict.header}")
 
 
 def header(text: str) -> Evidence:
