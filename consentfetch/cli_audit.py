@@ -25,9 +25,9 @@ from typing import Any, TextIO
 
 import pyarrow as pa
 
-from .audit import (ROW_COLUMNS, SUMMARY_GROUPS, FilterError, completed_shard_count,
-                    explain_host, explain_url, find_url, hostname, read_audit, read_columns,
-                    read_run, select_rows, summarize_audit)
+from .audit import (REASONS, ROW_COLUMNS, STATUSES, SUMMARY_GROUPS, FilterError,
+                    completed_shard_count, explain_host, explain_url, find_url, hostname,
+                    read_audit, read_columns, read_run, select_rows, summarize_audit)
 from .consent.decision import Reason, Status, status_of
 from .errors import ConsentFetchError
 from .safetext import for_spreadsheet, for_terminal, json_for_terminal, redact_userinfo
@@ -75,11 +75,11 @@ def _add_audit(subparsers: Any) -> None:
     p.add_argument("--format", choices=FORMATS, default="table")
     g = p.add_argument_group("row selection (lists the matching rows)")
     g.add_argument("--status", action="append", default=[], metavar="STATUS",
-                   choices=[str(s) for s in Status],
+                   choices=[str(s) for s in STATUSES],
                    help="keep rows with this status (repeatable: any of them): "
-                        + ", ".join(Status))
+                        + ", ".join(STATUSES))
     g.add_argument("--reason", action="append", default=[], metavar="REASON",
-                   choices=[str(r) for r in Reason],
+                   choices=[str(r) for r in REASONS],
                    help="keep rows with this reason code (repeatable; see README for the "
                         "codes)")
     g.add_argument("--host", action="append", default=[], metavar="HOST",
@@ -355,7 +355,7 @@ def _why_miss(output_dir: str, url: str | None, host: str | None) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from .audit.report import write_report
     try:
         summary = write_report(args.output_dir, args.output, examples=args.examples,
                                top=args.top)

@@ -7,6 +7,8 @@ we cannot use, an interrupted run.
 
     ConsentFetchError
     ├── ConfigError (ValueError)        an option has a bad value or type
+    │   └── FilterError                 a ``--filter`` expression that does not parse,
+    │                                   or names an unknown column
     ├── InputError (ValueError)         the URL list cannot be read
     ├── OutputError (OSError)           the output folder cannot be written
     └── RunInterrupted (KeyboardInterrupt-like, but an Exception)
@@ -22,6 +24,11 @@ class ConsentFetchError(Exception):
 
 class ConfigError(ConsentFetchError, ValueError):
     """An option has a value we cannot use."""
+
+
+class FilterError(ConfigError):
+    """A ``consentfetch audit --filter`` expression (``select_rows``) that does not
+    parse, or names a column the audit does not have."""
 
 
 class InputError(ConsentFetchError, ValueError):

@@ -34,7 +34,8 @@ from yarl import URL
 
 from .config import FetchConfig
 from .consent.crawlers import load_ai_crawler_tokens
-from .consent.decision import Denial, Reason, Status, status_of
+from .consent import evidence as proof
+from .consent.decision import Denial, Evidence, Reason, Status, status_of, text_evidence
 from .consent.engine import ConsentEngine, Permits
 from .consent.origins import MAX_ORIGIN_FILE_BYTES, OriginPolicies, OriginPolicy, PolicyStore
 from .consent.robots import CrawlDelay
@@ -133,7 +134,8 @@ class _Shard:
             return None
         cap = self.config.max_crawl_delay
         if delay.seconds > cap:
-            return Denial(Reason.CRAWL_DELAY_TOO_LONG, crawl_delay_evidence(policy, delay, cap))
+            return Denial(Reason.CRAWL_DELAY_TOO_LONG,
+                          crawl_delay_evidence(policy, url, delay, cap))
         self.client.slots.set_delay(url.host or "", delay.seconds)
         return None
 
@@ -216,22 +218,19 @@ def unforeseen(row: InputRow, exc: Exception, reason: Reason, *,
     """The failed row of an unexpected exception, logged once with its traceback."""
     logger.error("unexpected error for %r, recorded as %s: %s: %s", row.url, reason,
                  type(exc).__name__, exc, exc_info=exc)
+    evidence = text_evidence(reason, f"unexpected error: {type(exc).__name__}: {exc}")
     return RowResult(status=status_of(reason), reason=str(reason), http_status=http_status,
-                     evidence=f"unexpected error: {type(exc).__name__}: {exc}")
+                     evidence=evidence.text, proof=evidence)
 
 
 _SHOWN_VALUE = 40  # characters of a Crawl-delay value quoted in evidence
 
 
-def crawl_delay_evidence(policy: OriginPolicy, delay: CrawlDelay, cap: float) -> str:
+def crawl_delay_evidence(policy: OriginPolicy, url: URL, delay: CrawlDelay,
+                         cap: float) -> Evidence:
     """Why a host's URL was not requested: its Crawl-delay line, the cap, the way out."""
-    record = policy.robots_file
-    where = record.url if record is not None else "robots.txt"
-    return (f"{where} line {delay.line} `{_shown(delay.text)}` (user-agent "
-            f"{_shown(delay.group or '*')}) asks for "
-            f"{delay.seconds:g} s between requests, more than --max-crawl-delay {cap:g} s; "
-            "not requested, since we never request faster than a site asks (raise "
-            "--max-crawl-delay to fetch it, e.g. with --retry-failed)")
+    return proof.crawl_delay(policy.robots_file, url, delay, cap, _shown(delay.text),
+                             _shown(delay.group or "*"))
 
 
 def _shown(text: str) -> str:
@@ -244,7 +243,8 @@ def _shown(text: str) -> str:
 def _denied(denial: Denial, *, http_status: int | None = None,
             sha256: str | None = None) -> RowResult:
     return RowResult(status=denial.status, reason=str(denial.reason), evidence=denial.evidence,
-                     http_status=denial.http_status or http_status, sha256=sha256)
+                     proof=denial.proof, http_status=denial.http_status or http_status,
+                     sha256=sha256)
 
 
 def _success(image: ResizedImage, http_status: int, sha256: str) -> RowResult:

@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .consent.decision import Status
+from .consent.decision import Evidence, Status
 from .errors import OutputError
 from .reader import InputRow, shard_name
 from .safetext import redact_userinfo
@@ -54,6 +54,18 @@ logger = logging.getLogger(__name__)
 
 TMP_SUFFIX = ".tmp"
 TAR_MTIME = 0  # a fixed member mtime makes tars reproducible (as webdataset's TarWriter allows)
+
+# The evidence as data beside its text (ARCHITECTURE.md §5), from consent.decision.Evidence;
+# null when a row has none (successes) and in outputs written before they existed.
+EVIDENCE_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("evidence_signal", pa.string()),
+    pa.field("evidence_file", pa.string()),
+    pa.field("evidence_file_sha256", pa.string()),
+    pa.field("evidence_fetched_at", pa.timestamp("us", tz="UTC")),
+    pa.field("evidence_line", pa.int32()),
+    pa.field("evidence_rule", pa.string()),
+    pa.field("evidence_agent", pa.string()),
+)
 
 # The audit columns after the kept input columns, in order (ARCHITECTURE.md §5).
 AUDIT_FIELDS: tuple[pa.Field, ...] = (
@@ -70,6 +82,7 @@ AUDIT_FIELDS: tuple[pa.Field, ...] = (
     # How the run decided consent, on every row so a dataset says how it was made.
     pa.field("consent_profile", pa.string()),
     pa.field("ignored_checks", pa.string()),  # comma-separated; null when none
+    *EVIDENCE_FIELDS,
 )
 LEAD_FIELDS: tuple[pa.Field, ...] = (
     pa.field("key", pa.string()),
@@ -109,6 +122,17 @@ def storable_text(text: str) -> str:
     return text
 
 
+def evidence_columns(proof: Evidence | None) -> dict[str, Any]:
+    """The ``evidence_*`` cells of an audit row (all null without evidence data)."""
+    if proof is None:
+        return {f.name: None for f in EVIDENCE_FIELDS}
+    file = None if proof.file is None else redact_userinfo(proof.file)
+    return {"evidence_signal": str(proof.signal), "evidence_file": file,
+            "evidence_file_sha256": proof.file_sha256,
+            "evidence_fetched_at": proof.fetched_at, "evidence_line": proof.line,
+            "evidence_rule": proof.rule, "evidence_agent": proof.agent}
+
+
 def audit_schema(extra_fields: Sequence[pa.Field]) -> pa.Schema:
     return pa.schema([*LEAD_FIELDS, *extra_fields, *AUDIT_FIELDS])
 
@@ -120,6 +144,7 @@ class RowResult:
     status: Status
     reason: str | None = None
     evidence: str | None = None
+    proof: Evidence | None = None  # the evidence as data; ``evidence`` is its text
     http_status: int | None = None
     sha256: str | None = None
     width: int | None = None
@@ -396,7 +421,8 @@ class ShardWriter:
             evidence=None if result.evidence is None else redact_userinfo(result.evidence),
             http_status=result.http_status, width=result.width, height=result.height,
             original_width=result.original_width, original_height=result.original_height,
-            sha256=result.sha256, decided_at=result.decided_at, **self.run_columns)
+            sha256=result.sha256, decided_at=result.decided_at, **self.run_columns,
+            **evidence_columns(result.proof))
         return {name: storable(value) for name, value in record.items()}
 
     def _add_member(self, name: str, data: bytes) -> None:

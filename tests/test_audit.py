@@ -27,11 +27,13 @@ import pytest
 
 from consentfetch import fetch_shards
 from consentfetch.audit import (FilterError, explain_host, explain_row, explain_url,
-                                normalize_url, parse_filter, read_audit, select_rows,
+                                find_url, normalize_url, parse_filter, read_audit, select_rows,
                                 summarize_audit)
+from consentfetch.audit.filter import And, Compare, Member, Or
 from consentfetch.cli_audit import add_audit_commands
-from consentfetch.consent.decision import Reason, status_of
-from consentfetch.errors import OutputError
+from consentfetch.audit import REASONS, STATUSES
+from consentfetch.consent.decision import Reason, Status, status_of
+from consentfetch.errors import ConfigError, ConsentFetchError, OutputError
 from consentfetch.testsite import LocalSite, Resource, make_image, running_site
 
 from .conftest import LOCAL
@@ -255,9 +257,9 @@ def test_filter_errors(run: AuditRun, expression: str, message: str) -> None:
 
 def test_parse_filter_precedence() -> None:
     # "and" binds tighter than "or"
-    assert parse_filter('a == "1" or b == "2" and c == "3"') == (
-        "or", ("cmp", "a", "==", "1"), ("and", ("cmp", "b", "==", "2"), ("cmp", "c", "==", "3")))
-    assert parse_filter('x in ("a\\"b")') == ("in", "x", False, ['a"b'])
+    assert parse_filter('a == "1" or b == "2" and c == "3"') == Or(
+        Compare("a", "==", "1"), And(Compare("b", "==", "2"), Compare("c", "==", "3")))
+    assert parse_filter('x in ("a\\"b")') == Member("x", False, ('a"b',))
 
 
 # ---------------------------------------------------------------- consentfetch audit
@@ -408,8 +410,8 @@ def test_why_robots_names_file_rule_and_full_sha(run: AuditRun,
 def test_why_never_quotes_a_later_fetch(run: AuditRun, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     """origins.parquet keeps the latest fetch of a file; if it is not the one the
-    evidence names (a resumed run re-fetched a changed robots.txt), the
-    evidence's own digest prefix is quoted, not the other file's digest."""
+    row was decided by (a resumed run re-fetched a changed robots.txt), the row's
+    own full digest (evidence_file_sha256) is quoted, not the other file's."""
     out = copy_run(run, tmp_path / "stale")
     origins = pq.read_table(out / "origins.parquet")
     robots_url = run.site.url(0, "/robots.txt")
@@ -419,7 +421,10 @@ def test_why_never_quotes_a_later_fetch(run: AuditRun, tmp_path: Path,
                                       pa.array(digests, pa.string())), out / "origins.parquet")
     assert cli("why", run.site.url(0, "/private/a.jpg"), str(out), "--json") == 0
     text = json.loads(capsys.readouterr().out)[0]["explanation"]
-    assert "0" * 64 not in text and re.search(r"sha256 [0-9a-f]{12}…\) disallows", text)
+    own = find_url(read_audit(str(out)), run.site.url(0, "/private/a.jpg"))
+    digest = own["evidence_file_sha256"][0].as_py()
+    assert len(digest) == 64 and digest != "0" * 64
+    assert "0" * 64 not in text and f"sha256 {digest}) disallows" in text
 
 
 def test_why_json_and_url_normalisation(run: AuditRun,
@@ -545,3 +550,123 @@ def test_why_json_has_no_raw_c1(run: AuditRun, tmp_path: Path,
     text = capsys.readouterr().out
     assert "\u009b" not in text and "\\u009b2J" in text
     assert json.loads(text)[0]["evidence"].startswith("robots.txt line 2: \u009b2J")
+
+
+# ---------------------------------------------------------------- evidence as data
+
+
+def test_why_reads_evidence_data_not_its_wording(run: AuditRun, tmp_path: Path) -> None:
+    """Rewording the evidence text ("for user-agent" -> "for User-agent") used to drop
+    why's full digest and "never requested": the sentence was parsed back with a
+    regex. Now the explanation comes from the row's data and only quotes the text."""
+    out = copy_run(run, tmp_path / "reworded")
+    table = pq.read_table(out / "00000.parquet")
+    reworded = [None if e is None else e.replace("for user-agent", "for User-agent")
+                for e in table["evidence"].to_pylist()]
+    pq.write_table(table.set_column(table.schema.get_field_index("evidence"), "evidence",
+                                    pa.array(reworded, pa.string())), out / "00000.parquet")
+    robots = next(o for o in pq.read_table(out / "origins.parquet").to_pylist()
+                  if o["url"] == run.site.url(0, "/robots.txt"))
+    [row] = explain_url(str(out), run.site.url(0, "/private/a.jpg"))
+    assert "for User-agent" in row["evidence"]
+    assert f"sha256 {robots['sha256']}) disallows /private/a.jpg" in row["explanation"]
+    assert "rule `Disallow: /private/` on line 2" in row["explanation"]
+    assert "The image itself was never requested" in row["explanation"]
+
+
+def test_evidence_columns_hold_the_proof(run: AuditRun) -> None:
+    audit = read_audit(str(run.out))
+    robots = next(o for o in pq.read_table(run.out / "origins.parquet").to_pylist()
+                  if o["url"] == run.site.url(0, "/robots.txt"))
+    # "every row decided by line 2 of this robots.txt" is one --filter expression
+    decided = select_rows(audit, f'evidence_file == "{robots["url"]}" and evidence_line == 2')
+    assert set(decided["url"].to_pylist()) == {
+        u for u, (_, r) in run.expect.items() if r == "robots_disallowed"}
+    row = decided.to_pylist()[0]
+    assert row["evidence_signal"] == "robots.txt" and row["evidence_agent"] == "*"
+    assert row["evidence_rule"] == "Disallow: /private/"
+    assert row["evidence_file_sha256"] == robots["sha256"]
+    assert row["evidence_fetched_at"] == robots["fetched_at"]
+
+    def proof(host: int, path: str) -> dict[str, object]:
+        [found] = find_url(audit, run.site.url(host, path)).to_pylist()
+        return {k.removeprefix("evidence_"): v for k, v in found.items()
+                if k.startswith("evidence_")}
+
+    assert proof(0, "/public/a.jpg") == dict.fromkeys(
+        ("signal", "file", "file_sha256", "fetched_at", "line", "rule", "agent"))
+    assert proof(1, "/a.jpg")["agent"] == "GPTBot"
+    assert (proof(2, "/art/a.jpg")["line"], proof(2, "/art/a.jpg")["rule"]) == (
+        3, "Content-Usage: /art/ train-ai=n")
+    assert proof(3, "/a.png")["signal"] == "ai.txt"
+    tdm = proof(4, "/reserved/a.jpg")
+    assert (tdm["signal"], tdm["line"]) == ("tdmrep.json", 1)
+    assert tdm["rule"] == '{"location": "/reserved/*", "tdm-reservation": 1}'
+    assert proof(5, "/xrt.jpg")["signal"] == "header"
+    assert proof(5, "/xrt.jpg")["rule"] == "X-Robots-Tag: noai"
+    assert proof(6, "/prohibited.jpg")["signal"] == "xmp"
+    listed = proof(7, "/copy.jpg")
+    assert listed["signal"] == "list" and str(listed["file"]).endswith("optout.csv")
+    assert str(listed["rule"]).startswith("sha256 ")
+    assert proof(9, "/a.jpg")["signal"] == "robots.txt"
+    assert proof(0, "/public/missing.jpg")["signal"] == "network"
+    assert proof(0, "/public/corrupt.jpg")["signal"] == "image"
+    [ftp] = find_url(audit, "ftp://127.0.0.30/a.jpg").to_pylist()
+    assert ftp["evidence_signal"] == "input"
+    [redirected] = find_url(audit, run.redirect_url).to_pylist()
+    assert redirected["evidence_file"] == robots["url"]  # the hop's origin decided
+
+
+def _without_evidence_columns(run: AuditRun, dest: Path) -> Path:
+    """A copy of the run whose shard parquets look written before the columns existed."""
+    out = copy_run(run, dest)
+    for shard in out.glob("*.parquet"):
+        if shard.name == "origins.parquet":
+            continue
+        table = pq.read_table(shard)
+        pq.write_table(table.drop_columns([c for c in table.column_names
+                                           if c.startswith("evidence_")]), shard)
+    return out
+
+
+def test_older_outputs_without_evidence_columns(run: AuditRun, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = _without_evidence_columns(run, tmp_path / "old")
+    assert "evidence_line" not in pq.read_table(out / "00000.parquet").column_names
+    audit = read_audit(str(out))
+    assert audit.num_rows == len(run.expect)
+    assert audit["evidence_signal"].null_count == audit.num_rows
+    assert select_rows(audit, "evidence_line == 2").num_rows == 0
+    assert summarize_audit(str(out))["total"] == len(run.expect)
+    assert cli("audit", str(out), "--filter", 'evidence_signal == null', "--count") == 0
+    assert str(len(run.expect)) in capsys.readouterr().out
+    assert cli("audit", str(out), "--by", "host") == 0
+    [row] = explain_url(str(out), run.site.url(0, "/private/a.jpg"))
+    # the catalogue's sentence around the evidence text: nothing parsed back
+    assert row["explanation"].startswith("Not downloaded: the site's robots.txt disallows "
+                                         "it: http://")
+    assert cli("why", "--host", HOSTS[5], str(out)) == 0
+    assert capsys.readouterr().out.count("Not downloaded:") == 4
+    assert cli("report", str(out), "-o", str(tmp_path / "r.html")) == 0
+    assert "Disallow: /private/" in (tmp_path / "r.html").read_text()
+
+
+# ---------------------------------------------------------------- one catalogue
+
+
+def test_the_catalogue_words_every_status_and_reason() -> None:
+    assert set(REASONS) == set(Reason) and Reason.CRAWL_DELAY_TOO_LONG in REASONS
+    assert set(STATUSES) == set(Status)
+    for reason, wording in REASONS.items():
+        assert wording.label and wording.help and "\n" not in wording.help, reason
+        assert "{evidence}" in wording.explanation, reason
+        assert wording.explanation.format(evidence="E").count("E") >= 1
+    labels = [w.label for w in REASONS.values()]
+    assert len(set(labels)) == len(labels)  # a chart never shows two codes as one
+
+
+def test_filter_error_is_in_the_exception_tree() -> None:
+    assert issubclass(FilterError, ConfigError) and issubclass(FilterError, ConsentFetchError)
+    assert issubclass(FilterError, ValueError)
+    with pytest.raises(ConfigError):
+        parse_filter("status ==")

@@ -92,7 +92,9 @@ def test_audit_columns_and_keys(site: LocalSite, url_list, tmp_path: Path) -> No
     assert table.column_names == [
         "key", "url", "caption", "extra", "status", "reason", "evidence", "http_status",
         "width", "height", "original_width", "original_height", "sha256", "decided_at",
-        "consent_profile", "ignored_checks"]
+        "consent_profile", "ignored_checks", "evidence_signal", "evidence_file",
+        "evidence_file_sha256", "evidence_fetched_at", "evidence_line", "evidence_rule",
+        "evidence_agent"]
     first, second = table.to_pylist()
     assert first["key"] == "000000000" and second["key"] == "000000001"
     assert (first["status"], first["width"], first["original_width"]) == ("success", 256, 400)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageStat
 
-from consentfetch.report import render_report, write_report
+from consentfetch.audit.report import render_report, write_report
 from consentfetch.testsite import running_site
 
 from .test_audit import HOSTILE, HOSTS, AuditRun, cli, make_run
@@ -206,7 +206,7 @@ def test_report_renders_in_chromium(page: Path, tmp_path: Path) -> None:
 
 
 def test_escape_replaces_controls_and_bidi_overrides() -> None:
-    from consentfetch.report import _e
+    from consentfetch.audit.report import _e
     assert _e("a\x1b[2J\u009b\u202egpj.exe\u2066<b>") == \
         "a\ufffd[2J\ufffd\ufffdgpj.exe\ufffd&lt;b&gt;"
     assert _e("line\nnext\ttab café") == "line\nnext\ttab café"

@@ -47,7 +47,7 @@ Reading choices (the specs leave room, or are still drafts):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import http_sf
@@ -83,6 +83,8 @@ class UsageVerdict:
     allowed: bool  # an explicit train-ai = y (a permission); never both
     label: str | None  # the deciding label as written, e.g. "train-genai"
     evidence: str | None  # 'Content-Usage: train-ai=n' or 'robots.txt line 7: ...'
+    #: the robots.txt rule that decided, when robots.txt did (data for the audit)
+    rule: RobotsRule | None = field(default=None, compare=False)
 
 
 NO_SIGNAL = UsageVerdict(False, False, None, None)
@@ -165,7 +167,7 @@ def check_usage_rules(rules: Sequence[UsageRule], url_or_path: str, *,
     if best is None:
         return NO_SIGNAL
     _, prefs, rule = best
-    return _verdict(prefs, strict, f"robots.txt line {rule.line}: {rule.text}")
+    return _verdict(prefs, strict, f"robots.txt line {rule.line}: {rule.text}", rule)
 
 
 def _parse_rule(value: str) -> tuple[PathPattern | None, Mapping[str, str]] | None:
@@ -179,11 +181,12 @@ def _parse_rule(value: str) -> tuple[PathPattern | None, Mapping[str, str]] | No
     return (pattern, MappingProxyType(prefs)) if prefs else None
 
 
-def _verdict(prefs: Mapping[str, str], strict: bool, evidence: str) -> UsageVerdict:
+def _verdict(prefs: Mapping[str, str], strict: bool, evidence: str,
+             rule: RobotsRule | None = None) -> UsageVerdict:
     decided, label = usage_decision(prefs, strict=strict)
     if decided is None:
         return NO_SIGNAL
-    return UsageVerdict(not decided, decided, label, evidence)
+    return UsageVerdict(not decided, decided, label, evidence, rule)
 
 
 def _as_lines(lines: Sequence[str]) -> Sequence[str]:

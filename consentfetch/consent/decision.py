@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
 
 
 class Status(enum.StrEnum):
@@ -68,20 +69,94 @@ def status_of(reason: Reason) -> Status:
     return Status.FAILED_TO_DOWNLOAD
 
 
+class Signal(enum.StrEnum):
+    """What kind of thing decided a row: the audit's ``evidence_signal`` (ARCHITECTURE §5)."""
+
+    ROBOTS_TXT = "robots.txt"
+    AI_TXT = "ai.txt"
+    TDMREP_JSON = "tdmrep.json"
+    LICENCE = "licence"
+    HEADER = "header"
+    XMP = "xmp"
+    C2PA = "c2pa"
+    LIST = "list"
+    NETWORK = "network"
+    IMAGE = "image"
+    INPUT = "input"
+    PROFILE = "profile"
+
+
 @dataclass(frozen=True, slots=True)
+class Evidence:
+    """The proof behind a decision, as data; ``text`` is its one rendering.
+
+    Built by :mod:`consentfetch.consent.evidence` (one function per signal);
+    stored in the audit row as ``evidence`` (the text) and the flat
+    ``evidence_*`` columns, and never parsed back from the text.
+    """
+
+    signal: Signal
+    text: str
+    #: the origin file, licence or list that decided (URL or path as given)
+    file: str | None = None
+    #: full sha256 of that fetch of the file
+    file_sha256: str | None = None
+    fetched_at: datetime | None = None
+    #: 1-based line of the rule (robots.txt, ai.txt), or the entry number (tdmrep.json)
+    line: int | None = None
+    #: the rule, header line or list entry as written
+    rule: str | None = None
+    #: the robots.txt group (User-agent value) or AI-crawler token
+    agent: str | None = None
+    #: the request hop whose origin decided (after redirects: not the input URL)
+    hop: str | None = None
+
+
+# The signal of evidence given as bare text, by the reason it explains.
+_TEXT_SIGNAL: dict[Status, Signal] = {
+    Status.FAILED_TO_DOWNLOAD: Signal.NETWORK,
+    Status.FAILED_TO_RESIZE: Signal.IMAGE,
+}
+
+
+def text_evidence(reason: Reason, text: str) -> Evidence:
+    """Evidence that is only text (a network error, a decoder message)."""
+    if reason is Reason.INVALID_URL:
+        return Evidence(Signal.INPUT, text)
+    return Evidence(_TEXT_SIGNAL.get(status_of(reason), Signal.NETWORK), text)
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Denial:
     """Why a URL was not turned into a sample.
 
-    ``evidence`` is the human-readable proof: the header line, the robots.txt
-    rule and its URL, the exception text. ``http_status`` is set when a
+    ``proof`` is the :class:`Evidence`: the header line, the robots.txt rule
+    and its file, the exception text; ``evidence`` is its text. A plain string
+    is accepted for evidence that is only text. ``http_status`` is set when a
     response was received.
     """
 
     reason: Reason
-    evidence: str
-    http_status: int | None = None
-    retry_after: float | None = None  # a server's Retry-After, in seconds (429/503)
+    proof: Evidence
+    http_status: int | None
+    retry_after: float | None  # a server's Retry-After, in seconds (429/503)
+
+    def __init__(self, reason: Reason, evidence: Evidence | str,
+                 http_status: int | None = None, retry_after: float | None = None) -> None:
+        proof = evidence if isinstance(evidence, Evidence) else text_evidence(reason, evidence)
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "proof", proof)
+        object.__setattr__(self, "http_status", http_status)
+        object.__setattr__(self, "retry_after", retry_after)
+
+    @property
+    def evidence(self) -> str:
+        return self.proof.text
 
     @property
     def status(self) -> Status:
         return status_of(self.reason)
+
+    def with_http_status(self, http_status: int | None) -> Denial:
+        """The same denial, with the status code of the response that carried it."""
+        return Denial(self.reason, self.proof, http_status, self.retry_after)

@@ -30,10 +30,11 @@ from yarl import URL
 
 from .aipref import check_content_usage_header, check_usage_rules, compile_usage_rules
 from .crawlers import ai_crawler_blocked, load_ai_crawler_tokens
-from .decision import Denial, Reason
+from . import evidence as proof
+from .decision import Denial, Reason, Signal
 from .headers import check_x_robots_tag
 from .metadata import C2PA_AVAILABLE, read_c2pa_training, read_iptc_data_mining
-from .origins import AI_TXT, TDMREP_JSON, OriginFile, OriginPolicy
+from .origins import AI_TXT, TDMREP_JSON, OriginPolicy
 from .registry import ConsentList
 from .tdmrep import UNSET, TdmVerdict, check_tdm_headers
 
@@ -59,13 +60,6 @@ class Permits:
 
     def any(self) -> str | None:
         return next(iter(self.by_stage.values()), None)
-
-
-def _file_label(record: OriginFile | None, fallback: str) -> str:
-    if record is None:
-        return fallback
-    digest = f", sha256 {record.sha256[:12]}…" if record.sha256 else ""
-    return f"{record.url} (fetched {record.fetched_at:%Y-%m-%d %H:%M} UTC{digest})"
 
 
 class ConsentEngine:
@@ -95,7 +89,7 @@ class ConsentEngine:
         if self.on("registry") and self.opt_out is not None:
             hit = self.opt_out.match_url(url)
             if hit is not None:
-                return Denial(Reason.REGISTRY_OPT_OUT, hit.evidence)
+                return Denial(Reason.REGISTRY_OPT_OUT, proof.list_hit(hit))
         if self.opt_in is not None:
             hit = self.opt_in.match_url(url)
             permits.note("list", hit.evidence if hit else None)
@@ -117,19 +111,14 @@ class ConsentEngine:
             # No connection to the host was ever made (DNS, blocked address,
             # refused, TLS handshake): the site said nothing, and the image could
             # not be fetched either, so the URL fails with that reason.
-            where = f" (while fetching {record.url})" if record else ""
-            return Denial(policy.unreached.reason, policy.unreached.evidence + where)
+            return Denial(policy.unreached.reason,
+                          proof.origin_unreached(policy.unreached.evidence, record, url))
         if policy.robots is None:
-            return Denial(Reason.ROBOTS_UNREACHABLE,
-                          f"{record.url if record else 'robots.txt'} could not be fetched "
-                          f"({record.error if record else 'unknown error'}); "
-                          "RFC 9309 §2.3.1.4: assume complete disallow")
+            return Denial(Reason.ROBOTS_UNREACHABLE, proof.robots_unreachable(record, url))
         verdict = policy.robots.check(str(url), self.token)
         if not verdict.allowed:
             return Denial(Reason.ROBOTS_DISALLOWED,
-                          f"{_file_label(record, 'robots.txt')} disallows {url.raw_path_qs} "
-                          f"for user-agent {verdict.group}: rule `{verdict.rule}` "
-                          f"on line {verdict.line}")
+                          proof.rule_denial(Signal.ROBOTS_TXT, record, url, verdict))
         if policy.robots.names_token(self.token):
             permits.note("origin", f"{record.url if record else 'robots.txt'} has a group "
                                    f"for user-agent {self.token}")
@@ -144,10 +133,7 @@ class ConsentEngine:
             return None
         token, verdict = blocked
         return Denial(Reason.AI_CRAWLER_BLOCKED,
-                      f"{_file_label(policy.robots_file, 'robots.txt')} disallows "
-                      f"{url.raw_path_qs} for AI-training crawler {token} (group "
-                      f"`User-agent: {verdict.group}`): rule `{verdict.rule}` on line "
-                      f"{verdict.line}, while allowing other crawlers")
+                      proof.ai_crawler(policy.robots_file, url, token, verdict))
 
     def _robots_usage(self, policy: OriginPolicy, url: URL, permits: Permits) -> Denial | None:
         if not self.on("content_usage") or policy.robots is None:
@@ -156,10 +142,10 @@ class ConsentEngine:
                                     str(url), strict=self.strict)
         if not (verdict.denied or verdict.allowed):
             return None
-        evidence = f"{_file_label(policy.robots_file, 'robots.txt')}: {verdict.evidence}"
+        evidence = proof.robots_usage(policy.robots_file, url, verdict)
         if verdict.denied:
             return Denial(Reason.AIPREF_DISALLOWED, evidence)
-        permits.note("origin", evidence)
+        permits.note("origin", evidence.text)
         return None
 
     def _ai_txt(self, policy: OriginPolicy, url: URL) -> Denial | None:
@@ -167,18 +153,15 @@ class ConsentEngine:
             return None
         record = policy.files.get(AI_TXT)
         if record is not None and record.outcome == "unreachable":
-            return Denial(Reason.AITXT_DISALLOWED,
-                          f"{record.url} {record.error}: what it says is unknown, so it "
-                          "is read as disallowing everything (fail safe)")
+            return Denial(Reason.AITXT_DISALLOWED, proof.file_unreachable(
+                Signal.AI_TXT, record, url, "read as disallowing everything (fail safe)"))
         if policy.ai_txt is None:
             return None
         verdict = policy.ai_txt.check(str(url), self.token)
         if verdict.allowed:
             return None
         return Denial(Reason.AITXT_DISALLOWED,
-                      f"{_file_label(policy.files.get(AI_TXT), 'ai.txt')} disallows "
-                      f"{url.raw_path_qs} for user-agent {verdict.group}: rule "
-                      f"`{verdict.rule}` on line {verdict.line}")
+                      proof.rule_denial(Signal.AI_TXT, record, url, verdict))
 
     def _tdm_file_verdict(self, policy: OriginPolicy | None, url: URL) -> TdmVerdict:
         if policy is None or not self.on("tdmrep"):
@@ -195,11 +178,11 @@ class ConsentEngine:
         verdict = self._tdm_file_verdict(policy, url)
         if verdict.reservation is None:
             return None
-        where = _file_label(policy.files.get(TDMREP_JSON), "tdmrep.json")
+        evidence = proof.tdm_file(policy.files.get(TDMREP_JSON), url, verdict)
         if verdict.reservation == 0:
-            permits.note("origin", f"{where}: {verdict.evidence}")
+            permits.note("origin", evidence.text)
         if self.strict and verdict.reservation == 1:
-            return Denial(Reason.TDM_RESERVED, f"{where}: {verdict.evidence}")
+            return Denial(Reason.TDM_RESERVED, evidence)
         return None  # standard: weighed against the image's own header
 
     # -- 3. response headers, before the body ------------------------------------------
@@ -209,15 +192,14 @@ class ConsentEngine:
             xrt = check_x_robots_tag(headers.getall("X-Robots-Tag", []), self.token,
                                      strict=self.strict)
             if xrt.denied:
-                return Denial(Reason.X_ROBOTS_TAG, f"X-Robots-Tag: {xrt.header} "
-                                                   f"({xrt.directive})")
+                return Denial(Reason.X_ROBOTS_TAG, proof.x_robots_tag(xrt))
         denial = self._tdm_headers(policy, url, headers, permits)
         if denial is not None or not self.on("content_usage"):
             return denial
         usage = check_content_usage_header(headers.getall("Content-Usage", []),
                                            strict=self.strict)
         if usage.denied:
-            return Denial(Reason.AIPREF_DISALLOWED, usage.evidence or "Content-Usage")
+            return Denial(Reason.AIPREF_DISALLOWED, proof.header(usage.evidence or "Content-Usage"))
         if usage.allowed:
             permits.note("headers", usage.evidence)
         return None
@@ -233,15 +215,15 @@ class ConsentEngine:
         # the file (TDMRep); otherwise the file decides.
         if self.strict or header.reservation is not None:
             if header.reservation == 1:
-                return Denial(Reason.TDM_RESERVED, header.evidence or "tdm-reservation: 1")
+                return Denial(Reason.TDM_RESERVED,
+                              proof.header(header.evidence or "tdm-reservation: 1"))
             if header.reservation == 0:
                 permits.note("headers", header.evidence)
             return None
         file = self._tdm_file_verdict(policy, url)
         if file.reservation == 1:
-            where = _file_label(policy.files.get(TDMREP_JSON) if policy else None,
-                                "tdmrep.json")
-            return Denial(Reason.TDM_RESERVED, f"{where}: {file.evidence}")
+            record = policy.files.get(TDMREP_JSON) if policy else None
+            return Denial(Reason.TDM_RESERVED, proof.tdm_file(record, url, file))
         return None
 
     # -- 4. the body, before anything is written ---------------------------------------
@@ -251,20 +233,22 @@ class ConsentEngine:
         if self.on("registry") and self.opt_out is not None and self.opt_out.has_sha256:
             hit = self.opt_out.match_sha256(sha256)
             if hit is not None:
-                return Denial(Reason.REGISTRY_OPT_OUT, hit.evidence)
+                return Denial(Reason.REGISTRY_OPT_OUT, proof.list_hit(hit))
         if self.opt_in is not None and self.opt_in.has_sha256:
             hit = self.opt_in.match_sha256(sha256)
             permits.note("list", hit.evidence if hit else None)
         if self.on("iptc"):
             iptc = read_iptc_data_mining(body)
             if iptc.denied:
-                return Denial(Reason.METADATA_PROHIBITED, iptc.evidence or "plus:DataMining")
+                return Denial(Reason.METADATA_PROHIBITED,
+                              proof.metadata(Signal.XMP, iptc, "plus:DataMining"))
             if iptc.allowed:
                 permits.note("body", iptc.evidence)
         if self.c2pa_active:
             c2pa = read_c2pa_training(body, mime_type)
             if c2pa is not None and c2pa.denied:
-                return Denial(Reason.METADATA_PROHIBITED, c2pa.evidence or "C2PA")
+                return Denial(Reason.METADATA_PROHIBITED,
+                              proof.metadata(Signal.C2PA, c2pa, "C2PA"))
             if c2pa is not None and c2pa.allowed:
                 permits.note("body", c2pa.evidence)
         return None
@@ -273,10 +257,7 @@ class ConsentEngine:
     def check_permission(self, permits: Permits) -> Denial | None:
         if not self.opt_in_required or permits.any():
             return None
-        return Denial(Reason.NO_OPT_IN,
-                      "--consent opt-in: no explicit permission found (none of: an opt-in "
-                      f"list entry, a robots.txt group for {self.token}, Content-Usage "
-                      "train-ai=y, tdm-reservation 0, IPTC DMI-ALLOWED, C2PA allowed)")
+        return Denial(Reason.NO_OPT_IN, proof.no_opt_in(self.token))
 
     # -- for run.json --------------------------------------------------------------------
     def checks_performed(self, all_checks: Sequence[str]) -> list[str]:

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .robots import PathPattern, compile_path_pattern, match_target, strip_bom
@@ -71,6 +71,8 @@ class TdmVerdict:
     reservation: int | None  # 1 reserved, 0 not reserved, None unset
     policy: str | None  # the tdm-policy URL, if given
     evidence: str | None  # 'tdm-reservation: 1, tdm-policy: URL' or 'tdmrep.json entry 3 {...}'
+    #: the tdmrep.json entry that decided, when a file did (data for the audit)
+    entry: TdmEntry | None = field(default=None, compare=False)
 
 
 UNSET = TdmVerdict(None, None, None)
@@ -109,13 +111,18 @@ class TdmEntry:
     policy: str | None
 
     @property
-    def evidence(self) -> str:
-        """``tdmrep.json entry 3 {"location": "/img/*", "tdm-reservation": 1}``."""
+    def written(self) -> str:
+        """The entry as JSON: ``{"location": "/img/*", "tdm-reservation": 1}``."""
         shown: dict[str, Any] = {"location": _clip(self.location),
                                  "tdm-reservation": self.reservation}
         if self.policy is not None:
             shown["tdm-policy"] = _clip(self.policy)
-        return f"tdmrep.json entry {self.number} {json.dumps(shown, ensure_ascii=False)}"
+        return json.dumps(shown, ensure_ascii=False)
+
+    @property
+    def evidence(self) -> str:
+        """``tdmrep.json entry 3 {"location": "/img/*", "tdm-reservation": 1}``."""
+        return f"tdmrep.json entry {self.number} {self.written}"
 
 
 class TdmRepFile:
@@ -156,7 +163,7 @@ class TdmRepFile:
                 continue
             if entry.reservation == 0 and unreadable:
                 return UNSET
-            return TdmVerdict(entry.reservation, entry.policy, entry.evidence)
+            return TdmVerdict(entry.reservation, entry.policy, entry.evidence, entry)
         return UNSET
 
     def __repr__(self) -> str:

@@ -401,7 +401,7 @@ class HttpClient:
                     denial = check_headers(url, response.headers)
                     if denial:
                         response.close()  # drop the connection: no body byte is read
-                        return Denial(denial.reason, denial.evidence, response.status)
+                        return denial.with_http_status(response.status)
                     return await self._read_body(url, response)
         except TimeoutError:
             return Denial(Reason.TIMEOUT, f"no complete response within {self.timeout:g} s")

@@ -16,7 +16,6 @@ values) is hostile input and goes through :func:`_e` (``html.escape``).
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -25,10 +24,12 @@ import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._version import __version__
-from .audit import completed_shard_count, read_columns, read_run, summarize_audit
-from .consent.decision import Reason, status_of
-from .errors import OutputError
+from .._version import __version__
+from ..consent.decision import Reason, status_of
+from ..errors import OutputError
+from .catalogue import STATUSES, reason_label, reason_wording
+from .read import completed_shard_count, read_columns, read_run
+from .summary import summarize_audit
 
 COLOURS = {
     "success": "#2f9e73",
@@ -36,54 +37,7 @@ COLOURS = {
     "failed_to_download": "#e4683f",
     "failed_to_resize": "#eeaa2c",
 }
-STATUS_LABELS = {
-    "success": "Downloaded",
-    "disallowed": "Opted out (not downloaded)",
-    "failed_to_download": "Failed to download",
-    "failed_to_resize": "Failed to resize",
-}
-REASON_LABELS: dict[str, str] = {
-    Reason.REGISTRY_OPT_OUT: "Opt-out list",
-    Reason.ROBOTS_DISALLOWED: "robots.txt Disallow",
-    Reason.ROBOTS_UNREACHABLE: "robots.txt unavailable",
-    Reason.AI_CRAWLER_BLOCKED: "robots.txt blocks AI crawlers",
-    Reason.AIPREF_DISALLOWED: "Content-Usage: train-ai=n",
-    Reason.TDM_RESERVED: "TDMRep reservation",
-    Reason.AITXT_DISALLOWED: "ai.txt",
-    Reason.X_ROBOTS_TAG: "X-Robots-Tag header",
-    Reason.METADATA_PROHIBITED: "Embedded metadata (IPTC/C2PA)",
-    Reason.NO_OPT_IN: "No opt-in found",
-    Reason.HTTP_ERROR: "HTTP error",
-    Reason.TIMEOUT: "Timeout",
-    Reason.DNS_ERROR: "DNS error",
-    Reason.CONNECTION_ERROR: "Connection error",
-    Reason.TLS_ERROR: "TLS error",
-    Reason.TOO_LARGE: "File too large",
-    Reason.TOO_MANY_REDIRECTS: "Too many redirects",
-    Reason.BLOCKED_ADDRESS: "Private/reserved address",
-    Reason.INVALID_URL: "Invalid URL",
-    Reason.CRAWL_DELAY_TOO_LONG: "Crawl-delay too long",
-    Reason.DECODE_ERROR: "Cannot decode image",
-    Reason.IMAGE_TOO_SMALL: "Image too small",
-    Reason.ASPECT_RATIO_TOO_LARGE: "Aspect ratio too large",
-    Reason.IMAGE_TOO_LARGE: "Too many pixels",
-}
-REASON_HELP: dict[str, str] = {
-    Reason.REGISTRY_OPT_OUT: "Listed (URL, prefix, host or content hash) in an opt-out list "
-                             "given to the run.",
-    Reason.ROBOTS_DISALLOWED: "The site's robots.txt disallows the path for our token or *.",
-    Reason.ROBOTS_UNREACHABLE: "robots.txt answered 429/5xx or could not be fetched; RFC 9309: "
-                               "assume complete disallow.",
-    Reason.AI_CRAWLER_BLOCKED: "robots.txt blocks a known AI-training crawler while allowing "
-                               "others (strict profile).",
-    Reason.AIPREF_DISALLOWED: "IETF AI preference train-ai=n, in a header or in robots.txt.",
-    Reason.TDM_RESERVED: "W3C TDMRep: tdm-reservation 1 in a header or tdmrep.json.",
-    Reason.AITXT_DISALLOWED: "The site's /ai.txt disallows the path.",
-    Reason.X_ROBOTS_TAG: "An X-Robots-Tag directive against AI use (noai, noimageai, ...).",
-    Reason.METADATA_PROHIBITED: "IPTC plus:DataMining or C2PA training-mining in the file "
-                                "prohibits it.",
-    Reason.NO_OPT_IN: "Opt-in profile: no explicit permission signal was found.",
-}
+STATUS_LABELS = {str(status): wording.label for status, wording in STATUSES.items()}
 PROFILE_HELP: dict[str, str] = {
     "strict": "Every signal, most restrictive reading (noindex family, AI-crawler inference, "
               "legacy AI-preference labels, tdmrep.json denies up front).",
@@ -95,7 +49,9 @@ PROFILE_HELP: dict[str, str] = {
 
 # Control characters have no business in a page, nor have bidirectional
 # overrides (they would reorder a URL or a verdict on screen): shown as U+FFFD.
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROL = {code: "\ufffd" for span in ((0x00, 0x08), (0x0B, 0x0C), (0x0E, 0x1F),
+                                        (0x7F, 0x9F), (0x202A, 0x202E), (0x2066, 0x2069))
+            for code in range(span[0], span[1] + 1)}
 _COLUMNS = ("key", "url", "caption", "status", "reason", "evidence", "http_status")
 _CAPTION_CHARS = 300
 _EVIDENCE_CHARS = 1200
@@ -103,7 +59,7 @@ _EVIDENCE_CHARS = 1200
 
 def _e(value: Any) -> str:
     """Escape anything for HTML text and attribute values (quotes included)."""
-    return html.escape(_CONTROL.sub("\ufffd", str(value)), quote=True)
+    return html.escape(str(value).translate(_CONTROL), quote=True)
 
 
 def _clip(text: str, limit: int) -> str:
@@ -111,9 +67,12 @@ def _clip(text: str, limit: int) -> str:
 
 
 def _label(reason: str | None) -> str:
-    if reason is None:
-        return "Downloaded"
-    return REASON_LABELS.get(reason, reason)
+    return reason_label(reason)
+
+
+def _help(reason: str) -> str:
+    wording = reason_wording(reason)
+    return wording.help if wording else ""
 
 
 def _status(reason: str) -> str:
@@ -366,7 +325,7 @@ class _Page:
             items = "".join(_example(row) for row in self.examples[reason])
             more = n - len(self.examples[reason])
             more_html = f'<p class="more">… and {more:,} more</p>' if more > 0 else ""
-            help_text = REASON_HELP.get(reason, "")
+            help_text = _help(reason)
             blocks.append(
                 f'<article class="reason" style="--accent:{COLOURS.get(status, "#888")}">'
                 f'<header><span class="dot" style="background:{COLOURS.get(status, "#888")}">'
