@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from .consent.decision import Reason, Status
 from .errors import OutputError
-from .reader import shard_name
+from .layout import shard_name
 from .safetext import redact_userinfo
 from .writer import OutputDir
 

@@ -52,7 +52,6 @@ _SUFFIX_FORMATS = {
     ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
 }
 _COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".xz")
-_SHARD_DIGITS = 5  # img2dataset's minimum width of a shard number
 _PARQUET_BATCH = 10_000
 _PARQUET_BUFFER = 1 << 20  # bytes: stream column chunks instead of reading them whole
 _MAX_LINE_CHARS = 4 << 20  # a txt/jsonl line longer than this is an error row
@@ -106,40 +105,6 @@ class _Columns:
     def error_row(self, lineno: int, message: str) -> InputRow:
         return InputRow(None, None, dict.fromkeys(self.extra),
                         f"{self.where}line {lineno}: {message}")
-
-
-# --------------------------------------------------------------------- keys
-
-
-def compute_key(shard_id: int, index: int, shard_size: int) -> str:
-    """The sample key of row ``index`` of shard ``shard_id`` (img2dataset's scheme).
-
-    ``shard_size`` 10000: shard 0 index 0 → ``"000000000"``, shard 3 index 17 →
-    ``"000030017"``. The sample part has ``ceil(log10(shard_size))`` digits (at
-    least 1); the shard part at least 5.
-    """
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be at least 1 (got {shard_size})")
-    sample_digits = len(str(shard_size - 1))  # == max(1, ceil(log10(shard_size))), exactly
-    if not 0 <= index < 10**sample_digits:
-        raise ValueError(f"index {index} does not fit in {sample_digits} digit(s) "
-                         f"for shard_size {shard_size}")
-    if shard_id < 0:
-        raise ValueError(f"shard_id must be non-negative (got {shard_id})")
-    key = shard_id * 10**sample_digits + index
-    return str(key).zfill(_SHARD_DIGITS + sample_digits)
-
-
-def key_index(key: str, shard_size: int) -> int:
-    """The row index inside its shard of a key made by :func:`compute_key`."""
-    return int(key) % 10 ** len(str(shard_size - 1))
-
-
-def shard_name(shard_id: int) -> str:
-    """The file stem of a shard: ``"00000"``, ``"00012"``, ``"123456"``."""
-    if shard_id < 0:
-        raise ValueError(f"shard_id must be non-negative (got {shard_id})")
-    return str(shard_id).zfill(_SHARD_DIGITS)
 
 
 # ------------------------------------------------------------------ formats
