@@ -1,4 +1,4 @@
-"""The package's shape: no import cycles, layout names.
+"""The package's shape: no import cycles, consent/ does no file I/O, layout names.
 
 Read from the source with :mod:`ast` (nothing is imported), so a function-level
 import used to dodge a cycle counts like any other.
@@ -73,6 +73,38 @@ def test_no_import_cycles() -> None:
 def test_the_graph_sees_function_level_imports() -> None:
     # the check above is worth something only if a late import is an edge too
     assert "consentfetch.check" in _graph()["consentfetch.cli"]
+
+
+@pytest.mark.parametrize("name", sorted(n for n in _modules() if n.startswith("consentfetch.consent")))
+def test_consent_does_no_file_io(name: str) -> None:
+    """Pure decision code: no file system, no table reading (the tables layer does that)."""
+    modules = _modules()
+    imported = set(_imports(name, modules[name], modules))
+    forbidden = {m for m in imported if m.split(".")[0] in ("fsspec", "pyarrow")}
+    forbidden |= imported & {"consentfetch.tables", "consentfetch.reader", "consentfetch.lists",
+                             "consentfetch.writer", "consentfetch.csvrecords"}
+    assert not forbidden
+
+
+def test_readme_maps_every_module() -> None:
+    """README's package map names every module and package, and nothing that is gone.
+
+    A module may be mapped by the package that replaces it (``audit/`` for ``audit.py``).
+    """
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Package map", 1)[1].split("```", 2)[1]
+    mapped = {line.split()[0].rstrip("/") for line in section.splitlines()[2:]
+              if line.startswith("  ") and not line.startswith("   ")}
+    found = {p.name.removesuffix(".py") for p in PACKAGE.iterdir()
+             if (p.suffix == ".py" and p.stem not in ("__init__", "__main__", "_version"))
+             or (p / "__init__.py").exists()}
+    found |= {f"distribute/{p.stem}" for p in (PACKAGE / "distribute").glob("*.py")
+              if p.stem != "__init__"}
+    names = {name.removesuffix(".py") for name in mapped}
+    missing = sorted(found - names)
+    stale = sorted(name for name in names if not (PACKAGE / f"{name}.py").exists()
+                   and not (PACKAGE / name / "__init__.py").exists())
+    assert not missing and not stale, f"not in the map: {missing}; gone: {stale}"
 
 
 # ------------------------------------------------------------------ layout
