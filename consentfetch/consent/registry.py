@@ -430,19 +430,20 @@ def list_columns(name: str, columns: Sequence[str]) -> list[str]:
 
 
 def _cells(records: Iterable[ListRecord], fmt: str, name: str) -> Iterator[_Cell]:
-    seen = keyed = 0
+    seen = keyed = False
     for record in records:
-        seen += 1
+        seen = True
         if record.values is None:
             yield record.where, _BAD, record.error or "malformed record", None
         elif fmt == "txt":
             yield from _txt_cell(record.where, record.values[TXT])
         else:
-            kinds = [kind for kind in KINDS if kind in record.values]
-            keyed += bool(kinds)
-            source = record.values.get(_SOURCE)
-            for kind in kinds:
-                yield record.where, kind, record.values[kind], source
+            values, where = record.values, record.where
+            source = values.get(_SOURCE)
+            for kind in KINDS:
+                if kind in values:
+                    keyed = True
+                    yield where, kind, values[kind], source
     if fmt == "jsonl" and seen and not keyed:
         raise _no_column(name, [])
 
