@@ -8,7 +8,7 @@ from .audit import explain_url, read_audit, summarize_audit
 from .check import CheckResult, check_url
 from .config import FetchConfig, make_config
 from .errors import ConfigError, ConsentFetchError, InputError, OutputError, RunInterrupted
-from .fetch import Report, fetch_shards
+from .run import Report, fetch_shards
 
 __all__ = [
     "CheckResult",

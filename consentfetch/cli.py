@@ -24,9 +24,10 @@ from typing import Any
 from . import config as cfg
 from ._version import __version__
 from .cli_audit import add_audit_commands
+from .demo import reason_examples, run_demo
 from .distribute import StopRequested
 from .errors import ConsentFetchError, RunInterrupted
-from .fetch import Report, fetch_shards
+from .run import Report, fetch_shards
 from .safetext import for_terminal, redact_userinfo
 
 EXIT_ERROR = 2
@@ -244,8 +245,16 @@ def _describe_check(result: Any) -> str:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-    return run_demo(args.output_dir)
+    """Run the demo; print what happened and why."""
+    report = run_demo(args.output_dir, announce=print)
+    print_report(report)
+    print("\nwhy some URLs were not downloaded (one example per reason):")
+    for row in reason_examples(args.output_dir):
+        print(f"  {row['url']}\n    {row['reason']}: {row['evidence']}")
+    last = report.shards_written + report.shards_skipped - 1
+    print(f"\nread the shards with webdataset: {args.output_dir}/{{00000..{last:05d}}}.tar\n"
+          f"read the audit in Python: consentfetch.read_audit({args.output_dir!r})")
+    return 0
 
 
 def _shown(text: str) -> str:

@@ -12,17 +12,21 @@ a corrupt file, an ftp: URL) show how failures are audited.
 from __future__ import annotations
 
 import io
-import sys
+import logging
 import tempfile
-from typing import TextIO
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
 from .audit import read_audit
+from .run import Report, fetch_shards
 from .testsite import LocalSite, Resource, make_image, running_site
+
+logger = logging.getLogger(__name__)
 
 GALLERY, ARTIST, BROKEN, PUBLISHER = 0, 1, 2, 3
 DEMO_HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
@@ -91,31 +95,25 @@ def populate(site: LocalSite) -> list[dict[str, str]]:
     return rows
 
 
-def run_demo(output_dir: str, out: TextIO | None = None) -> int:
-    """Start the site, download it, print what happened and why; returns an exit code."""
-    from .cli import print_report
-    from .fetch import fetch_shards
+def run_demo(output_dir: str, announce: Callable[[str], None] = logger.info) -> Report:
+    """Start the site and download it into ``output_dir``; returns the run's report.
 
-    stream = out or sys.stdout
+    ``announce`` hears where the site runs and what is downloaded, before the run.
+    """
     with running_site(DEMO_HOSTS) as site, tempfile.TemporaryDirectory() as tmp:
         rows = populate(site)
         url_list = str(Path(tmp) / "demo_urls.parquet")
         pq.write_table(pa.Table.from_pylist(rows), url_list)
-        print(f"demo site: {', '.join(site.origin(h) for h in range(len(site.hosts)))}",
-              file=stream)
-        print(f"downloading {len(rows)} URLs into {output_dir} ...", file=stream)
-        report = fetch_shards(url_list, output_dir, caption_col="caption", shard_size=20,
-                              processes=1, allow_private_networks=True, overwrite=True,
-                              retries=1, retry_backoff=0.2, timeout=5)
-    print_report(report, stream)
-    disallowed = read_audit(output_dir, status="disallowed").to_pylist()
-    seen: set[str] = set()
-    print("\nwhy some URLs were not downloaded (one example per reason):", file=stream)
-    for row in disallowed:
-        if row["reason"] not in seen:
-            seen.add(row["reason"])
-            print(f"  {row['url']}\n    {row['reason']}: {row['evidence']}", file=stream)
-    last = report.shards_written + report.shards_skipped - 1
-    print(f"\nread the shards with webdataset: {output_dir}/{{00000..{last:05d}}}.tar\n"
-          f"read the audit in Python: consentfetch.read_audit({output_dir!r})", file=stream)
-    return 0
+        announce(f"demo site: {', '.join(site.origin(h) for h in range(len(site.hosts)))}")
+        announce(f"downloading {len(rows)} URLs into {output_dir} ...")
+        return fetch_shards(url_list, output_dir, caption_col="caption", shard_size=20,
+                            processes=1, allow_private_networks=True, overwrite=True,
+                            retries=1, retry_backoff=0.2, timeout=5)
+
+
+def reason_examples(output_dir: str) -> list[dict[str, Any]]:
+    """One ``disallowed`` audit row of ``output_dir`` per reason, in audit order."""
+    seen: dict[str, dict[str, Any]] = {}
+    for row in read_audit(output_dir, status="disallowed").to_pylist():
+        seen.setdefault(row["reason"], row)
+    return list(seen.values())

@@ -42,7 +42,8 @@ from .consent.robots import CrawlDelay
 from .image import ResizedImage, ResizeOptions, process_image, resize_options_from
 from .net.client import Fetched, HttpClient, parse_http_url
 from .net.politeness import HostScheduler, HostSlots
-from .reader import InputRow, ShardInput, compute_key
+from .layout import compute_key
+from .reader import InputRow, ShardInput
 from .workercache import process_cache
 from .writer import OutputDir, RowResult, ShardWriter
 

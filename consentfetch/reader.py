@@ -14,53 +14,37 @@ pipeline can give them an audit row like every other input row. URLs are not
 judged here.
 
 Problems a caller can act on (missing file, unknown format, missing column,
-unreadable file) raise :class:`~consentfetch.errors.InputError`.
+unreadable file) raise :class:`~consentfetch.errors.InputError`. Files are
+read through :mod:`~consentfetch.tables`; this module says what a row of a
+URL list means.
 """
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import logging
-import lzma
 import math
 import os
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 
 import fsspec
 import pyarrow as pa
-import pyarrow.parquet as pq
-from fsspec.core import url_to_fs
-from fsspec.utils import infer_compression
 
-from .csvrecords import CsvRecord, csv_records
+from . import tables
 from .errors import ConfigError, InputError
+from .tables import FORMATS, SUFFIX_FORMATS, Record
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-FORMATS = ("parquet", "csv", "tsv", "txt", "jsonl")
+__all__ = ["FORMATS", "InputRow", "InputSource", "ShardInput", "detect_format"]
 
-_SUFFIX_FORMATS = {
-    ".parquet": "parquet", ".pq": "parquet",
-    ".csv": "csv", ".tsv": "tsv", ".txt": "txt",
-    ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
-}
-_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".xz")
-_SHARD_DIGITS = 5  # img2dataset's minimum width of a shard number
 _PARQUET_BATCH = 10_000
-_PARQUET_BUFFER = 1 << 20  # bytes: stream column chunks instead of reading them whole
-_MAX_LINE_CHARS = 4 << 20  # a txt/jsonl line longer than this is an error row
-_TEXT_ENCODING = "utf-8-sig"  # strips a byte-order mark
-
-# what reading a broken or truncated file raises (gzip/bz2 errors are OSErrors)
-_READ_ERRORS: tuple[type[BaseException], ...] = (
-    OSError, EOFError, zlib.error, lzma.LZMAError, pa.ArrowException)
+_MAX_LINE_CHARS = 4 << 20  # a line (a csv record) longer than this is an error row
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,60 +87,11 @@ class _Columns:
         names = [self.url, *([self.caption] if self.caption else []), *self.extra]
         return list(dict.fromkeys(names))
 
-    def error_row(self, lineno: int, message: str) -> InputRow:
-        return InputRow(None, None, dict.fromkeys(self.extra),
-                        f"{self.where}line {lineno}: {message}")
-
-
-# --------------------------------------------------------------------- keys
-
-
-def compute_key(shard_id: int, index: int, shard_size: int) -> str:
-    """The sample key of row ``index`` of shard ``shard_id`` (img2dataset's scheme).
-
-    ``shard_size`` 10000: shard 0 index 0 → ``"000000000"``, shard 3 index 17 →
-    ``"000030017"``. The sample part has ``ceil(log10(shard_size))`` digits (at
-    least 1); the shard part at least 5.
-    """
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be at least 1 (got {shard_size})")
-    sample_digits = len(str(shard_size - 1))  # == max(1, ceil(log10(shard_size))), exactly
-    if not 0 <= index < 10**sample_digits:
-        raise ValueError(f"index {index} does not fit in {sample_digits} digit(s) "
-                         f"for shard_size {shard_size}")
-    if shard_id < 0:
-        raise ValueError(f"shard_id must be non-negative (got {shard_id})")
-    key = shard_id * 10**sample_digits + index
-    return str(key).zfill(_SHARD_DIGITS + sample_digits)
-
-
-def key_index(key: str, shard_size: int) -> int:
-    """The row index inside its shard of a key made by :func:`compute_key`."""
-    return int(key) % 10 ** len(str(shard_size - 1))
-
-
-def shard_name(shard_id: int) -> str:
-    """The file stem of a shard: ``"00000"``, ``"00012"``, ``"123456"``."""
-    if shard_id < 0:
-        raise ValueError(f"shard_id must be non-negative (got {shard_id})")
-    return str(shard_id).zfill(_SHARD_DIGITS)
+    def error_row(self, where: str, message: str) -> InputRow:
+        return InputRow(None, None, dict.fromkeys(self.extra), f"{self.where}{where}: {message}")
 
 
 # ------------------------------------------------------------------ formats
-
-
-def _strip_compression(name: str) -> str:
-    lower = name.lower()
-    for suffix in _COMPRESSION_SUFFIXES:
-        if lower.endswith(suffix):
-            return lower[: -len(suffix)]
-    return lower
-
-
-def _suffix_format(name: str) -> str | None:
-    """The format a file name says, ignoring a compression suffix; None if none."""
-    _, ext = os.path.splitext(_strip_compression(name))
-    return _SUFFIX_FORMATS.get(ext)
 
 
 def _check_explicit(input_format: str) -> str:
@@ -178,10 +113,10 @@ def _list_dir(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
 
 
 def _dir_format(path: str, files: Sequence[str]) -> str:
-    found = {fmt for f in files if (fmt := _suffix_format(f)) is not None}
+    found = {fmt for f in files if (fmt := tables.suffix_format(f)) is not None}
     if not found:
         raise InputError(f"{path}: directory holds no file of a known format "
-                         f"({', '.join(sorted(_SUFFIX_FORMATS))}); pass input_format")
+                         f"({', '.join(sorted(SUFFIX_FORMATS))}); pass input_format")
     if len(found) > 1:
         raise InputError(f"{path}: directory mixes formats ({', '.join(sorted(found))}); "
                          "pass input_format to choose one")
@@ -191,7 +126,7 @@ def _dir_format(path: str, files: Sequence[str]) -> str:
 def _open_fs(path: str, storage_options: dict[str, Any] | None
              ) -> tuple[fsspec.AbstractFileSystem, str]:
     try:
-        return url_to_fs(path, **(storage_options or {}))
+        return tables.filesystem(path, storage_options)
     except (ImportError, ValueError, OSError) as exc:
         raise InputError(f"{path}: cannot open: {exc}") from exc
 
@@ -215,7 +150,7 @@ def detect_format(path: str | os.PathLike[str], input_format: str | None = None,
     if input_format is not None:
         return _check_explicit(input_format)
     text = os.fspath(path)
-    fmt = _suffix_format(text.rstrip("/"))
+    fmt = tables.suffix_format(text.rstrip("/"))
     if fmt is not None:
         return fmt
     fs, root = _open_fs(text, storage_options)
@@ -223,8 +158,8 @@ def detect_format(path: str | os.PathLike[str], input_format: str | None = None,
     if fs.isdir(root):
         return _dir_format(text, _list_dir(fs, root))
     raise InputError(f"{text}: unknown input format (expected a name ending in "
-                     f"{', '.join(sorted(_SUFFIX_FORMATS))}, optionally "
-                     f"+ {', '.join(_COMPRESSION_SUFFIXES)}); pass input_format")
+                     f"{', '.join(sorted(SUFFIX_FORMATS))}, optionally "
+                     f"+ {', '.join(tables.COMPRESSION_SUFFIXES)}); pass input_format")
 
 
 # ------------------------------------------------------------------- values
@@ -258,34 +193,37 @@ def _json_extra(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False)
 
 
-# ------------------------------------------------------------------ parquet
+# ------------------------------------------------------------------- rows
 
 
-def _parquet_file(f: IO[bytes]) -> pq.ParquetFile:
-    return pq.ParquetFile(f, buffer_size=_PARQUET_BUFFER)
+def _row(values: dict[str, Any], cols: _Columns, extra: Callable[[Any], Any]) -> InputRow:
+    """A record's values as an input row; ``extra`` turns a kept column's value into
+    what the audit stores."""
+    caption = _to_text(values.get(cols.caption)) if cols.caption else None
+    kept = {name: extra(values.get(name)) for name in cols.extra}
+    return InputRow(_to_url(values.get(cols.url)), caption, kept)
 
 
-def _parquet_rows(f: IO[bytes], cols: _Columns, batch_size: int) -> Iterator[InputRow]:
-    pf = _parquet_file(f)
-    for batch in pf.iter_batches(batch_size=batch_size, columns=cols.needed()):
-        yield from _batch_rows(batch, cols)
+def _txt_row(values: dict[str, Any], cols: _Columns, extra: Callable[[Any], Any]) -> InputRow:
+    return InputRow(values[tables.LINE], None, {})
 
 
-def _batch_rows(batch: pa.RecordBatch, cols: _Columns) -> Iterator[InputRow]:
-    values = {name: batch.column(name).to_pylist() for name in cols.needed()}
-    urls = values[cols.url]
-    captions = values[cols.caption] if cols.caption else itertools.repeat(None)
-    extras = [values[name] for name in cols.extra]
-    for i, (url, caption) in enumerate(zip(urls, captions)):
-        extra = {name: column[i] for name, column in zip(cols.extra, extras)}
-        yield InputRow(_to_url(url), _to_text(caption), extra)
+def _same(value: Any) -> Any:
+    return value
+
+
+_ROW_MAKERS: dict[str, tuple[Callable[[dict[str, Any], _Columns, Callable[[Any], Any]],
+                                      InputRow], Callable[[Any], Any]]] = {
+    "parquet": (_row, _same), "csv": (_row, _same), "tsv": (_row, _same),
+    "jsonl": (_row, _json_extra), "txt": (_txt_row, _same),
+}
 
 
 def _parquet_schema(f: IO[bytes], path: str) -> tuple[pa.Schema, int]:
     try:
-        pf = _parquet_file(f)
+        pf = tables.parquet_file(f)
         return pf.schema_arrow, pf.metadata.num_rows
-    except _READ_ERRORS as exc:
+    except tables.READ_ERRORS as exc:
         raise InputError(f"{path}: not a readable parquet file: {exc}") from exc
 
 
@@ -296,94 +234,12 @@ def _unify(schemas: Sequence[pa.Schema], path: str) -> pa.Schema:
         raise InputError(f"{path}: the parquet files' schemas conflict: {exc}") from exc
 
 
-# ---------------------------------------------------------------- text files
-
-
-def _text(f: IO[bytes], newline: str | None = None) -> io.TextIOWrapper:
-    return io.TextIOWrapper(f, encoding=_TEXT_ENCODING, errors="replace", newline=newline)
-
-
-def _lines(text: io.TextIOWrapper) -> Iterator[tuple[int, str | None]]:
-    """(line number, line) pairs; ``None`` for a line too long to keep in memory."""
-    for lineno in itertools.count(1):
-        line = text.readline(_MAX_LINE_CHARS)
-        if not line:
-            return
-        if len(line) == _MAX_LINE_CHARS and not line.endswith("\n"):
-            while (rest := text.readline(_MAX_LINE_CHARS)) and not rest.endswith("\n"):
-                pass
-            yield lineno, None
-        else:
-            yield lineno, line
-
-
-def _too_long(cols: _Columns, lineno: int) -> InputRow:
-    return cols.error_row(lineno, f"line longer than {_MAX_LINE_CHARS} characters")
-
-
-def _txt_rows(f: IO[bytes], cols: _Columns) -> Iterator[InputRow]:
-    for lineno, line in _lines(_text(f)):
-        if line is None:
-            yield _too_long(cols, lineno)
-        elif line.strip():
-            yield InputRow(line.strip(), None, {})
-
-
-def _jsonl_rows(f: IO[bytes], cols: _Columns) -> Iterator[InputRow]:
-    for lineno, line in _lines(_text(f)):
-        if line is None:
-            yield _too_long(cols, lineno)
-        elif line.strip():
-            yield _jsonl_row(line, lineno, cols)
-
-
-def _jsonl_row(line: str, lineno: int, cols: _Columns) -> InputRow:
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return cols.error_row(lineno, f"invalid JSON: {exc.msg} (column {exc.colno})")
-    except RecursionError:
-        return cols.error_row(lineno, "invalid JSON: nested too deeply")
-    if not isinstance(obj, dict):
-        return cols.error_row(lineno, f"not a JSON object (got {type(obj).__name__})")
-    caption = obj.get(cols.caption) if cols.caption else None
-    extra = {name: _json_extra(obj.get(name)) for name in cols.extra}
-    return InputRow(_to_url(obj.get(cols.url)), _to_text(caption), extra)
-
-
-def _csv_records(f: IO[bytes], delimiter: str) -> Iterator[CsvRecord]:
-    return csv_records(_text(f, newline=""), delimiter=delimiter, max_chars=_MAX_LINE_CHARS)
-
-
-def _read_header(records: Iterator[CsvRecord], path: str) -> list[str]:
-    for record in records:
-        if record.error is not None:
-            raise InputError(f"{path}: cannot parse the header row: {record.error}")
-        if record.cells:  # csv yields [] for blank lines before the header
-            return record.cells
-    raise InputError(f"{path}: empty file, expected a header row")
-
-
-def _csv_rows(f: IO[bytes], cols: _Columns, delimiter: str, path: str) -> Iterator[InputRow]:
-    records = _csv_records(f, delimiter)
-    header = _read_header(records, path)
-    _require_columns(header, cols, path)
-    index = {name: header.index(name) for name in cols.needed()}
-    for record in records:
-        if record.cells is None:
-            yield cols.error_row(record.line, record.error or "malformed CSV record")
-        elif record.cells and (len(record.cells) > 1 or record.cells[0].strip()):
-            yield _csv_row(record.cells, index, cols)
-
-
-def _csv_row(record: list[str], index: dict[str, int], cols: _Columns) -> InputRow:
-    def cell(name: str) -> str | None:
-        i = index[name]
-        return record[i] if i < len(record) else None
-
-    caption = cell(cols.caption) if cols.caption else None
-    extra = {name: cell(name) for name in cols.extra}
-    return InputRow(_to_url(cell(cols.url)), caption, extra)
+def _csv_table(f: IO[bytes], delimiter: str, path: str) -> tables.CsvTable:
+    table = tables.CsvTable(f, label=path, delimiter=delimiter, max_chars=_MAX_LINE_CHARS,
+                            strict=False)
+    if not table.header:
+        raise InputError(f"{path}: empty file, expected a header row")
+    return table
 
 
 def _require_columns(available: Sequence[str], cols: _Columns, path: str) -> None:
@@ -444,7 +300,7 @@ class InputSource:
         if not files:
             raise InputError(f"{self.path}: directory holds no {self.format} file")
         for name in files:
-            _check_compression(name, self.path)
+            tables.check_compression(name, self.path)
         return files
 
     def _validate(self) -> list[pa.Field]:
@@ -474,8 +330,7 @@ class InputSource:
         for name in self._files:
             with self._open(name) as f:
                 header = self._translate(
-                    lambda: _read_header(_csv_records(f, self._delimiter), self._label(name)),
-                    name)
+                    lambda: _csv_table(f, self._delimiter, self._label(name)).header, name)
             _require_columns(header, self._cols, self._label(name))
 
     # -- reading
@@ -489,8 +344,8 @@ class InputSource:
 
     def _open(self, name: str) -> IO[bytes]:
         try:
-            return self._fs.open(name, "rb", compression="infer")
-        except _READ_ERRORS as exc:
+            return tables.open_binary(self._fs, name)
+        except tables.READ_ERRORS as exc:
             raise InputError(f"{self._label(name)}: cannot open: {exc}") from exc
 
     def _translate(self, read: Callable[[], _T], name: str) -> _T:
@@ -499,20 +354,30 @@ class InputSource:
             return read()
         except InputError:
             raise
-        except _READ_ERRORS as exc:
+        except tables.READ_ERRORS as exc:
             raise InputError(f"{self._label(name)}: cannot read: {exc}") from exc
 
     def _file_rows(self, name: str) -> Iterator[InputRow]:
         cols = self._cols.for_file(name.rsplit("/", 1)[-1]) if self._is_dir else self._cols
+        make_row, extra = _ROW_MAKERS[self.format]
         with self._open(name) as f:
-            if self.format == "parquet":
-                yield from _parquet_rows(f, cols, min(self.shard_size, _PARQUET_BATCH))
-            elif self.format in ("csv", "tsv"):
-                yield from _csv_rows(f, cols, self._delimiter, self._label(name))
-            elif self.format == "jsonl":
-                yield from _jsonl_rows(f, cols)
-            else:
-                yield from _txt_rows(f, cols)
+            for record in self._records(f, name):
+                if record.values is None:
+                    yield cols.error_row(record.where, record.error or "unreadable record")
+                else:
+                    yield make_row(record.values, cols, extra)
+
+    def _records(self, f: IO[bytes], name: str) -> Iterator[Record]:
+        if self.format == "parquet":
+            return tables.parquet_records(tables.parquet_file(f), self._cols.needed(),
+                                          min(self.shard_size, _PARQUET_BATCH))
+        if self.format in ("csv", "tsv"):
+            table = _csv_table(f, self._delimiter, self._label(name))
+            _require_columns(table.header, self._cols, self._label(name))
+            return table.records()
+        if self.format == "jsonl":
+            return tables.jsonl_records(f, max_chars=_MAX_LINE_CHARS, strict=False)
+        return tables.txt_records(f, max_chars=_MAX_LINE_CHARS, strict=False)
 
     def _rows(self) -> Iterator[InputRow]:
         for name in self._files:
@@ -547,15 +412,7 @@ def _dir_files(fs: fsspec.AbstractFileSystem, root: str, fmt: str, explicit: boo
     say no known format (``part-00000``, ``urls.list``) are taken instead.
     """
     files = _list_dir(fs, root)
-    matching = [f for f in files if _suffix_format(f) == fmt]
+    matching = [f for f in files if tables.suffix_format(f) == fmt]
     if not matching and explicit:
-        matching = [f for f in files if _suffix_format(f) is None]
+        matching = [f for f in files if tables.suffix_format(f) is None]
     return matching
-
-
-def _check_compression(name: str, path: str) -> None:
-    lower = name.lower()
-    suffix = next((s for s in _COMPRESSION_SUFFIXES if lower.endswith(s)), None)
-    if suffix is not None and infer_compression(name) is None:
-        raise InputError(f"{path}: cannot decompress {suffix} files: fsspec has no codec "
-                         f"for it (for .zst, install the zstandard package)")

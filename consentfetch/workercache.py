@@ -37,6 +37,7 @@ from .config import FetchConfig
 from .consent.origins import POLICY_CACHE_BYTES, OriginPolicy
 from .consent.registry import ConsentList
 from .image import DecodeBudget
+from .lists import load_lists
 from .lru import BoundedCache
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ class WorkerCache:
                _fingerprints(paths, options))
         loaded = self._lists.get(key)
         if loaded is None:
-            loaded = ConsentList.load(paths, role=role, storage_options=options or None)
+            loaded = load_lists(paths, role=role, storage_options=options or None)
             self._lists[key] = loaded
         return loaded
 
@@ -148,7 +149,7 @@ class WorkerCache:
 def _fingerprints(paths: tuple[str, ...], options: dict[str, Any]) -> tuple[str, ...]:
     """Each file's fsspec ``ukey`` (size, modification time...), "" when not knowable.
 
-    A file that cannot be looked at gets "" and is then read by ConsentList.load,
+    A file that cannot be looked at gets "" and is then read by load_lists,
     which reports the problem as an InputError.
     """
     keys = []

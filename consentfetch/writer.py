@@ -1,12 +1,6 @@
 """Output: webdataset tar shards, audit parquet, stats, run.json, origins.parquet.
 
-Layout (ARCHITECTURE.md §5)::
-
-    00000.tar          <key>.jpg / <key>.txt / <key>.json per successful sample
-    00000.parquet      one audit row per input row of the shard
-    00000_stats.json   counts by status and reason, timings
-    origins.parquet    one row per origin file fetched (robots.txt, ...)
-    run.json           version, config, user agent, consent profile, totals
+The names are :mod:`~consentfetch.layout`'s; this module writes the files.
 
 Atomic completion: on a local file system every file is written under
 ``<name>.tmp`` and renamed when whole. A shard's files are renamed tar,
@@ -46,13 +40,15 @@ import pyarrow.parquet as pq
 
 from .consent.decision import Evidence, Status
 from .errors import OutputError
-from .reader import InputRow, shard_name
+from .layout import (
+    TMP_SUFFIX, completed_shard, is_run_file, member_key, member_name, shard_files, shard_name,
+    shard_of, temporary)
+from .reader import InputRow
 from .safetext import redact_userinfo
 from .tarstream import TarStream
 
 logger = logging.getLogger(__name__)
 
-TMP_SUFFIX = ".tmp"
 TAR_MTIME = 0  # a fixed member mtime makes tars reproducible (as webdataset's TarWriter allows)
 
 # The evidence as data beside its text (ARCHITECTURE.md §5), from consent.decision.Evidence;
@@ -189,12 +185,8 @@ class OutputDir:
 
     def completed_shards(self) -> set[int]:
         """Shard ids whose stats file exists, i.e. that finished (see module doc)."""
-        done = set()
-        for name in self.names():
-            stem = name.removesuffix("_stats.json")
-            if stem != name and stem.isdigit():
-                done.add(int(stem))
-        return done
+        return {shard_id for name in self.names()
+                if (shard_id := completed_shard(name)) is not None}
 
     def shard_problem(self, shard_id: int) -> str | None:
         """Why a shard that looks complete is not (None when it is whole).
@@ -204,18 +196,17 @@ class OutputDir:
         an object store, where each file is whole or absent, the sizes the
         stats file recorded are compared instead of reading every tar back.
         """
-        stem = shard_name(shard_id)
-        missing = [n for n in (f"{stem}.tar", f"{stem}.parquet", f"{stem}_stats.json")
-                   if not self.exists(n)]
+        tar_file, parquet, stats_file = shard_files(shard_id)
+        missing = [n for n in (tar_file, parquet, stats_file) if not self.exists(n)]
         if missing:
             return f"missing {', '.join(missing)}"
         try:
-            stats = self.read_json(f"{stem}_stats.json")
+            stats = self.read_json(stats_file)
             if not self.local and "bytes" in stats:
-                return self._size_problem(stem, stats["bytes"])
-            with self.fs.open(self.path(f"{stem}.parquet"), "rb") as f:
+                return self._size_problem(shard_name(shard_id), stats["bytes"])
+            with self.fs.open(self.path(parquet), "rb") as f:
                 rows = pq.ParquetFile(f).metadata.num_rows
-            with self.fs.open(self.path(f"{stem}.tar"), "rb") as f, \
+            with self.fs.open(self.path(tar_file), "rb") as f, \
                     tarfile.open(fileobj=f, mode="r:") as tar:
                 samples = sum(1 for m in tar if m.name.endswith(".json"))
         except (OSError, ValueError, KeyError, tarfile.TarError) as exc:
@@ -234,8 +225,8 @@ class OutputDir:
 
     def remove_shard(self, shard_id: int) -> None:
         """Delete every file of a shard, stats first (so it stops looking complete)."""
-        stem = shard_name(shard_id)
-        for name in (f"{stem}_stats.json", f"{stem}.tar", f"{stem}.parquet"):
+        tar, parquet, stats = shard_files(shard_id)
+        for name in (stats, tar, parquet):
             if self.exists(name):
                 self.fs.rm(self.path(name))
 
@@ -247,10 +238,10 @@ class OutputDir:
         file of the shard. Names are probed one by one, without listing the folder.
         """
         self.fs.invalidate_cache(self.root)
-        stem = shard_name(shard_id)
-        names = [f"{stem}{s}{TMP_SUFFIX}" for s in (".tar", ".parquet", "_stats.json")]
+        tar, parquet, stats = shard_files(shard_id)
+        names = [temporary(n) for n in (tar, parquet, stats)]
         if not keep_complete:
-            names = [f"{stem}_stats.json", f"{stem}.tar", f"{stem}.parquet", *names]
+            names = [stats, tar, parquet, *names]
         for name in names:
             if self.fs.exists(self.path(name)):
                 self.fs.rm(self.path(name))
@@ -258,11 +249,8 @@ class OutputDir:
     def remove_incomplete(self) -> list[int]:
         """Delete the files of shards that did not finish; returns their ids."""
         complete = {i for i in self.completed_shards() if self.shard_problem(i) is None}
-        started = set()
-        for name in self.names():
-            stem = name.split(".", 1)[0].removesuffix("_stats")
-            if stem.isdigit() and name.endswith((".tar", ".parquet", "_stats.json")):
-                started.add(int(stem))
+        started = {shard_id for name in self.names()
+                   if (shard_id := shard_of(name)) is not None}
         broken = sorted(started - complete)
         for shard_id in broken:
             self.remove_shard(shard_id)
@@ -278,11 +266,11 @@ class OutputDir:
     def remove_run(self) -> None:
         """For --overwrite: delete every file a previous run wrote."""
         for name in self.names():
-            if _is_run_file(name):
+            if is_run_file(name):
                 self.fs.rm(self.path(name))
 
     def commit(self, name: str) -> None:
-        self.fs.mv(self.path(name + TMP_SUFFIX), self.path(name))
+        self.fs.mv(self.path(temporary(name)), self.path(name))
 
     def write_bytes(self, name: str, data: bytes) -> None:
         """Write a whole file atomically: locally a temporary name, then a rename;
@@ -290,7 +278,7 @@ class OutputDir:
         if not self.local:
             self.fs.pipe_file(self.path(name), data)
             return
-        with self.fs.open(self.path(name + TMP_SUFFIX), "wb") as f:
+        with self.fs.open(self.path(temporary(name)), "wb") as f:
             f.write(data)
         self.commit(name)
 
@@ -344,7 +332,7 @@ class OutputDir:
             pq.write_table(table, sink, row_group_size=row_group_size)
             self.write_bytes(name, sink.getvalue())
             return
-        with self.fs.open(self.path(name + TMP_SUFFIX), "wb") as f:
+        with self.fs.open(self.path(temporary(name)), "wb") as f:
             pq.write_table(table, f, row_group_size=row_group_size)
         self.commit(name)
 
@@ -352,12 +340,6 @@ class OutputDir:
 def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
     return "file" in protocols or "local" in protocols
-
-
-def _is_run_file(name: str) -> bool:
-    stem = name.split(".", 1)[0].removesuffix("_stats")
-    return (stem.isdigit() and name.endswith((".tar", ".parquet", "_stats.json", TMP_SUFFIX))) \
-        or name in ("run.json", "origins.parquet") or name.endswith(TMP_SUFFIX)
 
 
 class ShardWriter:
@@ -369,6 +351,7 @@ class ShardWriter:
                  replace_keys: set[str] | None = None) -> None:
         self.out = out
         self.stem = shard_name(shard_id)
+        self.tar, self.parquet, self.stats = shard_files(shard_id)
         self.shard_id = shard_id
         self.schema = audit_schema(extra_fields)
         self.extra_names = [f.name for f in extra_fields]
@@ -380,7 +363,7 @@ class ShardWriter:
         # Locally the tar streams to its temporary name; for an object store it
         # is built in a local temporary file and uploaded whole at commit.
         self._tar_file: IO[bytes] = (
-            out.fs.open(out.path(f"{self.stem}.tar{TMP_SUFFIX}"), "wb") if out.local
+            out.fs.open(out.path(temporary(self.tar)), "wb") if out.local
             else tempfile.TemporaryFile(prefix=f"consentfetch-{self.stem}-", suffix=".tar"))
         self._tar = TarStream(self._tar_file, mtime=TAR_MTIME)
         self._rewrite = replace_keys is not None
@@ -389,12 +372,12 @@ class ShardWriter:
 
     def _carry_over(self, replace_keys: set[str]) -> None:
         """Start from the existing shard: its samples and audit rows but ``replace_keys``."""
-        table = self.out.read_table(f"{self.stem}.parquet")
+        table = self.out.read_table(self.parquet)
         self._rows = [r for r in table.to_pylist() if r["key"] not in replace_keys]
-        with self.out.fs.open(self.out.path(f"{self.stem}.tar"), "rb") as f, \
+        with self.out.fs.open(self.out.path(self.tar), "rb") as f, \
                 tarfile.open(fileobj=f, mode="r:") as old:
             for member in old:
-                if member.name.split(".", 1)[0] not in replace_keys:
+                if member_key(member.name) not in replace_keys:
                     data = old.extractfile(member)
                     self._tar.add(member.name, data.read() if data else b"")
 
@@ -402,11 +385,11 @@ class ShardWriter:
         record = self._record(key, row, result)
         self._rows.append(record)
         if result.status is Status.SUCCESS and result.image is not None:
-            self._add_member(f"{key}.{self.encode_format}", result.image)
+            self._add_member(member_name(key, self.encode_format), result.image)
             if self.save_caption:
-                self._add_member(f"{key}.txt", (record["caption"] or "").encode())
+                self._add_member(member_name(key, "txt"), (record["caption"] or "").encode())
             meta = {**record, "decided_at": result.decided_at.isoformat()}
-            self._add_member(f"{key}.json",
+            self._add_member(member_name(key, "json"),
                              json.dumps(meta, ensure_ascii=False, default=str).encode())
 
     def _record(self, key: str, row: InputRow, result: RowResult) -> dict[str, Any]:
@@ -436,22 +419,22 @@ class ShardWriter:
         stats = shard_stats(self.shard_id, self._rows, self.started, time.time())
         if self.out.local:
             self._tar_file.close()
-            with self.out.fs.open(self.out.path(f"{self.stem}.parquet{TMP_SUFFIX}"), "wb") as f:
+            with self.out.fs.open(self.out.path(temporary(self.parquet)), "wb") as f:
                 pq.write_table(table, f)
             if self._rewrite:  # the shard stops looking complete until the new stats land
-                self.out.fs.rm(self.out.path(f"{self.stem}_stats.json"))
-            self.out.commit(f"{self.stem}.tar")
-            self.out.commit(f"{self.stem}.parquet")
+                self.out.fs.rm(self.out.path(self.stats))
+            self.out.commit(self.tar)
+            self.out.commit(self.parquet)
         else:
             parquet = io.BytesIO()
             pq.write_table(table, parquet)
             if self._rewrite:
-                self.out.fs.rm(self.out.path(f"{self.stem}_stats.json"))
-            tar_bytes = self.out.upload(f"{self.stem}.tar", self._tar_file)
+                self.out.fs.rm(self.out.path(self.stats))
+            tar_bytes = self.out.upload(self.tar, self._tar_file)
             self._tar_file.close()
-            self.out.write_bytes(f"{self.stem}.parquet", parquet.getvalue())
+            self.out.write_bytes(self.parquet, parquet.getvalue())
             stats["bytes"] = {"tar": tar_bytes, "parquet": len(parquet.getvalue())}
-        self.out.write_json(f"{self.stem}_stats.json", stats)  # last: marks completion
+        self.out.write_json(self.stats, stats)  # last: marks completion
         return stats
 
     def abort(self) -> None:
@@ -460,8 +443,8 @@ class ShardWriter:
             self._tar.close()
             self._tar_file.close()
         finally:
-            for suffix in (".tar", ".parquet") if self.out.local else ():
-                tmp = self.out.path(f"{self.stem}{suffix}{TMP_SUFFIX}")
+            for name in (self.tar, self.parquet) if self.out.local else ():
+                tmp = self.out.path(temporary(name))
                 if self.out.fs.exists(tmp):
                     self.out.fs.rm(tmp)
 

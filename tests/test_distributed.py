@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 
 from consentfetch import ConfigError, fetch_shards, read_audit
-from consentfetch.cluster import task_config
+from consentfetch.distribute.cluster import task_config
 from consentfetch.config import make_config
 from consentfetch.consent.origins import (
     AI_TXT, ROBOTS_TXT, TDMREP_JSON, OriginPolicies, origin_file_from_row, policy_from_files)
-from consentfetch.distribute import FAULT_ENV
+from consentfetch.distribute.task import FAULT_ENV
 from consentfetch.net.client import SmallFetch
 from consentfetch.testsite import LocalSite, Resource, make_image
 from consentfetch.consent.decision import Denial, Reason

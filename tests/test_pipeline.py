@@ -206,7 +206,7 @@ def test_empty_input_says_so(tmp_path: Path, caplog) -> None:
     import pyarrow as pa
     empty = tmp_path / "empty.parquet"
     pq.write_table(pa.table({"url": pa.array([], pa.string())}), empty)
-    with caplog.at_level(logging.WARNING, logger="consentfetch.fetch"):
+    with caplog.at_level(logging.WARNING, logger="consentfetch.run"):
         report = fetch_shards(str(empty), str(tmp_path / "o"), **LOCAL)
     assert report.total == 0 and report.shards_written == 0
     assert "holds no rows" in caplog.text

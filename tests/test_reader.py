@@ -19,14 +19,13 @@ import pytest
 
 from consentfetch import reader
 from consentfetch.errors import ConfigError, ConsentFetchError, InputError
+from consentfetch.layout import compute_key, shard_name
 from consentfetch.reader import (
     FORMATS,
     InputRow,
     InputSource,
     ShardInput,
-    compute_key,
     detect_format,
-    shard_name,
 )
 
 # ---------------------------------------------------------------- helpers

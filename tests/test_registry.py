@@ -21,6 +21,7 @@ import pytest
 
 from consentfetch.consent.registry import KINDS, ConsentList, ListHit
 from consentfetch.errors import ConfigError, ConsentFetchError, InputError
+from consentfetch.lists import load_lists
 
 SHA = "ab" * 32
 SHA_UPPER = "AB" * 32
@@ -58,7 +59,7 @@ def _parquet(tmp_path: Path, table: pa.Table, name: str = "list.parquet") -> str
 
 
 def _load_txt(tmp_path: Path, text: str) -> ConsentList:
-    return ConsentList.load([_txt(tmp_path, text)])
+    return load_lists([_txt(tmp_path, text)])
 
 
 @pytest.fixture
@@ -129,7 +130,7 @@ def test_wildcard_host_is_malformed_not_silently_dead(
 def test_txt_with_bom_and_crlf(tmp_path: Path) -> None:
     path = tmp_path / "bom.txt"
     path.write_bytes(b"\xef\xbb\xbfexample.com\r\nhttps://a.example/x\r\n")
-    lists = ConsentList.load([str(path)])
+    lists = load_lists([str(path)])
     assert lists.match_url("https://example.com/").entry == "example.com"
     assert lists.match_url("https://a.example/x") is not None
 
@@ -144,7 +145,7 @@ def test_csv_all_columns_and_source(tmp_path: Path) -> None:
         {"host": "Example.org", "source": "site owner"},
         {"sha256": SHA_UPPER},
     ])
-    lists = ConsentList.load([path])
+    lists = load_lists([path])
     assert len(lists) == 4
     hit = lists.match_url("https://example.com/a.jpg")
     assert hit == ListHit(path, "url", "https://example.com/a.jpg", "artist request 2026-03")
@@ -156,7 +157,7 @@ def test_csv_all_columns_and_source(tmp_path: Path) -> None:
 
 def test_csv_row_with_several_entries(tmp_path: Path) -> None:
     path = _csv(tmp_path, [{"host": "a.example", "sha256": SHA, "source": "both"}])
-    lists = ConsentList.load([path])
+    lists = load_lists([path])
     assert len(lists) == 2
     assert lists.match_url("https://a.example/").source == "both"
     assert lists.match_sha256(SHA).source == "both"
@@ -170,7 +171,7 @@ def test_jsonl_keys(tmp_path: Path) -> None:
         {"sha256": SHA},
         {},  # a record without entries: nothing to add, not malformed
     ])
-    lists = ConsentList.load([path])
+    lists = load_lists([path])
     assert len(lists) == 4
     assert lists.match_url("https://example.com/a.jpg").source == "form #12"
     assert lists.match_url("https://example.com/art/x").kind == "url_prefix"
@@ -186,7 +187,7 @@ def test_parquet_columns_nulls_and_source(tmp_path: Path) -> None:
         "source": ["one", None, "three"],
         "ignored": [1, 2, 3],
     })
-    lists = ConsentList.load([_parquet(tmp_path, table)])
+    lists = load_lists([_parquet(tmp_path, table)])
     assert len(lists) == 3
     assert lists.match_url("https://example.com/a.jpg").source == "one"
     assert lists.match_url("https://example.org/z").source is None
@@ -195,7 +196,7 @@ def test_parquet_columns_nulls_and_source(tmp_path: Path) -> None:
 
 def test_parquet_binary_sha256(tmp_path: Path) -> None:
     table = pa.table({"sha256": pa.array([bytes.fromhex(SHA2)], pa.binary())})
-    lists = ConsentList.load([_parquet(tmp_path, table)])
+    lists = load_lists([_parquet(tmp_path, table)])
     assert lists.match_sha256(SHA2.upper()).entry == SHA2
 
 
@@ -209,14 +210,14 @@ def test_gzip_of_every_format(tmp_path: Path, fmt: str) -> None:
     }[fmt]()
     packed = Path(plain + ".gz")
     packed.write_bytes(gzip.compress(Path(plain).read_bytes()))
-    lists = ConsentList.load([str(packed)])
+    lists = load_lists([str(packed)])
     assert lists.match_url("https://example.com/").list_name == str(packed)
 
 
 def test_bz2_txt(tmp_path: Path) -> None:
     path = tmp_path / "l.txt.bz2"
     path.write_bytes(bz2.compress(b"example.com\n"))
-    assert ConsentList.load([str(path)]).match_url("http://example.com/") is not None
+    assert load_lists([str(path)]).match_url("http://example.com/") is not None
 
 
 def test_memory_fsspec_urls(mem: str) -> None:
@@ -227,7 +228,7 @@ def test_memory_fsspec_urls(mem: str) -> None:
     with fs.open(f"{mem}/optout.parquet", "wb") as f:
         pq.write_table(table, f)
     names = [f"{mem}/optout.txt", f"{mem}/optout.csv.gz", f"{mem}/optout.parquet"]
-    lists = ConsentList.load(names, storage_options={})
+    lists = load_lists(names, storage_options={})
     assert lists.names == tuple(names)
     assert lists.match_url("https://example.com/").list_name == names[0]
     assert lists.match_sha256(SHA).list_name == names[1]
@@ -237,7 +238,7 @@ def test_memory_fsspec_urls(mem: str) -> None:
 def test_several_files_first_entry_wins(tmp_path: Path) -> None:
     first = _csv(tmp_path, [{"host": "example.com", "source": "first"}], "a.csv")
     second = _txt(tmp_path, "EXAMPLE.com\nother.example\n", "b.txt")
-    lists = ConsentList.load([first, second])
+    lists = load_lists([first, second])
     assert len(lists) == 2  # distinct entries after normalisation
     assert lists.match_url("https://example.com/").source == "first"
     assert lists.match_url("https://other.example/").list_name == second
@@ -364,7 +365,7 @@ def test_sha256_any_case(tmp_path: Path, digest: str) -> None:
 def test_evidence_names_list_entry_and_source(tmp_path: Path) -> None:
     path = _csv(tmp_path, [{"url_prefix": "https://example.com/art/",
                             "source": "artist request 2026-03"}], "optout.csv")
-    hit = ConsentList.load([path], role="opt-out").match_url("https://example.com/art/x.jpg")
+    hit = load_lists([path], role="opt-out").match_url("https://example.com/art/x.jpg")
     assert hit is not None
     assert hit.evidence == (f"opt-out list {path}: url_prefix https://example.com/art/ "
                             "(source: artist request 2026-03)")
@@ -372,18 +373,18 @@ def test_evidence_names_list_entry_and_source(tmp_path: Path) -> None:
 
 def test_evidence_without_role_or_source(tmp_path: Path) -> None:
     path = _txt(tmp_path, "Example.COM\n", "optout.txt")
-    hit = ConsentList.load([path]).match_url("https://example.com/")
+    hit = load_lists([path]).match_url("https://example.com/")
     assert hit is not None
     assert hit.evidence == f"list {path}: host Example.COM"
-    hit = ConsentList.load([path], role="opt-in").match_url("https://example.com/")
+    hit = load_lists([path], role="opt-in").match_url("https://example.com/")
     assert hit is not None and hit.evidence.startswith(f"opt-in list {path}: host")
 
 
 def test_unknown_role_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="role"):
-        ConsentList.load([_txt(tmp_path, "a.example\n")], role="optout")
+        load_lists([_txt(tmp_path, "a.example\n")], role="optout")
     with pytest.raises(ConfigError, match="role"):  # before any file is read
-        ConsentList.load([str(tmp_path / "absent.txt")], role="optin")
+        load_lists([str(tmp_path / "absent.txt")], role="optin")
 
 
 # ---------------------------------------------------------------- bad files
@@ -392,12 +393,12 @@ def test_unknown_role_is_a_config_error(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope.txt")
     with pytest.raises(InputError, match="nope.txt: list file not found"):
-        ConsentList.load([missing])
+        load_lists([missing])
 
 
 def test_missing_memory_file(mem: str) -> None:
     with pytest.raises(InputError, match="not found"):
-        ConsentList.load([f"{mem}/absent.csv"])
+        load_lists([f"{mem}/absent.csv"])
 
 
 @pytest.mark.parametrize("name", ["list.xlsx", "list", "list.gz", "list.tsv"])
@@ -405,64 +406,64 @@ def test_unknown_extension(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     path.write_text("example.com\n")
     with pytest.raises(InputError, match="unknown list format") as info:
-        ConsentList.load([str(path)])
+        load_lists([str(path)])
     assert name in str(info.value)
 
 
 def test_csv_without_a_known_column(tmp_path: Path) -> None:
     path = _csv(tmp_path, [{"URL": "https://example.com/", "source": "x"}])
     with pytest.raises(InputError, match="no url, url_prefix, host or sha256 column") as info:
-        ConsentList.load([path])
+        load_lists([path])
     assert path in str(info.value) and "'URL'" in str(info.value)
 
 
 def test_empty_csv_has_no_known_column(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no url"):
-        ConsentList.load([_txt(tmp_path, "", "empty.csv")])
+        load_lists([_txt(tmp_path, "", "empty.csv")])
 
 
 def test_parquet_without_a_known_column(tmp_path: Path) -> None:
     path = _parquet(tmp_path, pa.table({"link": ["https://example.com/"]}))
     with pytest.raises(InputError, match="no url.*'link'"):
-        ConsentList.load([path])
+        load_lists([path])
 
 
 def test_jsonl_without_a_known_key(tmp_path: Path) -> None:
     path = _jsonl(tmp_path, [{"link": "https://example.com/"}, {"href": "x"}])
     with pytest.raises(InputError, match="list.jsonl: no url"):
-        ConsentList.load([path])
+        load_lists([path])
 
 
 def test_not_a_parquet_file(tmp_path: Path) -> None:
     path = _txt(tmp_path, "url\nhttps://example.com/\n", "fake.parquet")
     with pytest.raises(InputError, match="fake.parquet: cannot read"):
-        ConsentList.load([path])
+        load_lists([path])
 
 
 def test_not_utf8_text(tmp_path: Path) -> None:
     path = tmp_path / "latin.txt"
     path.write_bytes(b"caf\xe9.example\n")
     with pytest.raises(InputError, match="latin.txt: cannot read"):
-        ConsentList.load([str(path)])
+        load_lists([str(path)])
 
 
 def test_corrupt_gzip(tmp_path: Path) -> None:
     path = tmp_path / "broken.txt.gz"
     path.write_bytes(gzip.compress(b"example.com\n" * 1000)[:-40])
     with pytest.raises(InputError, match="broken.txt.gz"):
-        ConsentList.load([str(path)])
+        load_lists([str(path)])
 
 
 def test_unknown_protocol() -> None:
     with pytest.raises(InputError, match="nosuchproto://x/list.txt"):
-        ConsentList.load(["nosuchproto://x/list.txt"])
+        load_lists(["nosuchproto://x/list.txt"])
 
 
 def test_bad_file_errors_are_in_the_tree(tmp_path: Path) -> None:
     with pytest.raises(ConsentFetchError):
-        ConsentList.load([str(tmp_path / "absent.jsonl")])
+        load_lists([str(tmp_path / "absent.jsonl")])
     with pytest.raises(ValueError):
-        ConsentList.load([str(tmp_path / "absent.jsonl")])
+        load_lists([str(tmp_path / "absent.jsonl")])
 
 
 # ------------------------------------------------------- malformed entries
@@ -480,7 +481,7 @@ def test_malformed_csv_entries_are_skipped_and_counted(
         {"url": "https://ok.example/a.jpg", "sha256": SHA},
     ])
     with caplog.at_level(logging.WARNING, logger="consentfetch.consent.registry"):
-        lists = ConsentList.load([path])
+        lists = load_lists([path])
     assert len(lists) == 2
     assert lists.match_url("https://ok.example/a.jpg") is not None
     records = [r for r in caplog.records if "malformed" in r.getMessage()]
@@ -496,7 +497,7 @@ def test_malformed_jsonl_lines_are_counted(tmp_path: Path,
     path.write_text('{"host": "a.example"}\nnot json\n[1, 2]\n{"url": 5}\n'
                     '{"url": "https://b.example/x"}\n')
     with caplog.at_level(logging.WARNING, logger="consentfetch.consent.registry"):
-        lists = ConsentList.load([str(path)])
+        lists = load_lists([str(path)])
     assert len(lists) == 2
     assert "skipped 3 malformed entries" in caplog.text
     assert "line 2: invalid JSON" in caplog.text
@@ -506,7 +507,7 @@ def test_parquet_cell_that_is_not_text(tmp_path: Path,
                                        caplog: pytest.LogCaptureFixture) -> None:
     table = pa.table({"url": pa.array([1, 2], pa.int64()), "host": ["a.example", "b.example"]})
     with caplog.at_level(logging.WARNING, logger="consentfetch.consent.registry"):
-        lists = ConsentList.load([_parquet(tmp_path, table)])
+        lists = load_lists([_parquet(tmp_path, table)])
     assert len(lists) == 2
     assert "skipped 2 malformed entries" in caplog.text and "row 0" in caplog.text
 
@@ -538,7 +539,7 @@ def test_kinds_and_empty_list() -> None:
 
 def test_a_single_path_string_is_one_file(tmp_path: Path) -> None:
     path = _txt(tmp_path, "example.com\n")
-    lists = ConsentList.load(path)  # type: ignore[arg-type]
+    lists = load_lists(path)  # type: ignore[arg-type]
     assert lists.names == (path,)
 
 
@@ -564,7 +565,7 @@ def test_scaling_200k_prefixes_10k_urls(tmp_path: Path) -> None:
     path = _txt(tmp_path, "\n".join(lines) + "\n")
 
     started = time.perf_counter()
-    lists = ConsentList.load([path])
+    lists = load_lists([path])
     loaded = time.perf_counter() - started
     assert len(lists) == 200_000
 
@@ -592,8 +593,28 @@ def test_csv_long_quoted_source_invents_no_entries(tmp_path: Path,
                     "https://b.example/2.jpg,,ok\n")
     assert len(inside) > 131_072
     with caplog.at_level(logging.WARNING, logger="consentfetch.consent.registry"):
-        lists = ConsentList.load([str(path)])
+        lists = load_lists([str(path)])
     assert lists.match_url("https://victim.example/1.jpg") is None
     assert lists.match_url("https://victim.example/x") is None
     assert lists.match_url("https://b.example/2.jpg") is not None
     assert "skipped 1 malformed entry" in caplog.text and "line 2" in caplog.text
+
+
+# ------------------------------------------------------------- bounded lines
+
+
+@pytest.mark.parametrize("name", ["long.txt", "long.jsonl"])
+def test_a_line_too_long_to_hold_is_one_malformed_entry(
+        tmp_path: Path, name: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A list line is read within the same bound as a CSV record (4 MiB): longer, it
+    is skipped without being held, counted and warned about, and the next line loads."""
+    long = "a" * ((4 << 20) + 10)
+    lines = [long, "b.example"] if name.endswith(".txt") else \
+        [json.dumps({"host": long}), json.dumps({"host": "b.example"})]
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="consentfetch.consent.registry"):
+        lists = load_lists([str(path)])
+    assert len(lists) == 1 and lists.match_url("https://b.example/x") is not None
+    assert "skipped 1 malformed entry (first: line 1: line longer than 4194304 characters)" \
+        in caplog.text

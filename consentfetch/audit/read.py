@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import OutputError
-from ..reader import shard_name
+from ..layout import ORIGINS_FILE, RUN_FILE, parquet_name
 from ..writer import EVIDENCE_FIELDS, OutputDir
 from .hosts import host_column, norm_host
 
@@ -89,7 +89,7 @@ def _read_shards(out: OutputDir, columns: Sequence[str] | None = None) -> pa.Tab
     tables = []
     for shard_id in sorted(out.completed_shards()):
         # ParquetFile, not pq.read_table: see OutputDir.read_table.
-        with out.fs.open(out.path(f"{shard_name(shard_id)}.parquet"), "rb") as f:
+        with out.fs.open(out.path(parquet_name(shard_id)), "rb") as f:
             parquet = pq.ParquetFile(f)
             wanted = None if columns is None else \
                 [c for c in columns if c in parquet.schema_arrow.names]
@@ -111,9 +111,9 @@ def with_evidence_columns(table: pa.Table, columns: Sequence[str] | None = None)
 def read_run(output_dir: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """``run.json`` of an output folder, or ``{}`` if it has none (yet)."""
     out = open_output(output_dir, storage_options)
-    if not out.exists("run.json"):
+    if not out.exists(RUN_FILE):
         return {}
-    value = out.read_json("run.json")
+    value = out.read_json(RUN_FILE)
     return value if isinstance(value, dict) else {}
 
 
@@ -125,9 +125,9 @@ def read_origins(output_dir: str,
     progress may not have it yet.
     """
     out = open_output(output_dir, storage_options)
-    if not out.exists("origins.parquet"):
+    if not out.exists(ORIGINS_FILE):
         return []
-    table = out.read_table("origins.parquet")
+    table = out.read_table(ORIGINS_FILE)
     return table.drop_columns([c for c in ("body",) if c in table.column_names]).to_pylist()
 
 

@@ -21,14 +21,17 @@ fsspec can decompress it — may follow):
   a host. Blank lines and lines starting with ``#`` are skipped, and so is a
   ``#`` comment after whitespace (no entry holds whitespace).
 
-Files are local paths or fsspec URLs (``s3://``, ``memory://``, ...).
+Files are local paths or fsspec URLs (``s3://``, ``memory://``, ...), read
+by :func:`consentfetch.lists.load_lists` through the tables layer
+(:mod:`consentfetch.tables`); this module does no file I/O: it receives the
+files' records (:class:`ListBuilder`) and answers lookups.
 A file we cannot use raises :class:`~consentfetch.errors.InputError` naming
 it: missing, unreadable, not UTF-8, an unknown extension, or (tables) none of
 the four columns. A malformed *entry* does not: a sha256 that is not 64 hex
 digits, a URL without a scheme or host or with a bad port, a host holding
 ``/``, ``:`` (IPv6 aside) or spaces (write ``https://example.com:8080/*`` to
 list one port), a cell that is not text, an invalid JSON line, a CSV record
-the parser rejects. Such entries are skipped and
+the parser rejects, a line (or CSV record) longer than 4 MiB. Such entries are skipped and
 counted, and one warning per file gives the count and the first of them: a
 list of millions of rows should not be refused for a few bad ones, and the
 warning makes the gap visible.
@@ -77,29 +80,17 @@ search, never a scan of all prefixes.
 from __future__ import annotations
 
 import bisect
-import io
 import ipaddress
-import itertools
-import json
 import logging
-import lzma
 import math
-import os
 import re
-import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any, Protocol
 
-import fsspec
-import pyarrow as pa
-import pyarrow.parquet as pq
-from fsspec.utils import infer_compression
-
-from ..csvrecords import csv_records
 from ..errors import ConfigError, InputError
 
-__all__ = ["KINDS", "ConsentList", "ListHit"]
+__all__ = ["KINDS", "ConsentList", "ListBuilder", "ListHit", "ListRecord", "check_role"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,20 +98,7 @@ KINDS = ("url", "url_prefix", "host", "sha256")
 _SOURCE = "source"
 _ROLES = (None, "opt-out", "opt-in")
 
-_SUFFIX_FORMATS = {
-    ".parquet": "parquet", ".pq": "parquet", ".csv": "csv",
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".txt": "txt",
-}
-_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
-_PARQUET_BATCH = 65_536
-_TEXT_ENCODING = "utf-8-sig"  # strips a byte-order mark
-# what reading a broken, truncated or undecodable file raises
-_READ_ERRORS: tuple[type[BaseException], ...] = (
-    OSError, EOFError, UnicodeDecodeError, zlib.error, lzma.LZMAError, pa.ArrowException)
-
-# what opening a list may raise too: an unknown protocol, a missing driver
-_LOAD_ERRORS: tuple[type[BaseException], ...] = (*_READ_ERRORS, ValueError, ImportError)
-
+TXT = "line"  # the one column of a txt list's records (consentfetch.tables.LINE)
 _SHA256 = re.compile(r"[0-9A-Fa-f]{64}")
 _URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)([^#]*)(?:#.*)?", re.DOTALL)
 _HOST = re.compile(r"[^\s/?#@:*\[\]\\]+")
@@ -298,8 +276,9 @@ class _Tables:
 class ConsentList:
     """Opt-out (or opt-in) entries from user-supplied list files.
 
-    Build it with :meth:`load`; it is read-only afterwards, holds no open
-    file, and pickles (to send to worker processes).
+    Build it with :class:`ListBuilder` (files: :func:`consentfetch.lists.load_lists`);
+    it is read-only afterwards, holds no open file, and pickles (to send to
+    worker processes).
     """
 
     __slots__ = ("names", "role", "_urls", "_prefixes", "_hosts", "_sha256", "_size")
@@ -309,7 +288,7 @@ class ConsentList:
 
     def __init__(self, names: Sequence[str] = (), *, role: str | None = None,
                  _tables: _Tables | None = None) -> None:
-        _check_role(role)
+        check_role(role)
         tables = _tables or _Tables()
         self.names = tuple(names)
         self.role = role
@@ -320,27 +299,6 @@ class ConsentList:
                           for origin, entries in tables.prefixes.items()}
         self._size = (len(tables.urls) + len(tables.hosts) + len(tables.sha256)
                       + sum(len(entries) for entries in tables.prefixes.values()))
-
-    @classmethod
-    def load(cls, paths: Sequence[str], *, storage_options: dict[str, Any] | None = None,
-             role: str | None = None) -> ConsentList:
-        """Read the list files ``paths`` (local paths or fsspec URLs), in order.
-
-        ``role`` (``"opt-out"`` or ``"opt-in"``) only words the evidence
-        (``opt-out list optout.csv: ...``); without it the evidence says
-        ``list optout.csv: ...``, true of either use.
-        Raises :class:`InputError` for a file that cannot be used.
-        """
-        _check_role(role)
-        names = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
-        names = [os.fspath(name) for name in names]
-        tables = _Tables()
-        for index, name in enumerate(names):
-            _load_file(tables, index, name, storage_options or {})
-        result = cls(names, role=role, _tables=tables)
-        logger.debug("%s lists %s: %d entries", role or "consent", ", ".join(names),
-                     len(result))
-        return result
 
     def match_url(self, url: str) -> ListHit | None:
         """The entry listing ``url``: a URL, else a URL prefix, else its host."""
@@ -383,12 +341,25 @@ class ConsentList:
         return ListHit(self.names[index], kind, entry, source, self.role)
 
 
-def _check_role(role: str | None) -> None:
+def check_role(role: str | None) -> None:
     if role not in _ROLES:
         raise ConfigError(f"list role must be 'opt-out', 'opt-in' or None (got {role!r})")
 
 
-# ----------------------------------------------------------------- reading
+# ----------------------------------------------------------------- records
+
+
+class ListRecord(Protocol):
+    """One record of a list file, as the tables layer reads it."""
+
+    @property
+    def where(self) -> str: ...  # "line 3", "row 17"
+
+    @property
+    def values(self) -> Mapping[str, Any] | None: ...  # by column; None: unreadable
+
+    @property
+    def error(self) -> str | None: ...  # why the record could not be read
 
 
 @dataclass(slots=True)
@@ -408,64 +379,79 @@ class _Malformed:
 # says why the record is malformed (an invalid JSON line, a bad CSV record)
 _Cell = tuple[str, str, Any, Any]
 _BAD = ""
-_MAX_RECORD_CHARS = 4 << 20  # a CSV record longer than this is one malformed entry
 
 
-def _list_format(name: str) -> str:
-    lower = name.lower().rstrip("/")
-    for suffix in _COMPRESSION_SUFFIXES:
-        if lower.endswith(suffix):
-            if infer_compression(lower) is None:
-                raise InputError(f"{name}: cannot decompress {suffix} files: fsspec has no "
-                                 "codec for it (for .zst, install the zstandard package)")
-            lower = lower[: -len(suffix)]
-            break
-    fmt = _SUFFIX_FORMATS.get(os.path.splitext(lower)[1])
-    if fmt is None:
-        raise InputError(f"{name}: unknown list format (expected a name ending in "
-                         f"{', '.join(sorted(_SUFFIX_FORMATS))}, optionally "
-                         f"+ {', '.join(_COMPRESSION_SUFFIXES)})")
-    return fmt
+class ListBuilder:
+    """The entries of list files, added file by file from their records."""
+
+    def __init__(self, names: Sequence[str], *, role: str | None = None) -> None:
+        check_role(role)
+        self.names = tuple(names)
+        self.role = role
+        self._tables = _Tables()
+
+    def add_file(self, index: int, fmt: str, records: Iterable[ListRecord]) -> None:
+        """Add the entries of ``names[index]``, a ``fmt`` file (txt, csv, jsonl,
+        parquet) whose ``records`` the tables layer reads; malformed entries are
+        counted and warned about, not raised."""
+        name = self.names[index]
+        malformed = _Malformed()
+        added = 0
+        for where, kind, value, source in _cells(records, fmt, name):
+            entry, problem = (None, value) if kind == _BAD else _entry_text(kind, value)
+            if problem is None and entry is not None:
+                problem = self._tables.add(index, kind, entry, _source_text(source))
+                added += problem is None
+            if problem is not None:
+                malformed.add(where, problem)
+        if malformed.count:
+            logger.warning("%s: skipped %d malformed entr%s (first: %s)", name, malformed.count,
+                           "y" if malformed.count == 1 else "ies", malformed.first)
+        if not added:
+            logger.warning("%s: the list holds no entry", name)
+        logger.info("%s: %d entries read", name, added)
+
+    def build(self) -> ConsentList:
+        result = ConsentList(self.names, role=self.role, _tables=self._tables)
+        logger.debug("%s lists %s: %d entries", self.role or "consent", ", ".join(self.names),
+                     len(result))
+        return result
 
 
-def _load_file(tables: _Tables, index: int, name: str, storage_options: dict[str, Any]
-               ) -> None:
-    fmt = _list_format(name)
-    compressed = infer_compression(name.lower()) is not None
-    malformed = _Malformed()
-    added = 0
-    try:
-        opened = fsspec.open(name, "rb", compression="infer", **storage_options)
-        with opened as f:
-            for where, kind, value, source in _cells(f, fmt, name, compressed):
-                entry, problem = (None, value) if kind == _BAD else _entry_text(kind, value)
-                if problem is None and entry is not None:
-                    problem = tables.add(index, kind, entry, _source_text(source))
-                    added += problem is None
-                if problem is not None:
-                    malformed.add(where, problem)
-    except InputError:
-        raise
-    except FileNotFoundError as exc:
-        raise InputError(f"{name}: list file not found") from exc
-    except _LOAD_ERRORS as exc:
-        raise InputError(f"{name}: cannot read the list: {exc}") from exc
-    if malformed.count:
-        logger.warning("%s: skipped %d malformed entr%s (first: %s)", name, malformed.count,
-                       "y" if malformed.count == 1 else "ies", malformed.first)
-    if not added:
-        logger.warning("%s: the list holds no entry", name)
-    logger.info("%s: %d entries read", name, added)
+def list_columns(name: str, columns: Sequence[str]) -> list[str]:
+    """The columns of a csv or parquet list to read: its entry kinds, and ``source``.
+
+    Raises :class:`InputError` when it has no entry column at all.
+    """
+    kinds = [kind for kind in KINDS if kind in columns]
+    if not kinds:
+        raise _no_column(name, columns)
+    return kinds + ([_SOURCE] if _SOURCE in columns else [])
 
 
-def _cells(f: IO[bytes], fmt: str, name: str, compressed: bool) -> Iterator[_Cell]:
-    if fmt == "txt":
-        return _txt_cells(f)
-    if fmt == "csv":
-        return _csv_cells(f, name)
-    if fmt == "jsonl":
-        return _jsonl_cells(f, name)
-    return _parquet_cells(f, name, compressed)
+def _cells(records: Iterable[ListRecord], fmt: str, name: str) -> Iterator[_Cell]:
+    seen = keyed = False
+    for record in records:
+        seen = True
+        if record.values is None:
+            yield record.where, _BAD, record.error or "malformed record", None
+        elif fmt == "txt":
+            yield from _txt_cell(record.where, record.values[TXT])
+        else:
+            values, where = record.values, record.where
+            source = values.get(_SOURCE)
+            for kind in KINDS:
+                if kind in values:
+                    keyed = True
+                    yield where, kind, values[kind], source
+    if fmt == "jsonl" and seen and not keyed:
+        raise _no_column(name, [])
+
+
+def _txt_cell(where: str, line: str) -> Iterator[_Cell]:
+    entry = _TXT_COMMENT.sub("", line).strip()
+    if entry and not entry.startswith("#"):
+        yield where, _txt_kind(entry), entry, None
 
 
 def _entry_text(kind: str, value: Any) -> tuple[str | None, str | None]:
@@ -498,91 +484,9 @@ def _no_column(name: str, available: Sequence[str]) -> InputError:
     return InputError(f"{name}: no url, url_prefix, host or sha256 column (the file has {have})")
 
 
-def _text(f: IO[bytes], newline: str | None = None) -> io.TextIOWrapper:
-    return io.TextIOWrapper(f, encoding=_TEXT_ENCODING, newline=newline)
-
-
 def _txt_kind(entry: str) -> str:
     if _SHA256.fullmatch(entry):
         return "sha256"
     if "://" in entry:
         return "url_prefix" if entry.endswith("*") else "url"
     return "host"
-
-
-def _txt_cells(f: IO[bytes]) -> Iterator[_Cell]:
-    for lineno, line in enumerate(_text(f), start=1):
-        entry = _TXT_COMMENT.sub("", line).strip()
-        if entry and not entry.startswith("#"):
-            yield f"line {lineno}", _txt_kind(entry), entry, None
-
-
-def _csv_cells(f: IO[bytes], name: str) -> Iterator[_Cell]:
-    records = csv_records(_text(f, newline=""), max_chars=_MAX_RECORD_CHARS)
-    header: list[str] = []
-    for record in records:
-        if record.cells is None:
-            raise InputError(f"{name}: cannot parse the header row: {record.error}")
-        if record.cells:
-            header = record.cells
-            break
-    columns = [(kind, header.index(kind)) for kind in KINDS if kind in header]
-    if not columns:
-        raise _no_column(name, header)
-    source = header.index(_SOURCE) if _SOURCE in header else None
-    for record in records:
-        where = f"line {record.line}"
-        if record.cells is None:
-            yield where, _BAD, record.error or "malformed CSV record", None
-            continue
-        cells = record.cells
-        src = cells[source] if source is not None and source < len(cells) else None
-        for kind, i in columns:
-            if i < len(cells):
-                yield where, kind, cells[i], src
-
-
-def _jsonl_cells(f: IO[bytes], name: str) -> Iterator[_Cell]:
-    records = keyed = 0
-    for lineno, line in enumerate(_text(f), start=1):
-        if not line.strip():
-            continue
-        records += 1
-        where = f"line {lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield where, _BAD, f"invalid JSON: {exc.msg}", None
-            continue
-        except RecursionError:
-            yield where, _BAD, "invalid JSON: nested too deeply", None
-            continue
-        if not isinstance(obj, dict):
-            yield where, _BAD, f"not a JSON object (got {type(obj).__name__})", None
-            continue
-        kinds = [kind for kind in KINDS if kind in obj]
-        keyed += bool(kinds)
-        for kind in kinds:
-            yield where, kind, obj[kind], obj.get(_SOURCE)
-    if records and not keyed:
-        raise _no_column(name, [])
-
-
-def _parquet_cells(f: IO[bytes], name: str, compressed: bool) -> Iterator[_Cell]:
-    # parquet needs random access: a compressed file is decompressed whole
-    source: Any = pa.BufferReader(f.read()) if compressed else f
-    pf = pq.ParquetFile(source)
-    names = pf.schema_arrow.names
-    kinds = [kind for kind in KINDS if kind in names]
-    if not kinds:
-        raise _no_column(name, names)
-    wanted = kinds + ([_SOURCE] if _SOURCE in names else [])
-    row = 0
-    for batch in pf.iter_batches(batch_size=_PARQUET_BATCH, columns=wanted):
-        values = {column: batch.column(column).to_pylist() for column in wanted}
-        sources = values.get(_SOURCE) or itertools.repeat(None)
-        for offset, src in zip(range(batch.num_rows), sources):
-            where = f"row {row + offset}"
-            for kind in kinds:
-                yield where, kind, values[kind][offset], src
-        row += batch.num_rows

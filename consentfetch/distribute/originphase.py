@@ -32,20 +32,20 @@ from typing import Any
 
 from yarl import URL
 
-from . import pipeline
-from .config import FetchConfig
-from .consent.engine import ConsentEngine, Permits
-from .consent.origins import (
+from .. import pipeline
+from ..config import FetchConfig
+from ..consent.engine import ConsentEngine, Permits
+from ..consent.origins import (
     CACHE_SECONDS, OriginPolicy, origin_file_from_row,
     origin_of, policy_from_files)
-from .net.client import parse_http_url
-from .reader import ShardInput
-from .workercache import PolicyView, process_cache
-from .writer import OutputDir
+from ..layout import ORIGINS_FILE
+from ..net.client import parse_http_url
+from ..reader import ShardInput
+from ..workercache import PolicyView, process_cache
+from ..writer import OutputDir
 
 logger = logging.getLogger(__name__)
 
-ORIGINS_FILE = "origins.parquet"
 ORIGIN_BATCH = 256  # origins per task of a distributed origin phase
 
 

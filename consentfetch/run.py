@@ -1,4 +1,10 @@
-"""``fetch_shards``: a URL list in, webdataset shards and a full audit out."""
+"""A run: ``fetch_shards``, a URL list in, webdataset shards and a full audit out.
+
+Where a run starts. The call chain reads: run (this module: resume, the
+origin phase, run.json, origins.parquet, totals) → a distributor
+(:mod:`~consentfetch.distribute`) → the shard task → the shard pipeline
+(:mod:`~consentfetch.pipeline`: consent, net, image) → the writer.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +13,21 @@ import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-
 from ._version import __version__
 from .config import CHECKS, FetchConfig, make_config, resume_conflicts
 from .consent.metadata import C2PA_AVAILABLE
-from .pipeline import engine_for
 from .distribute import Distributor, distributor_for
+from .distribute.originphase import batches, collect_origins, fresh_origins, normalise_row
 from .errors import ConfigError, RunInterrupted
-from .originphase import ORIGINS_FILE, batches, collect_origins, fresh_origins, normalise_row
+from .layout import ORIGINS_FILE, RUN_FILE, key_index, parquet_name, stats_name
+from .pipeline import engine_for
 from .progress import Progress
-from collections.abc import Iterator
-
-from .reader import InputRow, InputSource, ShardInput, key_index, shard_name
+from .reader import InputRow, InputSource, ShardInput
 from .safetext import lost_userinfo, redact_userinfo
 from .writer import RESERVED_COLUMNS, OutputDir
 
@@ -195,7 +200,7 @@ class _Run:
         total = 0
         inputs: Iterator[ShardInput] | None = None  # the input, read only if needed
         for shard_id in sorted(done):
-            rows = [r for r in self.out.read_table(f"{shard_name(shard_id)}.parquet").to_pylist()
+            rows = [r for r in self.out.read_table(parquet_name(shard_id)).to_pylist()
                     if is_retryable(r)]
             if not rows:
                 continue
@@ -212,9 +217,9 @@ class _Run:
 
     def _check_resumable(self) -> None:
         """Refuse to add to a folder holding a run made with other options."""
-        if not self.out.exists("run.json"):
+        if not self.out.exists(RUN_FILE):
             return
-        previous = self.out.read_json("run.json")
+        previous = self.out.read_json(RUN_FILE)
         conflicts = resume_conflicts(previous.get("config", {}), self.config)
         shown = redact_userinfo(self.input)  # run.json keeps no credentials
         if previous.get("input") not in (None, shown):
@@ -253,7 +258,7 @@ class _Run:
         counts: Counter[str] = Counter()
         reasons: Counter[str] = Counter()
         for shard_id in sorted(self.out.completed_shards()):
-            stats = self.out.read_json(f"{shard_name(shard_id)}_stats.json")
+            stats = self.out.read_json(stats_name(shard_id))
             counts.update(stats["status"])
             reasons.update(stats["reasons"])
         return dict(sorted(counts.items())), dict(sorted(reasons.items()))
@@ -266,7 +271,7 @@ class _Run:
 
     def _write_run_json(self, state: str, counts: dict[str, int] | None = None,
                         reasons: dict[str, int] | None = None) -> None:
-        self.out.write_json("run.json", {
+        self.out.write_json(RUN_FILE, {
             "consentfetch_version": __version__,
             "state": state,
             "input": redact_userinfo(self.input),

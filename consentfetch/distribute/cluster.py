@@ -1,7 +1,7 @@
 """Spark and Ray distributors: the local shard task, run on a cluster.
 
-Both run :func:`~consentfetch.distribute.cluster_task` once per shard (and
-:func:`~consentfetch.originphase.fetch_origin_batch` once per batch of
+Both run :func:`~consentfetch.distribute.task.cluster_task` once per shard (and
+:func:`~consentfetch.distribute.originphase.fetch_origin_batch` once per batch of
 origins) and leave retries to the engine: a failed task is run again, by
 Spark up to ``spark.task.maxFailures`` times (local masters:
 ``local[N,F]``), by Ray up to :data:`TASK_RETRIES` more times, whether the
@@ -34,14 +34,14 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from .config import FetchConfig
-from .distribute import cluster_task
-from .errors import ConfigError
+from ..config import FetchConfig
+from ..errors import ConfigError
+from ..pipeline import ShardOutcome
+from ..progress import Progress
+from ..reader import ShardInput
+from ..writer import OutputDir
 from .originphase import fetch_origin_batch
-from .pipeline import ShardOutcome
-from .progress import Progress
-from .reader import ShardInput
-from .writer import OutputDir
+from .task import cluster_task
 
 logger = logging.getLogger(__name__)
 
