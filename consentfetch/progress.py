@@ -1,47 +1,35 @@
-"""Progress for a run: a one-line bar on a terminal, periodic log lines otherwise."""
+"""Progress of a run: rows done and images saved, counted and handed to a view.
+
+The library counts and never draws: :class:`Progress` passes a
+:class:`Snapshot` to a :class:`ProgressView` at most every ``view.interval``
+seconds. :class:`LogLines` (what ``fetch_shards(progress=True)`` uses) logs a
+line; the command line's terminal bar lives in :mod:`consentfetch.cli.progress`.
+"""
 
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
-from typing import TextIO
+from dataclasses import dataclass
+from typing import Protocol
 
 logger = logging.getLogger(__name__)
 
-TTY_REFRESH = 0.2  # seconds between redraws on a terminal
-LOG_EVERY = 10.0  # seconds between log lines when not on a terminal
+LOG_EVERY = 10.0  # seconds between log lines
 
 
-class Progress:
-    """Counts rows done and successes; thread-safe; draws itself now and then."""
+@dataclass(frozen=True)
+class Snapshot:
+    """The counts at one moment of a run."""
 
-    def __init__(self, total: int | None, *, enabled: bool = True,
-                 stream: TextIO | None = None) -> None:
-        self.total = total
-        self.done = 0
-        self.successes = 0
-        self.enabled = enabled
-        self._stream = stream or sys.stderr
-        self._tty = self._stream.isatty()
-        self._lock = threading.Lock()
-        self._started = time.monotonic()
-        self._last_draw = 0.0
-        self._drawn_done = -1  # rows done at the last draw
+    done: int  # input rows with an audit row
+    successes: int  # of them, images saved
+    total: int | None  # input rows, when the input says
+    elapsed: float  # seconds since the run started
 
-    def update(self, done: int, successes: int) -> None:
-        with self._lock:
-            self.done += done
-            self.successes += successes
-            now = time.monotonic()
-            if self.enabled and now - self._last_draw >= (TTY_REFRESH if self._tty else LOG_EVERY):
-                self._last_draw = now
-                self._draw(now)
-
-    def line(self, now: float | None = None) -> str:
-        elapsed = max(1e-9, (now or time.monotonic()) - self._started)
-        rate = self.successes / elapsed
+    def line(self) -> str:
+        rate = self.successes / max(1e-9, self.elapsed)
         share = f"{100 * self.successes / self.done:.1f}%" if self.done else "-"
         if self.total:
             head = f"{self.done}/{self.total} rows ({100 * self.done / self.total:.0f}%)"
@@ -49,22 +37,66 @@ class Progress:
             head = f"{self.done} rows"
         return f"{head}, {self.successes} images ({share} success), {rate:.1f} images/s"
 
-    def _draw(self, now: float) -> None:
-        self._drawn_done = self.done
-        if self._tty:
-            width = 24
-            filled = int(width * self.done / self.total) if self.total else 0
-            bar = "#" * filled + "." * (width - filled) if self.total else ""
-            self._stream.write(f"\r[{bar}] {self.line(now)}" if bar else f"\r{self.line(now)}")
-            self._stream.flush()
-        else:
-            logger.info("progress: %s", self.line(now))
+
+class ProgressView(Protocol):
+    """Where progress is shown. ``show`` is called at most every ``interval``
+    seconds, once more at the end if the counts moved since, then ``close``."""
+
+    @property
+    def interval(self) -> float: ...
+
+    def show(self, snapshot: Snapshot) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LogLines:
+    """A log line (logger ``consentfetch.progress``, level INFO) every 10 s."""
+
+    interval = LOG_EVERY
+
+    def show(self, snapshot: Snapshot) -> None:
+        logger.info("progress: %s", snapshot.line())
 
     def close(self) -> None:
-        if self.enabled:
+        pass
+
+
+class Progress:
+    """Counts rows done and successes; thread-safe; shows itself now and then."""
+
+    def __init__(self, total: int | None, view: ProgressView | None = None) -> None:
+        self.total = total
+        self.done = 0
+        self.successes = 0
+        self._view = view
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._last_show = 0.0
+        self._shown_done = -1  # rows done at the last show
+
+    def update(self, done: int, successes: int) -> None:
+        with self._lock:
+            self.done += done
+            self.successes += successes
+            now = time.monotonic()
+            view = self._view
+            if view is not None and now - self._last_show >= view.interval:
+                self._last_show = now
+                self._show(view, now)
+
+    def snapshot(self, now: float | None = None) -> Snapshot:
+        elapsed = (now or time.monotonic()) - self._started
+        return Snapshot(self.done, self.successes, self.total, elapsed)
+
+    def _show(self, view: ProgressView, now: float) -> None:
+        self._shown_done = self.done
+        view.show(self.snapshot(now))
+
+    def close(self) -> None:
+        view = self._view
+        if view is not None:
             with self._lock:
-                if self.done != self._drawn_done:
-                    self._draw(time.monotonic())
-                if self._tty:
-                    self._stream.write("\n")
-                    self._stream.flush()
+                if self.done != self._shown_done:
+                    self._show(view, time.monotonic())
+                view.close()

@@ -26,7 +26,7 @@ from .distribute.originphase import batches, collect_origins, fresh_origins, nor
 from .errors import ConfigError, RunInterrupted
 from .layout import ORIGINS_FILE, RUN_FILE, key_index, parquet_name, stats_name
 from .pipeline import engine_for
-from .progress import Progress
+from .progress import LogLines, Progress, ProgressView
 from .reader import InputRow, InputSource, ShardInput
 from .safetext import lost_userinfo, redact_userinfo
 from .writer import RESERVED_COLUMNS, OutputDir
@@ -71,7 +71,7 @@ class Report:
 
 
 def fetch_shards(input: str, output_dir: str, *, storage_options: dict[str, Any] | None = None,
-                 progress: bool = False, **options: Any) -> Report:
+                 progress: bool | ProgressView = False, **options: Any) -> Report:
     """Download every URL of ``input`` into webdataset shards under ``output_dir``.
 
     ``options`` are the ``consentfetch download`` flags with underscores
@@ -79,6 +79,9 @@ def fetch_shards(input: str, output_dir: str, *, storage_options: dict[str, Any]
     :class:`~consentfetch.config.FetchConfig`. Every input row gets one audit
     row; per-URL problems never raise. An output folder holding an earlier run
     is resumed (complete shards are kept) unless ``overwrite=True``.
+    ``progress=True`` logs a progress line every 10 s (logger
+    ``consentfetch.progress``, INFO); a :class:`~consentfetch.progress.ProgressView`
+    shows it your way.
 
     Raises :class:`~consentfetch.errors.ConfigError`, ``InputError`` or
     ``OutputError`` for problems the caller must fix, and
@@ -97,18 +100,19 @@ def fetch_shards(input: str, output_dir: str, *, storage_options: dict[str, Any]
     # list fails early.
     engine_for(config, storage_options)
     out = OutputDir(output_dir, storage_options)
-    return _Run(config, source, out, input, progress).execute()
+    view = LogLines() if progress is True else None if progress is False else progress
+    return _Run(config, source, out, input, view).execute()
 
 
 class _Run:
     def __init__(self, config: FetchConfig, source: InputSource, out: OutputDir, input: str,
-                 show_progress: bool) -> None:
+                 view: ProgressView | None) -> None:
         self.config = config
         self.source = source
         self.out = out
         self.input = input
         self.started = datetime.now(timezone.utc)
-        self.progress = Progress(source.total_rows, enabled=show_progress)
+        self.progress = Progress(source.total_rows, view)
         self.origin_rows: dict[tuple[str, str], dict[str, Any]] = {}
         self.written = 0
 

@@ -1,6 +1,6 @@
 """Reading a run back: ``read_audit``, ``summarize_audit``, the filter language, and
 the ``audit`` and ``why`` commands (called through a parser built here, as
-``cli.py`` will wire them).
+``consentfetch.cli`` wires them).
 
 One run with every opt-out signal of the local site (the pattern of
 tests/test_consent_e2e.py's ``scenario``) is made once per module and copied
@@ -30,7 +30,7 @@ from consentfetch.audit import (FilterError, explain_host, explain_row, explain_
                                 find_url, normalize_url, parse_filter, read_audit, select_rows,
                                 summarize_audit)
 from consentfetch.audit.filter import And, Compare, Member, Or
-from consentfetch.cli_audit import add_audit_commands
+from consentfetch.cli.audit import add_commands as add_audit_commands
 from consentfetch.audit import REASONS, STATUSES
 from consentfetch.consent.decision import Reason, Status, status_of
 from consentfetch.errors import ConfigError, ConsentFetchError, OutputError

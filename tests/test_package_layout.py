@@ -72,7 +72,35 @@ def test_no_import_cycles() -> None:
 
 def test_the_graph_sees_function_level_imports() -> None:
     # the check above is worth something only if a late import is an edge too
-    assert "consentfetch.check" in _graph()["consentfetch.cli"]
+    assert "consentfetch.check" in _graph()["consentfetch.cli.check"]
+
+
+_STD_STREAMS = {"stdout", "stderr", "__stdout__", "__stderr__"}
+
+
+def _terminal_writes(path: Path) -> list[str]:
+    """Where ``path`` prints or reaches for ``sys.stdout`` / ``sys.stderr``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id == "print":
+            found.append(f"print() on line {node.lineno}")
+        elif isinstance(node, ast.Attribute) and node.attr in _STD_STREAMS \
+                and isinstance(node.value, ast.Name) and node.value.id == "sys":
+            found.append(f"sys.{node.attr} on line {node.lineno}")
+        elif isinstance(node, ast.ImportFrom) and node.module == "sys" \
+                and _STD_STREAMS & {a.name for a in node.names}:
+            found.append(f"from sys import ... on line {node.lineno}")
+    return found
+
+
+def test_the_cli_is_the_only_code_that_prints() -> None:
+    """The library logs; only the commands (consentfetch/cli/) write to the terminal."""
+    printing = {name: where for name, path in _modules().items()
+                if not name.startswith("consentfetch.cli")
+                and (where := _terminal_writes(path))}
+    assert not printing
+    assert _terminal_writes(PACKAGE / "cli" / "__init__.py")  # the check sees a print()
 
 
 @pytest.mark.parametrize("name", sorted(n for n in _modules() if n.startswith("consentfetch.consent")))
@@ -98,8 +126,8 @@ def test_readme_maps_every_module() -> None:
     found = {p.name.removesuffix(".py") for p in PACKAGE.iterdir()
              if (p.suffix == ".py" and p.stem not in ("__init__", "__main__", "_version"))
              or (p / "__init__.py").exists()}
-    found |= {f"distribute/{p.stem}" for p in (PACKAGE / "distribute").glob("*.py")
-              if p.stem != "__init__"}
+    found |= {f"{package}/{p.stem}" for package in ("distribute", "cli")
+              for p in (PACKAGE / package).glob("*.py") if p.stem != "__init__"}
     names = {name.removesuffix(".py") for name in mapped}
     missing = sorted(found - names)
     stale = sorted(name for name in names if not (PACKAGE / f"{name}.py").exists()

@@ -1,5 +1,7 @@
 """``consentfetch demo``: a real run against a small bundled site on loopback.
 
+    consentfetch demo [OUTPUT_DIR]
+
 Four origins stand in for the open web: a photo gallery whose robots.txt
 keeps crawlers out of /private/; an artist who marks some works
 ``X-Robots-Tag: noai`` / ``noimageai`` and embeds IPTC "no AI training" in
@@ -11,6 +13,7 @@ a corrupt file, an ftp: URL) show how failures are audited.
 
 from __future__ import annotations
 
+import argparse
 import io
 import logging
 import tempfile
@@ -22,9 +25,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from .audit import read_audit
-from .run import Report, fetch_shards
-from .testsite import LocalSite, Resource, make_image, running_site
+from ..audit import read_audit
+from ..run import Report, fetch_shards
+from ..testsite import LocalSite, Resource, make_image, running_site
+from .common import EXIT_OK, Handler
+from .download import print_report
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +40,26 @@ _IPTC_PROHIBITED = (
     b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
     b'xmlns:plus="http://ns.useplus.org/ldf/xmp/1.0/" plus:DataMining='
     b'"http://ns.useplus.org/ldf/vocab/DMI-PROHIBITED-AIMLTRAINING"/></rdf:RDF></x:xmpmeta>')
+
+
+def add_commands(subparsers: Any) -> dict[str, Handler]:
+    """Add ``demo`` to ``subparsers``; returns {"demo": handler}."""
+    p = subparsers.add_parser("demo", help="run against a bundled local site and show the audit")
+    p.add_argument("output_dir", nargs="?", default="consentfetch-demo")
+    return {"demo": cmd_demo}
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the demo; print what happened and why."""
+    report = run_demo(args.output_dir, announce=print)
+    print_report(report)
+    print("\nwhy some URLs were not downloaded (one example per reason):")
+    for row in reason_examples(args.output_dir):
+        print(f"  {row['url']}\n    {row['reason']}: {row['evidence']}")
+    last = report.shards_written + report.shards_skipped - 1
+    print(f"\nread the shards with webdataset: {args.output_dir}/{{00000..{last:05d}}}.tar\n"
+          f"read the audit in Python: consentfetch.read_audit({args.output_dir!r})")
+    return EXIT_OK
 
 
 def _with_xmp(jpeg: bytes, packet: bytes) -> bytes:

@@ -1,38 +1,34 @@
-"""The ``consentfetch`` command line.
+"""``consentfetch download``: a URL list in, webdataset shards and a full audit out.
 
     consentfetch download INPUT OUTPUT_DIR [options]
-    consentfetch audit OUTPUT_DIR [--by status|reason|host] [--format table|json|csv] [...]
-    consentfetch why URL OUTPUT_DIR | consentfetch why --host HOST OUTPUT_DIR
-    consentfetch report OUTPUT_DIR -o report.html
-    consentfetch check URL [URL...]
-    consentfetch demo [OUTPUT_DIR]
 
-This module is the only one that prints; everything else logs.
+The options are :class:`~consentfetch.config.FetchConfig`'s fields as flags;
+:func:`~consentfetch.run.fetch_shards` does the work, this module shows its
+progress and prints its report.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import config as cfg
-from ._version import __version__
-from .cli_audit import add_audit_commands
-from .demo import reason_examples, run_demo
-from .distribute import StopRequested
-from .errors import ConsentFetchError, RunInterrupted
-from .run import Report, fetch_shards
-from .safetext import for_terminal, redact_userinfo
+from .. import config as cfg
+from ..distribute import StopRequested
+from ..run import Report, fetch_shards
+from .common import EXIT_OK, Handler
+from .progress import progress_view
 
-EXIT_ERROR = 2
-_AUDIT_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
-EXIT_INTERRUPTED = 130
+
+def add_commands(subparsers: Any) -> dict[str, Handler]:
+    """Add ``download`` to ``subparsers``; returns {"download": handler}."""
+    p = subparsers.add_parser("download", help="download a URL list into webdataset shards")
+    p.add_argument("input", help="URL list: parquet, csv, tsv, txt or jsonl (local or fsspec)")
+    p.add_argument("output_dir")
+    _add_download_options(p)
+    return {"download": cmd_download}
 
 
 def _add_download_options(p: argparse.ArgumentParser) -> None:
@@ -133,52 +129,6 @@ def _add_download_options(p: argparse.ArgumentParser) -> None:
                         "origins.parquet")
 
 
-def _add_check_options(p: argparse.ArgumentParser) -> None:
-    """The options of ``check``: the download's consent and network options that matter."""
-    d = cfg.FetchConfig.__dataclass_fields__
-    p.add_argument("--consent", choices=cfg.CONSENT_PROFILES, default=d["consent"].default)
-    p.add_argument("--user-agent-token", default=d["user_agent_token"].default)
-    p.add_argument("--contact", default=d["contact"].default)
-    p.add_argument("--ignore", action="append", choices=cfg.CHECKS, default=[], metavar="CHECK")
-    p.add_argument("--opt-out-list", dest="opt_out_lists", action="append", default=[],
-                   metavar="FILE")
-    p.add_argument("--opt-in-list", dest="opt_in_lists", action="append", default=[],
-                   metavar="FILE")
-    p.add_argument("--ai-crawler-token", dest="ai_crawler_tokens", action="append", default=[],
-                   metavar="TOKEN")
-    p.add_argument("--timeout", type=float, default=d["timeout"].default)
-    p.add_argument("--max-bytes", type=int, default=d["max_bytes"].default)
-    p.add_argument("--max-crawl-delay", type=float, default=d["max_crawl_delay"].default)
-    p.add_argument("--allow-private-networks", action="store_true")
-    p.add_argument("--allow-network", dest="allowed_networks", action="append", default=[],
-                   metavar="CIDR")
-    p.add_argument("--ca-file", metavar="PEM")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="consentfetch",
-        description="Download image datasets while honouring every machine-readable opt-out.")
-    parser.add_argument("--version", action="version", version=f"consentfetch {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0)
-    sub = parser.add_subparsers(dest="command", required=True)
-    _AUDIT_HANDLERS.update(add_audit_commands(sub))
-
-    p = sub.add_parser("download", help="download a URL list into webdataset shards")
-    p.add_argument("input", help="URL list: parquet, csv, tsv, txt or jsonl (local or fsspec)")
-    p.add_argument("output_dir")
-    _add_download_options(p)
-
-    p = sub.add_parser("check", help="live: would these URLs be downloaded, and why?")
-    p.add_argument("urls", nargs="+", metavar="URL")
-    p.add_argument("--json", action="store_true", help="one JSON object per URL, one per line")
-    _add_check_options(p)
-
-    p = sub.add_parser("demo", help="run against a bundled local site and show the audit")
-    p.add_argument("output_dir", nargs="?", default="consentfetch-demo")
-    return parser
-
-
 def _download_options(args: argparse.Namespace) -> dict[str, Any]:
     options = {k: v for k, v in vars(args).items()
                if k not in ("command", "input", "output_dir", "verbose")}
@@ -201,73 +151,13 @@ def print_report(report: Report, out: Any = None) -> None:
           file=out)
 
 
-def _cmd_download(args: argparse.Namespace) -> int:
-    report = fetch_shards(args.input, args.output_dir, progress=True, **_download_options(args))
+def cmd_download(args: argparse.Namespace) -> int:
+    logging.getLogger("consentfetch.progress").setLevel(logging.INFO)
+    _stop_on_sigterm()
+    report = fetch_shards(args.input, args.output_dir, progress=progress_view(),
+                          **_download_options(args))
     print_report(report)
-    return 0
-
-
-def _cmd_check(args: argparse.Namespace) -> int:
-    """Exit 0 when every URL would be downloaded, 1 when any would not."""
-    from .check import check_urls
-    options = {k: v for k, v in vars(args).items()
-               if k not in ("command", "urls", "json", "verbose")}
-    results = check_urls(args.urls, **options)
-    for result in results:
-        if args.json:
-            # ensure_ascii (the default) escapes every non-ASCII character, C1 included.
-            print(json.dumps(result.to_dict(), default=str))
-        else:
-            print(_describe_check(result))
-    return 0 if all(r.decision == "allowed" for r in results) else 1
-
-
-def _describe_check(result: Any) -> str:
-    if result.decision == "allowed":
-        head = "WOULD BE DOWNLOADED: no opt-out signal found"
-    else:
-        head = f"NOT DOWNLOADED ({result.decision}: {result.reason})"
-    lines = [result.url, f"  {head}"]
-    if result.evidence:
-        lines.append(f"  why: {result.evidence}")
-    if len(result.hops) > 1:
-        lines.append("  requested: " + " -> ".join(result.hops))
-    for f in result.origin_files:
-        status = f"HTTP {f['http_status']}" if f["http_status"] else (f["error"] or "no answer")
-        digest = f", sha256 {f['sha256'][:12]}…" if f["sha256"] else ""
-        lines.append(f"  {f['kind']:<12} {f['outcome']:<11} {status}{digest}  {f['url']}")
-    for name, values in result.headers.items():
-        for value in values:
-            lines.append(f"  header  {name}: {value}")
-    # URLs, evidence (robots.txt lines), file errors and header values are the
-    # site's words: each line is escaped whole, so none can repaint the screen.
-    return "\n".join(for_terminal(line) for line in lines) + "\n"
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    """Run the demo; print what happened and why."""
-    report = run_demo(args.output_dir, announce=print)
-    print_report(report)
-    print("\nwhy some URLs were not downloaded (one example per reason):")
-    for row in reason_examples(args.output_dir):
-        print(f"  {row['url']}\n    {row['reason']}: {row['evidence']}")
-    last = report.shards_written + report.shards_skipped - 1
-    print(f"\nread the shards with webdataset: {args.output_dir}/{{00000..{last:05d}}}.tar\n"
-          f"read the audit in Python: consentfetch.read_audit({args.output_dir!r})")
-    return 0
-
-
-def _shown(text: str) -> str:
-    """A message for the terminal: URL credentials redacted, controls escaped."""
-    return for_terminal(redact_userinfo(text))
-
-
-class _TerminalFormatter(logging.Formatter):
-    """Log lines shown with :func:`_shown`: a logged URL or header value can neither
-    repaint the terminal, nor forge a second log line, nor show a password."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        return _shown(super().formatMessage(record))
+    return EXIT_OK
 
 
 def _stop_on_sigterm() -> None:
@@ -276,32 +166,3 @@ def _stop_on_sigterm() -> None:
     def handler(signum: int, frame: object) -> None:
         raise StopRequested()
     signal.signal(signal.SIGTERM, handler)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 \
-        else logging.DEBUG
-    handler = logging.StreamHandler()
-    handler.setFormatter(_TerminalFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler])
-    if args.command == "download":
-        logging.getLogger("consentfetch.progress").setLevel(logging.INFO)
-        _stop_on_sigterm()
-    command = {"download": _cmd_download, "check": _cmd_check, "demo": _cmd_demo,
-               **_AUDIT_HANDLERS}[args.command]
-    try:
-        return command(args)
-    except RunInterrupted as exc:
-        print(f"\nconsentfetch: {exc}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        print("\nconsentfetch: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except ConsentFetchError as exc:
-        print(f"consentfetch: error: {_shown(str(exc))}", file=sys.stderr)
-        return EXIT_ERROR
-    except BrokenPipeError:
-        # The reader went away (`consentfetch audit out/ | head`): stop quietly.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0

@@ -1,0 +1,102 @@
+"""Progress: the library counts and hands snapshots to a view; only the CLI draws."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from consentfetch import fetch_shards
+from consentfetch.cli.progress import TerminalBar, progress_view
+from consentfetch.progress import LogLines, Progress, Snapshot
+from consentfetch.testsite import LocalSite, make_image
+
+from .conftest import LOCAL
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+class Recorder:
+    """A view that keeps what it was shown."""
+
+    interval = 0.0
+
+    def __init__(self) -> None:
+        self.shown: list[Snapshot] = []
+        self.closed = 0
+
+    def show(self, snapshot: Snapshot) -> None:
+        self.shown.append(snapshot)
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_snapshot_line() -> None:
+    assert Snapshot(3, 2, 4, 2.0).line() == \
+        "3/4 rows (75%), 2 images (66.7% success), 1.0 images/s"
+    assert Snapshot(3, 0, None, 1.0).line() == "3 rows, 0 images (0.0% success), 0.0 images/s"
+    assert Snapshot(0, 0, 0, 0.0).line() == "0 rows, 0 images (- success), 0.0 images/s"
+
+
+def test_terminal_bar_redraws_one_line_and_ends_it() -> None:
+    screen = FakeTerminal()
+    progress = Progress(4, TerminalBar(screen))
+    progress.update(2, 1)  # the first update draws
+    progress.update(2, 1)  # within TTY_REFRESH of it: not drawn yet
+    progress.close()  # drawn once more, as the counts moved, then the line ends
+    frames = screen.getvalue().split("\r")[1:]
+    assert len(frames) == 2
+    assert re.fullmatch(r"\[#{12}\.{12}\] 2/4 rows \(50%\), 1 images \(50\.0% success\), "
+                        r"[0-9.]+ images/s", frames[0])
+    assert frames[1].startswith(f"[{'#' * 24}] 4/4 rows (100%), 2 images") and \
+        frames[1].endswith("images/s\n")
+
+
+def test_terminal_bar_without_a_total() -> None:
+    screen = FakeTerminal()
+    progress = Progress(None, TerminalBar(screen))
+    progress.update(1, 1)
+    progress.close()
+    assert screen.getvalue().startswith("\r1 rows, 1 images (100.0% success)")
+    assert screen.getvalue().endswith("\n") and "[" not in screen.getvalue()
+
+
+def test_the_cli_draws_on_a_terminal_and_logs_otherwise() -> None:
+    assert isinstance(progress_view(FakeTerminal()), TerminalBar)
+    assert isinstance(progress_view(io.StringIO()), LogLines)
+
+
+def test_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    progress = Progress(2, LogLines())
+    with caplog.at_level(logging.INFO, logger="consentfetch.progress"):
+        progress.update(2, 2)
+        progress.close()
+    assert [r.getMessage()[:31] for r in caplog.records] == ["progress: 2/2 rows (100%), 2 im"]
+
+
+def test_fetch_shards_hands_progress_to_a_view(site: LocalSite, url_list,
+                                               tmp_path: Path) -> None:
+    rows = [{"url": site.put(0, f"/{i}.jpg", make_image(40, 40, seed=i))} for i in range(3)]
+    view = Recorder()
+    fetch_shards(url_list(rows), str(tmp_path / "o"), progress=view, **LOCAL)
+    assert view.closed == 1
+    last = view.shown[-1]
+    assert (last.done, last.successes, last.total) == (3, 3, 3)
+
+
+def test_the_library_never_draws_on_the_terminal(site: LocalSite, url_list, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """``progress=True`` logs, even when stderr is a terminal: drawing is the CLI's."""
+    screen = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    rows = [{"url": site.put(0, f"/{i}.jpg", make_image(40, 40, seed=i))} for i in range(2)]
+    fetch_shards(url_list(rows), str(tmp_path / "o"), progress=True, **LOCAL)
+    assert screen.getvalue() == ""
