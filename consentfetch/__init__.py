@@ -8,6 +8,7 @@ from .audit import explain_url, read_audit, summarize_audit
 from .check import CheckResult, check_url
 from .config import FetchConfig, make_config
 from .errors import ConfigError, ConsentFetchError, InputError, OutputError, RunInterrupted
+from .progress import ProgressSnapshot, ProgressView
 from .run import Report, fetch_shards
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "FetchConfig",
     "InputError",
     "OutputError",
+    "ProgressSnapshot",
+    "ProgressView",
     "Report",
     "RunInterrupted",
     "__version__",

@@ -1,9 +1,9 @@
 """Progress of a run: rows done and images saved, counted and handed to a view.
 
 The library counts and never draws: :class:`Progress` passes a
-:class:`Snapshot` to a :class:`ProgressView` at most every ``view.interval``
-seconds. :class:`LogLines` (what ``fetch_shards(progress=True)`` uses) logs a
-line; the command line's terminal bar lives in :mod:`consentfetch.cli.progress`.
+:class:`ProgressSnapshot` to a :class:`ProgressView` at most every
+``view.interval`` seconds. :class:`LogLines` (what ``fetch_shards(progress=True)``
+uses) logs a line; the command line's terminal bar is in :mod:`consentfetch.cli.progress`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ LOG_EVERY = 10.0  # seconds between log lines
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class ProgressSnapshot:
     """The counts at one moment of a run."""
 
     done: int  # input rows with an audit row
@@ -45,7 +45,7 @@ class ProgressView(Protocol):
     @property
     def interval(self) -> float: ...
 
-    def show(self, snapshot: Snapshot) -> None: ...
+    def show(self, snapshot: ProgressSnapshot) -> None: ...
 
     def close(self) -> None: ...
 
@@ -55,7 +55,7 @@ class LogLines:
 
     interval = LOG_EVERY
 
-    def show(self, snapshot: Snapshot) -> None:
+    def show(self, snapshot: ProgressSnapshot) -> None:
         logger.info("progress: %s", snapshot.line())
 
     def close(self) -> None:
@@ -85,9 +85,9 @@ class Progress:
                 self._last_show = now
                 self._show(view, now)
 
-    def snapshot(self, now: float | None = None) -> Snapshot:
+    def snapshot(self, now: float | None = None) -> ProgressSnapshot:
         elapsed = (now or time.monotonic()) - self._started
-        return Snapshot(self.done, self.successes, self.total, elapsed)
+        return ProgressSnapshot(self.done, self.successes, self.total, elapsed)
 
     def _show(self, view: ProgressView, now: float) -> None:
         self._shown_done = self.done

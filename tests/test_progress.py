@@ -12,7 +12,7 @@ import pytest
 
 from consentfetch import fetch_shards
 from consentfetch.cli.progress import TerminalBar, progress_view
-from consentfetch.progress import LogLines, Progress, Snapshot
+from consentfetch.progress import LogLines, Progress, ProgressSnapshot
 from consentfetch.testsite import LocalSite, make_image
 
 from .conftest import LOCAL
@@ -29,10 +29,10 @@ class Recorder:
     interval = 0.0
 
     def __init__(self) -> None:
-        self.shown: list[Snapshot] = []
+        self.shown: list[ProgressSnapshot] = []
         self.closed = 0
 
-    def show(self, snapshot: Snapshot) -> None:
+    def show(self, snapshot: ProgressSnapshot) -> None:
         self.shown.append(snapshot)
 
     def close(self) -> None:
@@ -40,10 +40,11 @@ class Recorder:
 
 
 def test_snapshot_line() -> None:
-    assert Snapshot(3, 2, 4, 2.0).line() == \
+    assert ProgressSnapshot(3, 2, 4, 2.0).line() == \
         "3/4 rows (75%), 2 images (66.7% success), 1.0 images/s"
-    assert Snapshot(3, 0, None, 1.0).line() == "3 rows, 0 images (0.0% success), 0.0 images/s"
-    assert Snapshot(0, 0, 0, 0.0).line() == "0 rows, 0 images (- success), 0.0 images/s"
+    assert ProgressSnapshot(3, 0, None, 1.0).line() == \
+        "3 rows, 0 images (0.0% success), 0.0 images/s"
+    assert ProgressSnapshot(0, 0, 0, 0.0).line() == "0 rows, 0 images (- success), 0.0 images/s"
 
 
 def test_terminal_bar_redraws_one_line_and_ends_it() -> None:

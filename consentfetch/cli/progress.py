@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from ..progress import LogLines, ProgressView, Snapshot
+from ..progress import LogLines, ProgressView, ProgressSnapshot
 
 TTY_REFRESH = 0.2  # seconds between redraws
 BAR_WIDTH = 24
@@ -24,7 +24,7 @@ class TerminalBar:
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
-    def show(self, snapshot: Snapshot) -> None:
+    def show(self, snapshot: ProgressSnapshot) -> None:
         total = snapshot.total
         if total:
             filled = int(BAR_WIDTH * snapshot.done / total)
