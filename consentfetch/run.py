@@ -16,10 +16,10 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Unpack
 
 from ._version import __version__
-from .config import CHECKS, FetchConfig, make_config, resume_conflicts
+from .config import CHECKS, FetchConfig, FetchOptions, resolve_config, resume_conflicts
 from .consent.metadata import C2PA_AVAILABLE
 from .distribute import Distributor, distributor_for
 from .distribute.originphase import batches, collect_origins, fresh_origins, normalise_row
@@ -70,13 +70,16 @@ class Report:
         return sum(self.counts.values())
 
 
-def fetch_shards(input: str, output_dir: str, *, storage_options: dict[str, Any] | None = None,
-                 progress: bool = False, **options: Any) -> Report:
+def fetch_shards(input: str, output_dir: str, config: FetchConfig | None = None, *,
+                 storage_options: dict[str, Any] | None = None, progress: bool = False,
+                 **options: Unpack[FetchOptions]) -> Report:
     """Download every URL of ``input`` into webdataset shards under ``output_dir``.
 
     ``options`` are the ``consentfetch download`` flags with underscores
     (``image_size=256``, ``consent="strict"``, ...), validated into a
-    :class:`~consentfetch.config.FetchConfig`. Every input row gets one audit
+    :class:`~consentfetch.config.FetchConfig`; or pass a ``config`` made by
+    :func:`~consentfetch.config.make_config` instead (a config *and* options
+    is a ``ConfigError``). Every input row gets one audit
     row; per-URL problems never raise. An output folder holding an earlier run
     is resumed (complete shards are kept) unless ``overwrite=True``.
 
@@ -84,7 +87,7 @@ def fetch_shards(input: str, output_dir: str, *, storage_options: dict[str, Any]
     ``OutputError`` for problems the caller must fix, and
     :class:`~consentfetch.errors.RunInterrupted` if stopped by Ctrl-C.
     """
-    config = make_config(**options)
+    config = resolve_config(config, options)
     source = InputSource(input, input_format=config.input_format, url_col=config.url_col,
                          caption_col=config.caption_col,
                          additional_columns=config.save_additional_columns,
