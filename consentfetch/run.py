@@ -20,6 +20,7 @@ from typing import Any, Unpack
 
 from ._version import __version__
 from .config import CHECKS, FetchConfig, FetchOptions, resolve_config, resume_conflicts
+from .consent.decision import Retry, Status, retry_when
 from .consent.metadata import C2PA_AVAILABLE
 from .distribute import Distributor, distributor_for
 from .distribute.originphase import batches, collect_origins, fresh_origins, normalise_row
@@ -33,23 +34,15 @@ from .writer import RESERVED_COLUMNS, OutputDir
 
 logger = logging.getLogger(__name__)
 
-# Download failures worth another try with --retry-failed: the site may answer
-# next time (or, for crawl_delay_too_long, a larger --max-crawl-delay lets it be
-# requested). Consent decisions (disallowed) are never retried.
-TRANSIENT_REASONS = frozenset({"timeout", "dns_error", "connection_error",
-                               "crawl_delay_too_long"})
 _ORIGIN_ROW_GROUP = 512  # rows of origins.parquet per row group
 
 
 def is_retryable(row: dict[str, Any]) -> bool:
-    """A transient download failure: timeout, DNS, connection, HTTP 429 or 5xx, or a
-    Crawl-delay longer than the run's --max-crawl-delay."""
-    if row["status"] != "failed_to_download":
-        return False
-    status = row.get("http_status") or 0
-    return row["reason"] in TRANSIENT_REASONS or (
-        row["reason"] == "http_error" and (status == 429 or status >= 500))
-
+    """An audit row worth --retry-failed: a download failure the table of transient
+    failures (:data:`~consentfetch.consent.decision.TRANSIENT`) says a later run may
+    not repeat. Consent decisions (disallowed) are never retried."""
+    return row["status"] == Status.FAILED_TO_DOWNLOAD and \
+        Retry.NEXT_RUN in retry_when(row["reason"], row.get("http_status"))
 
 
 @dataclass(frozen=True)
