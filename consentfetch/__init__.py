@@ -6,7 +6,7 @@ Public names are the ones in ``__all__``; every other module may change.
 from ._version import __version__
 from .audit import explain_url, read_audit, summarize_audit
 from .check import CheckResult, check_url
-from .config import FetchConfig, make_config
+from .config import FetchConfig, FetchOptions, make_config
 from .errors import ConfigError, ConsentFetchError, InputError, OutputError, RunInterrupted
 from .progress import ProgressSnapshot, ProgressView
 from .run import Report, fetch_shards
@@ -16,6 +16,7 @@ __all__ = [
     "ConfigError",
     "ConsentFetchError",
     "FetchConfig",
+    "FetchOptions",
     "InputError",
     "OutputError",
     "ProgressSnapshot",

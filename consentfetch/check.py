@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 from yarl import URL
 
-from .config import FetchConfig, make_config
+from .config import FetchConfig, FetchOptions, resolve_config
 from .consent.origins import origin_of
 from .pipeline import Observation, _Shard, make_client
 from .reader import InputRow
@@ -63,12 +63,20 @@ async def _check_all(urls: list[str], config: FetchConfig) -> list[CheckResult]:
             return list(await asyncio.gather(*(one(u) for u in urls)))
 
 
-def check_urls(urls: list[str], **options: Any) -> list[CheckResult]:
-    """Live consent decisions for ``urls`` with the download's options (``consent=``...)."""
-    config = make_config(**{"retries": 0, **options})
+def check_urls(urls: list[str], config: FetchConfig | None = None,
+               **options: Unpack[FetchOptions]) -> list[CheckResult]:
+    """Live consent decisions for ``urls`` with the download's options (``consent=``...).
+
+    Options default as for a download, except ``retries``: 0 (a check asks
+    once). A ``config`` may be given instead of options and is used as it is,
+    its ``retries`` included; a config *and* options is a ``ConfigError``.
+    """
+    config = resolve_config(config, options, defaults={"retries": 0})
     return asyncio.run(_check_all(list(urls), config))
 
 
-def check_url(url: str, **options: Any) -> CheckResult:
-    """Would ``url`` be downloaded under these options, and why? (a live check)"""
-    return check_urls([url], **options)[0]
+def check_url(url: str, config: FetchConfig | None = None,
+              **options: Unpack[FetchOptions]) -> CheckResult:
+    """Would ``url`` be downloaded under these options (or ``config``), and why? (a live
+    check; see :func:`check_urls`)"""
+    return check_urls([url], config, **options)[0]

@@ -12,8 +12,9 @@ import importlib.util
 import math
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from ._version import __version__
 from .errors import ConfigError
@@ -143,16 +144,106 @@ class FetchConfig:
         return out
 
 
+class FetchOptions(TypedDict, total=False):
+    """The keyword options of :func:`make_config`, ``fetch_shards`` and ``check_url``.
+
+    One key per :class:`FetchConfig` field, of the field's type; the tuple
+    fields take any sequence of strings, or one string. Each is a
+    ``consentfetch download`` flag with underscores (``image_size`` is
+    ``--image-size``); the defaults are :class:`FetchConfig`'s. A test keeps the
+    two in step.
+    """
+
+    # input
+    input_format: str | None
+    url_col: str
+    caption_col: str | None
+    save_additional_columns: Sequence[str] | str
+    # image
+    image_size: int
+    resize_mode: str
+    resize_only_if_bigger: bool
+    encode_format: str
+    encode_quality: int
+    min_image_size: int
+    max_aspect_ratio: float
+    max_image_pixels: int
+    max_decoded_bytes: int
+    # output and work split
+    shard_size: int
+    processes: int
+    distributor: str
+    overwrite: bool
+    retry_failed: bool
+    # network
+    concurrency: int
+    per_host_concurrency: int
+    min_host_delay: float
+    max_host_failures: int
+    max_retry_after: float
+    max_crawl_delay: float
+    timeout: float
+    retries: int
+    retry_backoff: float
+    max_bytes: int
+    max_redirects: int
+    user_agent_token: str
+    contact: str
+    allow_private_networks: bool
+    allowed_networks: Sequence[str] | str
+    resolver: str
+    ca_file: str | None
+    # consent
+    consent: str
+    ignore: Sequence[str] | str
+    opt_out_lists: Sequence[str] | str
+    opt_in_lists: Sequence[str] | str
+    ai_crawler_tokens: Sequence[str] | str
+    save_consent_files: bool
+
+
 _FIELDS = {f.name for f in dataclasses.fields(FetchConfig)}
 
 
-def make_config(**options: Any) -> FetchConfig:
+def make_config(config: FetchConfig | None = None, /,
+                **options: Unpack[FetchOptions]) -> FetchConfig:
     """Validate keyword options and return a frozen :class:`FetchConfig`.
 
     Unknown names and bad values raise :class:`ConfigError` naming the option.
     ``None`` means "use the default" for every option but ``caption_col`` and
-    ``input_format``.
+    ``input_format`` (the CLI passes None for a flag not given).
+
+    A :class:`FetchConfig` may be given instead of options: it is validated
+    like options are and returned as it is. A config *and* options is a
+    :class:`ConfigError`, never a silent merge (which of two encode qualities,
+    two retry counts, would win?); build a new config from options instead.
     """
+    return resolve_config(config, options)
+
+
+def resolve_config(config: FetchConfig | None, options: Mapping[str, Any],
+                   defaults: Mapping[str, Any] | None = None) -> FetchConfig:
+    """The run's config from a public function's ``config`` and ``**options``.
+
+    ``defaults`` are that function's own defaults for options not given (a
+    check makes no retries); they do not apply to a given ``config``.
+    """
+    if config is not None:
+        return _given_config(config, options)
+    return _from_options({**(defaults or {}), **options})
+
+
+def _given_config(config: object, options: Mapping[str, Any]) -> FetchConfig:
+    if not isinstance(config, FetchConfig):
+        raise ConfigError(f"config: a FetchConfig (got {type(config).__name__})")
+    if options:
+        raise ConfigError("give a FetchConfig or options, not both (got config and "
+                          f"{', '.join(sorted(options))})")
+    _validate(config)
+    return config
+
+
+def _from_options(options: Mapping[str, Any]) -> FetchConfig:
     unknown = sorted(set(options) - _FIELDS)
     if unknown:
         raise ConfigError(f"unknown option(s): {', '.join(unknown)}")

@@ -16,10 +16,11 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Unpack
 
 from ._version import __version__
-from .config import CHECKS, FetchConfig, make_config, resume_conflicts
+from .config import CHECKS, FetchConfig, FetchOptions, resolve_config, resume_conflicts
+from .consent.decision import Retry, Status, retry_when
 from .consent.metadata import C2PA_AVAILABLE
 from .distribute import Distributor, distributor_for
 from .distribute.originphase import batches, collect_origins, fresh_origins, normalise_row
@@ -33,23 +34,15 @@ from .writer import RESERVED_COLUMNS, OutputDir
 
 logger = logging.getLogger(__name__)
 
-# Download failures worth another try with --retry-failed: the site may answer
-# next time (or, for crawl_delay_too_long, a larger --max-crawl-delay lets it be
-# requested). Consent decisions (disallowed) are never retried.
-TRANSIENT_REASONS = frozenset({"timeout", "dns_error", "connection_error",
-                               "crawl_delay_too_long"})
 _ORIGIN_ROW_GROUP = 512  # rows of origins.parquet per row group
 
 
 def is_retryable(row: dict[str, Any]) -> bool:
-    """A transient download failure: timeout, DNS, connection, HTTP 429 or 5xx, or a
-    Crawl-delay longer than the run's --max-crawl-delay."""
-    if row["status"] != "failed_to_download":
-        return False
-    status = row.get("http_status") or 0
-    return row["reason"] in TRANSIENT_REASONS or (
-        row["reason"] == "http_error" and (status == 429 or status >= 500))
-
+    """An audit row worth --retry-failed: a download failure the table of transient
+    failures (:data:`~consentfetch.consent.decision.TRANSIENT`) says a later run may
+    not repeat. Consent decisions (disallowed) are never retried."""
+    return row["status"] == Status.FAILED_TO_DOWNLOAD and \
+        Retry.NEXT_RUN in retry_when(row["reason"], row.get("http_status"))
 
 
 @dataclass(frozen=True)
@@ -70,13 +63,17 @@ class Report:
         return sum(self.counts.values())
 
 
-def fetch_shards(input: str, output_dir: str, *, storage_options: dict[str, Any] | None = None,
-                 progress: bool | ProgressView = False, **options: Any) -> Report:
+def fetch_shards(input: str, output_dir: str, config: FetchConfig | None = None, *,
+                 storage_options: dict[str, Any] | None = None,
+                 progress: bool | ProgressView = False,
+                 **options: Unpack[FetchOptions]) -> Report:
     """Download every URL of ``input`` into webdataset shards under ``output_dir``.
 
     ``options`` are the ``consentfetch download`` flags with underscores
     (``image_size=256``, ``consent="strict"``, ...), validated into a
-    :class:`~consentfetch.config.FetchConfig`. Every input row gets one audit
+    :class:`~consentfetch.config.FetchConfig`; or pass a ``config`` made by
+    :func:`~consentfetch.config.make_config` instead (a config *and* options
+    is a ``ConfigError``). Every input row gets one audit
     row; per-URL problems never raise. An output folder holding an earlier run
     is resumed (complete shards are kept) unless ``overwrite=True``.
     ``progress=True`` logs a progress line every 10 s (logger
@@ -87,7 +84,7 @@ def fetch_shards(input: str, output_dir: str, *, storage_options: dict[str, Any]
     ``OutputError`` for problems the caller must fix, and
     :class:`~consentfetch.errors.RunInterrupted` if stopped by Ctrl-C.
     """
-    config = make_config(**options)
+    config = resolve_config(config, options)
     source = InputSource(input, input_format=config.input_format, url_col=config.url_col,
                          caption_col=config.caption_col,
                          additional_columns=config.save_additional_columns,

@@ -24,7 +24,7 @@ from consentfetch import ConfigError, fetch_shards, read_audit
 from consentfetch.distribute.cluster import task_config
 from consentfetch.config import make_config
 from consentfetch.consent.origins import (
-    AI_TXT, ROBOTS_TXT, TDMREP_JSON, OriginPolicies, origin_file_from_row, policy_from_files)
+    FileKind, OriginPolicies, origin_file_from_row, policy_from_files)
 from consentfetch.distribute.task import FAULT_ENV
 from consentfetch.net.client import SmallFetch
 from consentfetch.testsite import LocalSite, Resource, make_image
@@ -256,7 +256,7 @@ def test_policy_rebuilt_from_snapshot_rows_decides_alike(answers: dict[str, Smal
     files = {r["kind"]: origin_file_from_row(r) for r in rows}
     seeded = policy_from_files(live.origin, files)
     assert seeded is not None
-    assert set(seeded.files) == set(live.files) <= {ROBOTS_TXT, AI_TXT, TDMREP_JSON}
+    assert set(seeded.files) == set(live.files) <= set(FileKind)
     assert seeded.unreached == live.unreached
     engine = ConsentEngine(token="consentfetch", profile="strict")
     for path in ("/a.jpg", "/x/a.jpg", "/y/a.jpg", "/z/a.jpg"):

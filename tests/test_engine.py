@@ -19,9 +19,8 @@ from yarl import URL
 
 from consentfetch.consent.decision import Denial
 from consentfetch.consent.engine import ConsentEngine, Permits
-from consentfetch.consent.origins import (AI_TXT, ROBOTS_TXT, TDMREP_JSON, OriginPolicy,
-                                          ai_txt_from_fetch, robots_from_fetch,
-                                          tdmrep_from_fetch)
+from consentfetch.consent.origins import (FileKind, OriginPolicy, ai_txt_from_fetch,
+                                          robots_from_fetch, tdmrep_from_fetch)
 
 TOKEN = "mybot"
 ORIGIN = "https://example.com:443"
@@ -55,14 +54,14 @@ def policy(robots: Answer, ai_txt: Answer | None = None,
            tdmrep: Answer | None = None) -> OriginPolicy:
     """The policy an origin's three fetches make, as OriginPolicies builds it."""
     parsed, files = None, {}
-    parsed, files[ROBOTS_TXT] = robots_from_fetch(ORIGIN, "https://example.com/robots.txt",
-                                                  robots)
+    parsed, files[FileKind.ROBOTS_TXT] = robots_from_fetch(
+        ORIGIN, "https://example.com/robots.txt", robots)
     unreached = robots.error if not robots.reached else None
     if parsed is None:
         return OriginPolicy(ORIGIN, None, 0.0, files, unreached)
-    ai, files[AI_TXT] = ai_txt_from_fetch(ORIGIN, "https://example.com/ai.txt",
-                                          ai_txt or Answer(404))
-    tdm, files[TDMREP_JSON] = tdmrep_from_fetch(
+    ai, files[FileKind.AI_TXT] = ai_txt_from_fetch(
+        ORIGIN, "https://example.com/ai.txt", ai_txt or Answer(404))
+    tdm, files[FileKind.TDMREP_JSON] = tdmrep_from_fetch(
         ORIGIN, "https://example.com/.well-known/tdmrep.json", tdmrep or Answer(404))
     return OriginPolicy(ORIGIN, parsed, 0.0, files, None, ai, tdm)
 

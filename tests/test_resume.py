@@ -15,7 +15,7 @@ import pytest
 import webdataset as wds
 
 from consentfetch import ConfigError, fetch_shards, read_audit
-from consentfetch.testsite import LocalSite, make_image, running_site
+from consentfetch.testsite import LocalSite, Resource, make_image, running_site
 
 from .conftest import LOCAL
 
@@ -57,6 +57,28 @@ def test_retry_failed_rewrites_only_transient_failures(site: LocalSite, url_list
     assert site.hit_count(0, "/missing.jpg") == 1
     assert site.hit_count(0, "/no/a.jpg") == 0
     check_invariants(out, len(rows))
+
+
+def test_retry_failed_retries_a_host_given_up_after_5xx(site: LocalSite, url_list,
+                                                       tmp_path: Path) -> None:
+    """A host given up after 503s fails its other rows with http_error and no status
+    (none was requested); they are transient like those given up after timeouts."""
+    paths = [f"/{i}.jpg" for i in range(4)]
+    for p in paths:
+        site.put(0, p, Resource(b"busy", status=503))
+    path, out = url_list([{"url": site.url(0, p)} for p in paths]), tmp_path / "o"
+    options = {**LOCAL, "retries": 0, "max_host_failures": 2, "per_host_concurrency": 1}
+    first = fetch_shards(path, str(out), **options)
+    assert first.counts == {"failed_to_download": 4}
+    audit = read_audit(str(out)).to_pylist()
+    assert sorted((r["reason"], r["http_status"] or 0) for r in audit) == [
+        ("http_error", 0), ("http_error", 0), ("http_error", 503), ("http_error", 503)]
+    for i, p in enumerate(paths):
+        site.put(0, p, make_image(40, 40, seed=i))
+
+    second = fetch_shards(path, str(out), retry_failed=True, **options)
+    assert second.counts == {"success": 4}
+    check_invariants(out, len(paths))
 
 
 def test_resume_refuses_other_options(site: LocalSite, url_list, tmp_path: Path) -> None:

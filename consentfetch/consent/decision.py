@@ -7,8 +7,10 @@ rows on them, so they never change once released.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 
 
 class Status(enum.StrEnum):
@@ -67,6 +69,51 @@ def status_of(reason: Reason) -> Status:
     if reason in _FAILED_TO_RESIZE:
         return Status.FAILED_TO_RESIZE
     return Status.FAILED_TO_DOWNLOAD
+
+
+class Retry(enum.Flag):
+    """When a failure is worth another try."""
+
+    NEVER = 0
+    #: another attempt within the run (``--retries``), after the host's backoff
+    IN_RUN = enum.auto()
+    #: ``--retry-failed``: a later run may get an answer (or has a larger cap)
+    NEXT_RUN = enum.auto()
+    ALWAYS = IN_RUN | NEXT_RUN
+
+
+#: The transient failures: the one table the in-run retry (net/client.py) and
+#: ``--retry-failed`` (run.py) read, through :func:`retry_when`. A reason not
+#: here is never retried; consent decisions (disallowed) never are.
+TRANSIENT: Mapping[str, Retry] = MappingProxyType({
+    Reason.TIMEOUT: Retry.ALWAYS,
+    Reason.CONNECTION_ERROR: Retry.ALWAYS,  # resets, refused, short bodies
+    Reason.HTTP_ERROR: Retry.ALWAYS,  # 429 and 5xx only: see retry_when
+    # A name that does not resolve now will not a second later; another day it may.
+    Reason.DNS_ERROR: Retry.NEXT_RUN,
+    # Only a larger --max-crawl-delay (resume-safe) lets such a host be requested.
+    Reason.CRAWL_DELAY_TOO_LONG: Retry.NEXT_RUN,
+})
+
+
+def transient_http_status(http_status: int) -> bool:
+    """An HTTP status that says "not now" rather than "no": 429 and 5xx."""
+    return http_status == 429 or http_status >= 500
+
+
+def retry_when(reason: str, http_status: int | None) -> Retry:
+    """When a failure with this reason code (and response status) is worth another try.
+
+    An ``http_error`` without a status got no response of its own: its host
+    was given up after failing again and again, and only 429 and 5xx count
+    towards that (net/client.py), so a later run may try it.
+    """
+    when = TRANSIENT.get(reason, Retry.NEVER)
+    if reason != Reason.HTTP_ERROR:
+        return when
+    if http_status is None:
+        return Retry.NEXT_RUN
+    return when if transient_http_status(http_status) else Retry.NEVER
 
 
 class Signal(enum.StrEnum):

@@ -34,7 +34,7 @@ from . import evidence as proof
 from .decision import Denial, Reason, Signal
 from .headers import check_x_robots_tag
 from .metadata import C2PA_AVAILABLE, read_c2pa_training, read_iptc_data_mining
-from .origins import AI_TXT, TDMREP_JSON, OriginPolicy
+from .origins import FileKind, FileOutcome, OriginPolicy
 from .registry import ConsentList
 from .tdmrep import UNSET, TdmVerdict, check_tdm_headers
 
@@ -151,8 +151,8 @@ class ConsentEngine:
     def _ai_txt(self, policy: OriginPolicy, url: URL) -> Denial | None:
         if not self.on("ai_txt"):
             return None
-        record = policy.files.get(AI_TXT)
-        if record is not None and record.outcome == "unreachable":
+        record = policy.files.get(FileKind.AI_TXT)
+        if record is not None and record.outcome == FileOutcome.UNREACHABLE:
             return Denial(Reason.AITXT_DISALLOWED, proof.file_unreachable(
                 Signal.AI_TXT, record, url, "read as disallowing everything (fail safe)"))
         if policy.ai_txt is None:
@@ -166,8 +166,8 @@ class ConsentEngine:
     def _tdm_file_verdict(self, policy: OriginPolicy | None, url: URL) -> TdmVerdict:
         if policy is None or not self.on("tdmrep"):
             return UNSET
-        record = policy.files.get(TDMREP_JSON)
-        if record is not None and record.outcome == "unreachable":
+        record = policy.files.get(FileKind.TDMREP_JSON)
+        if record is not None and record.outcome == FileOutcome.UNREACHABLE:
             return TdmVerdict(1, None, f"the file {record.error}: what it says is unknown, "
                                        "so rights are taken as reserved (fail safe)")
         if policy.tdmrep is None:
@@ -178,7 +178,7 @@ class ConsentEngine:
         verdict = self._tdm_file_verdict(policy, url)
         if verdict.reservation is None:
             return None
-        evidence = proof.tdm_file(policy.files.get(TDMREP_JSON), url, verdict)
+        evidence = proof.tdm_file(policy.files.get(FileKind.TDMREP_JSON), url, verdict)
         if verdict.reservation == 0:
             permits.note("origin", evidence.text)
         if self.strict and verdict.reservation == 1:
@@ -222,7 +222,7 @@ class ConsentEngine:
             return None
         file = self._tdm_file_verdict(policy, url)
         if file.reservation == 1:
-            record = policy.files.get(TDMREP_JSON) if policy else None
+            record = policy.files.get(FileKind.TDMREP_JSON) if policy else None
             return Denial(Reason.TDM_RESERVED, proof.tdm_file(record, url, file))
         return None
 

@@ -32,12 +32,14 @@ every origin's files again (``origins.parquet``).
 from __future__ import annotations
 
 import asyncio
+import enum
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from yarl import URL
 
@@ -52,9 +54,31 @@ MAX_ORIGIN_FILE_BYTES = MAX_ROBOTS_BYTES  # 500 KiB, for every origin file
 # a policy that had to go is fetched again when next needed.
 POLICY_CACHE_BYTES = 64 * 1024 * 1024
 
-ROBOTS_TXT, AI_TXT, TDMREP_JSON = "robots.txt", "ai.txt", "tdmrep.json"
-FILE_PATHS = {ROBOTS_TXT: "/robots.txt", AI_TXT: "/ai.txt",
-              TDMREP_JSON: "/.well-known/tdmrep.json"}
+
+
+class FileKind(enum.StrEnum):
+    """An origin file: the ``kind`` column of origins.parquet."""
+
+    ROBOTS_TXT = "robots.txt"
+    AI_TXT = "ai.txt"
+    TDMREP_JSON = "tdmrep.json"
+
+    @property
+    def path(self) -> str:
+        """Where the file lives on its origin."""
+        return _FILE_PATHS[self]
+
+
+_FILE_PATHS = {FileKind.ROBOTS_TXT: "/robots.txt", FileKind.AI_TXT: "/ai.txt",
+               FileKind.TDMREP_JSON: "/.well-known/tdmrep.json"}
+
+
+class FileOutcome(enum.StrEnum):
+    """What fetching an origin file came to: the ``outcome`` column of origins.parquet."""
+
+    PARSED = "parsed"
+    ABSENT = "absent"  # no file: no signal
+    UNREACHABLE = "unreachable"  # what it says is unknown: read the safe way
 
 
 class FetchOutcome(Protocol):
@@ -72,11 +96,10 @@ class OriginFile:
     """The snapshot of one fetched origin file: a row of origins.parquet."""
 
     origin: str
-    kind: str  # robots.txt, ai.txt or tdmrep.json
+    kind: FileKind
     url: str
     http_status: int | None
-    # "parsed", "absent" (no file: no signal) or "unreachable" (unknown: read the safe way)
-    outcome: str
+    outcome: FileOutcome
     error: str | None
     fetched_at: datetime
     size: int
@@ -100,7 +123,7 @@ class OriginPolicy:
     origin: str
     robots: RobotsPolicy | None  # None when robots.txt was unreachable
     loaded_at: float  # monotonic seconds, for expiry
-    files: dict[str, OriginFile] = field(default_factory=dict)
+    files: dict[FileKind, OriginFile] = field(default_factory=dict)
     # Why robots.txt could not even be requested (DNS, blocked address, refused
     # connection, TLS handshake): the host was never reached, so nothing was said.
     unreached: Denial | None = None
@@ -109,7 +132,7 @@ class OriginPolicy:
 
     @property
     def robots_file(self) -> OriginFile | None:
-        return self.files.get(ROBOTS_TXT)
+        return self.files.get(FileKind.ROBOTS_TXT)
 
     @property
     def approx_bytes(self) -> int:
@@ -117,7 +140,7 @@ class OriginPolicy:
         total = 2048 + sum(1024 + len(f.body or b"") for f in self.files.values())
         for parsed in (self.robots, self.ai_txt):
             total += parsed.approx_bytes if parsed is not None else 0
-        tdm = self.files.get(TDMREP_JSON)
+        tdm = self.files.get(FileKind.TDMREP_JSON)
         if self.tdmrep is not None and tdm is not None:
             total += 8 * tdm.size  # parsed JSON: a few objects per byte of the file
         return total
@@ -128,11 +151,11 @@ def origin_of(url: URL) -> str:
     return f"{url.scheme}://{url.host}:{url.port}"
 
 
-def _record(origin: str, kind: str, url: str, fetched: FetchOutcome, outcome: str,
+def _record(origin: str, kind: FileKind, url: str, fetched: FetchOutcome, outcome: FileOutcome,
             error: str | None, keep_body: bool, body: bytes = b"") -> OriginFile:
-    parsed = outcome == "parsed"
+    parsed = outcome == FileOutcome.PARSED
     body = body if parsed else b""
-    unreached = fetched.error if kind == ROBOTS_TXT and not fetched.reached else None
+    unreached = fetched.error if kind == FileKind.ROBOTS_TXT and not fetched.reached else None
     return OriginFile(
         origin=origin, kind=kind, url=url, http_status=fetched.http_status, outcome=outcome,
         error=error, fetched_at=datetime.now(timezone.utc), size=len(body),
@@ -160,51 +183,48 @@ def robots_from_fetch(origin: str, url: str, fetched: FetchOutcome,
                       keep_body: bool = False) -> tuple[RobotsPolicy | None, OriginFile]:
     """Read a robots.txt fetch per RFC 9309 §2.3.1 and ARCHITECTURE.md §6."""
     status = fetched.http_status
+    record = partial(_record, origin, FileKind.ROBOTS_TXT, url, fetched)
     if fetched.error is not None:
         error = _cut_short(fetched) if _is_2xx(fetched) else fetched.error.evidence
-        outcome, robots = "unreachable", None
+        outcome, robots = FileOutcome.UNREACHABLE, None
     elif _is_2xx(fetched):
         body = _readable_lines(fetched)
-        return RobotsPolicy.parse(body), _record(origin, ROBOTS_TXT, url, fetched, "parsed",
-                                                 None, keep_body, body)
+        return RobotsPolicy.parse(body), record(FileOutcome.PARSED, None, keep_body, body)
     elif status is not None and 400 <= status < 500 and status != 429:
-        outcome, robots, error = "absent", RobotsPolicy.allow_all(), None
+        outcome, robots, error = FileOutcome.ABSENT, RobotsPolicy.allow_all(), None
     else:
-        outcome, robots, error = "unreachable", None, f"HTTP {status}"
-    return robots, _record(origin, ROBOTS_TXT, url, fetched, outcome, error, keep_body)
+        outcome, robots, error = FileOutcome.UNREACHABLE, None, f"HTTP {status}"
+    return robots, record(outcome, error, keep_body)
 
 
 def ai_txt_from_fetch(origin: str, url: str, fetched: FetchOutcome,
                       keep_body: bool = False) -> tuple[RobotsPolicy | None, OriginFile]:
     """ai.txt: parsed on 2xx; a 2xx body cut short is unreachable; any other answer is
     no signal."""
+    record = partial(_record, origin, FileKind.AI_TXT, url, fetched)
     if _is_2xx(fetched) and fetched.error is None:
         body = _readable_lines(fetched)
-        return RobotsPolicy.parse(body), _record(
-            origin, AI_TXT, url, fetched, "parsed", None, keep_body, body)
+        return RobotsPolicy.parse(body), record(FileOutcome.PARSED, None, keep_body, body)
     if _is_2xx(fetched):
-        return None, _record(origin, AI_TXT, url, fetched, "unreachable", _cut_short(fetched),
-                             keep_body)
+        return None, record(FileOutcome.UNREACHABLE, _cut_short(fetched), keep_body)
     error = fetched.error.evidence if fetched.error else None
-    return None, _record(origin, AI_TXT, url, fetched, "absent", error, keep_body)
+    return None, record(FileOutcome.ABSENT, error, keep_body)
 
 
 def tdmrep_from_fetch(origin: str, url: str, fetched: FetchOutcome,
                       keep_body: bool = False) -> tuple[TdmRepFile | None, OriginFile]:
     """tdmrep.json: a valid file on 2xx; a 2xx body cut short (or too long to parse) is
     unreachable; anything else is "not implemented"."""
+    record = partial(_record, origin, FileKind.TDMREP_JSON, url, fetched)
     if _is_2xx(fetched) and (fetched.error is not None or fetched.truncated):
-        return None, _record(origin, TDMREP_JSON, url, fetched, "unreachable",
-                             _cut_short(fetched), keep_body)
+        return None, record(FileOutcome.UNREACHABLE, _cut_short(fetched), keep_body)
     if _is_2xx(fetched):
         parsed = TdmRepFile.parse(fetched.body)
         if parsed is not None:
-            return parsed, _record(origin, TDMREP_JSON, url, fetched, "parsed", None, keep_body,
-                                   fetched.body)
-        return None, _record(origin, TDMREP_JSON, url, fetched, "absent",
-                             "not a valid TDMRep file", keep_body)
+            return parsed, record(FileOutcome.PARSED, None, keep_body, fetched.body)
+        return None, record(FileOutcome.ABSENT, "not a valid TDMRep file", keep_body)
     error = fetched.error.evidence if fetched.error else None
-    return None, _record(origin, TDMREP_JSON, url, fetched, "absent", error, keep_body)
+    return None, record(FileOutcome.ABSENT, error, keep_body)
 
 
 def origin_file_from_row(row: dict[str, Any]) -> OriginFile:
@@ -215,11 +235,12 @@ def origin_file_from_row(row: dict[str, Any]) -> OriginFile:
     if fetched_at.tzinfo is None:
         fetched_at = fetched_at.replace(tzinfo=timezone.utc)
     values = {name: row.get(name) for name in OriginFile.__slots__}
-    return OriginFile(**{**values, "fetched_at": fetched_at,
+    return OriginFile(**{**values, "kind": FileKind(row["kind"]),
+                         "outcome": FileOutcome(row["outcome"]), "fetched_at": fetched_at,
                          "truncated": bool(values["truncated"])})
 
 
-def policy_from_files(origin: str, files: dict[str, OriginFile], *, robots: bool = True,
+def policy_from_files(origin: str, files: dict[FileKind, OriginFile], *, robots: bool = True,
                       ai_txt: bool = True, tdmrep: bool = True,
                       now: datetime | None = None,
                       max_age: float = CACHE_SECONDS) -> OriginPolicy | None:
@@ -231,12 +252,13 @@ def policy_from_files(origin: str, files: dict[str, OriginFile], *, robots: bool
     not match its sha256), or the oldest file is ``max_age`` old. The policy's
     ``loaded_at`` is back-dated by the files' age, so it expires on time.
     """
-    want = {ROBOTS_TXT: robots, AI_TXT: ai_txt, TDMREP_JSON: tdmrep}
-    robots_file = files.get(ROBOTS_TXT)
+    want = _wanted(robots, ai_txt, tdmrep)
+    robots_file = files.get(FileKind.ROBOTS_TXT)
     if robots and robots_file is None:
         return None
-    needed = [kind for kind, on in want.items() if on and (
-        kind == ROBOTS_TXT or robots_file is None or robots_file.outcome != "unreachable")]
+    reached = robots_file is None or robots_file.outcome != FileOutcome.UNREACHABLE
+    needed = [kind for kind, on in want.items()
+              if on and (kind == FileKind.ROBOTS_TXT or reached)]
     if any(kind not in files or not _body_intact(files[kind]) for kind in needed):
         return None
     kept = {kind: files[kind] for kind in needed}
@@ -252,17 +274,24 @@ def policy_from_files(origin: str, files: dict[str, OriginFile], *, robots: bool
         if robots_file is not None and robots_file.unreached_reason:
             unreached = Denial(Reason(robots_file.unreached_reason), robots_file.error or "")
         return OriginPolicy(origin, None, loaded_at, kept, unreached)
-    ai = kept.get(AI_TXT)
-    tdm = kept.get(TDMREP_JSON)
+    ai = kept.get(FileKind.AI_TXT)
+    tdm = kept.get(FileKind.TDMREP_JSON)
     return OriginPolicy(
         origin, robots_policy, loaded_at, kept, None,
-        RobotsPolicy.parse(ai.body or b"") if ai is not None and ai.outcome == "parsed" else None,
-        TdmRepFile.parse(tdm.body or b"") if tdm is not None and tdm.outcome == "parsed"
-        else None)
+        RobotsPolicy.parse(ai.body or b"") if _parsed(ai) else None,
+        TdmRepFile.parse(tdm.body or b"") if _parsed(tdm) else None)
+
+
+def _wanted(robots: bool, ai_txt: bool, tdmrep: bool) -> dict[FileKind, bool]:
+    return {FileKind.ROBOTS_TXT: robots, FileKind.AI_TXT: ai_txt, FileKind.TDMREP_JSON: tdmrep}
+
+
+def _parsed(record: OriginFile | None) -> TypeGuard[OriginFile]:
+    return record is not None and record.outcome == FileOutcome.PARSED
 
 
 def _body_intact(record: OriginFile) -> bool:
-    if record.outcome != "parsed":
+    if not _parsed(record):
         return True
     return record.body is not None and hashlib.sha256(record.body).hexdigest() == record.sha256
 
@@ -273,9 +302,9 @@ def _age(records: Iterable[OriginFile], now: datetime) -> float:
 
 
 def _robots_of(record: OriginFile) -> RobotsPolicy | None:
-    if record.outcome == "parsed":
+    if record.outcome == FileOutcome.PARSED:
         return RobotsPolicy.parse(record.body or b"")
-    if record.outcome == "absent":
+    if record.outcome == FileOutcome.ABSENT:
         return RobotsPolicy.allow_all()
     return None
 
@@ -308,7 +337,7 @@ class OriginPolicies:
         self._cache: PolicyStore = cache if cache is not None else BoundedCache(
             POLICY_CACHE_BYTES, lambda policy: policy.approx_bytes)
         self._inflight: dict[str, asyncio.Future[OriginPolicy]] = {}
-        self._want = {ROBOTS_TXT: robots, AI_TXT: ai_txt, TDMREP_JSON: tdmrep}
+        self._want = _wanted(robots, ai_txt, tdmrep)
         self._keep = keep_bodies
         self._max_age = max_age
         # The origin files behind every decision this instance made (fetched or
@@ -336,21 +365,21 @@ class OriginPolicies:
         finally:
             self._inflight.pop(origin, None)
 
-    def _file_url(self, url: URL, kind: str) -> URL:
+    def _file_url(self, url: URL, kind: FileKind) -> URL:
         # Without the user name and password of the input URL: the user gave
         # them for the image, not for the origin files (nor for origins.parquet).
-        return url.with_user(None).with_path(FILE_PATHS[kind]).with_query(None) \
+        return url.with_user(None).with_path(kind.path).with_query(None) \
             .with_fragment(None)
 
     async def _load_files(self, url: URL, origin: str) -> OriginPolicy:
-        files: dict[str, OriginFile] = {}
+        files: dict[FileKind, OriginFile] = {}
         robots: RobotsPolicy | None = RobotsPolicy.allow_all()
         unreached = None
-        if self._want[ROBOTS_TXT]:
-            target = self._file_url(url, ROBOTS_TXT)
+        if self._want[FileKind.ROBOTS_TXT]:
+            target = self._file_url(url, FileKind.ROBOTS_TXT)
             fetched = await self._fetch(target)
-            robots, files[ROBOTS_TXT] = robots_from_fetch(origin, str(target), fetched,
-                                                          self._keep)
+            robots, files[FileKind.ROBOTS_TXT] = robots_from_fetch(
+                origin, str(target), fetched, self._keep)
             if not fetched.reached:
                 unreached = fetched.error
         if robots is None:  # unreachable: nothing of this origin will be fetched
@@ -360,19 +389,19 @@ class OriginPolicies:
         return OriginPolicy(origin, robots, time.monotonic(), files, None, ai_txt, tdmrep)
 
     async def _ai_txt(self, url: URL, origin: str,
-                      files: dict[str, OriginFile]) -> RobotsPolicy | None:
-        if not self._want[AI_TXT]:
+                      files: dict[FileKind, OriginFile]) -> RobotsPolicy | None:
+        if not self._want[FileKind.AI_TXT]:
             return None
-        target = self._file_url(url, AI_TXT)
-        parsed, files[AI_TXT] = ai_txt_from_fetch(origin, str(target),
-                                                  await self._fetch(target), self._keep)
+        target = self._file_url(url, FileKind.AI_TXT)
+        parsed, files[FileKind.AI_TXT] = ai_txt_from_fetch(
+            origin, str(target), await self._fetch(target), self._keep)
         return parsed
 
     async def _tdmrep(self, url: URL, origin: str,
-                      files: dict[str, OriginFile]) -> TdmRepFile | None:
-        if not self._want[TDMREP_JSON]:
+                      files: dict[FileKind, OriginFile]) -> TdmRepFile | None:
+        if not self._want[FileKind.TDMREP_JSON]:
             return None
-        target = self._file_url(url, TDMREP_JSON)
-        parsed, files[TDMREP_JSON] = tdmrep_from_fetch(origin, str(target),
-                                                       await self._fetch(target), self._keep)
+        target = self._file_url(url, FileKind.TDMREP_JSON)
+        parsed, files[FileKind.TDMREP_JSON] = tdmrep_from_fetch(
+            origin, str(target), await self._fetch(target), self._keep)
         return parsed

@@ -80,6 +80,7 @@ search, never a scan of all prefixes.
 from __future__ import annotations
 
 import bisect
+import enum
 import ipaddress
 import logging
 import math
@@ -90,11 +91,24 @@ from typing import Any, Protocol
 
 from ..errors import ConfigError, InputError
 
-__all__ = ["KINDS", "ConsentList", "ListBuilder", "ListHit", "ListRecord", "check_role"]
+__all__ = ["KINDS", "ConsentList", "EntryKind", "ListBuilder", "ListHit", "ListRecord",
+           "check_role"]
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("url", "url_prefix", "host", "sha256")
+
+
+class EntryKind(enum.StrEnum):
+    """What a list entry names (a column of a csv/parquet/jsonl list), and so what a
+    :class:`ListHit` matched: in the audit's ``evidence_rule`` as written."""
+
+    URL = "url"
+    URL_PREFIX = "url_prefix"
+    HOST = "host"
+    SHA256 = "sha256"
+
+
+KINDS = tuple(EntryKind)  # the entry columns of a list, in the order they are read
 _SOURCE = "source"
 _ROLES = (None, "opt-out", "opt-in")
 
@@ -111,7 +125,7 @@ class ListHit:
     """A list entry that matched, and where it came from."""
 
     list_name: str  # the file path/URL as given
-    kind: str  # "url" | "url_prefix" | "host" | "sha256"
+    kind: EntryKind
     entry: str  # the entry as written in the file
     source: str | None  # the row's ``source`` column, if any
     role: str | None = None  # "opt-out", "opt-in", or None when the loader did not say
@@ -235,21 +249,22 @@ class _Tables:
         self.sha256: dict[str, _Stored] = {}
         self._sources: dict[str, str] = {}  # one object per distinct source text
 
-    def add(self, list_index: int, kind: str, entry: str, source: str | None) -> str | None:
+    def add(self, list_index: int, kind: EntryKind, entry: str,
+            source: str | None) -> str | None:
         """Add one entry; the reason it is malformed, or None when added."""
         if source is not None:
             source = self._sources.setdefault(source, source)
-        if kind == "sha256":
+        if kind == EntryKind.SHA256:
             if not _SHA256.fullmatch(entry):
                 return f"sha256 {entry!r} is not 64 hex digits"
             self._put(self.sha256, entry.lower(), list_index, entry, source)
-        elif kind == "host":
+        elif kind == EntryKind.HOST:
             host = _parse_host(entry)
             if host is None:
                 wildcard = " (no wildcards: list each host)" if "*" in entry else ""
                 return f"host {entry!r} is not a hostname{wildcard}"
             self._put(self.hosts, host, list_index, entry, source)
-        elif kind == "url":
+        elif kind == EntryKind.URL:
             url = _parse_url(entry)
             if url is None:
                 return f"url {entry!r} is not a scheme://host/... URL"
@@ -307,20 +322,20 @@ class ConsentList:
             return None
         stored = self._urls.get(parsed.origin + parsed.target)
         if stored is not None:
-            return self._hit("url", parsed.origin + parsed.target, stored)
+            return self._hit(EntryKind.URL, parsed.origin + parsed.target, stored)
         index = self._prefixes.get(parsed.origin)
         if index is not None and (stored := index.find(parsed.target)) is not None:
-            return self._hit("url_prefix", "", stored)
+            return self._hit(EntryKind.URL_PREFIX, "", stored)
         stored = self._hosts.get(parsed.host)
         if stored is not None:
-            return self._hit("host", parsed.host, stored)
+            return self._hit(EntryKind.HOST, parsed.host, stored)
         return None
 
     def match_sha256(self, hexdigest: str) -> ListHit | None:
         """The entry listing this content hash (hex, any case)."""
         key = hexdigest.strip().lower()
         stored = self._sha256.get(key)
-        return None if stored is None else self._hit("sha256", key, stored)
+        return None if stored is None else self._hit(EntryKind.SHA256, key, stored)
 
     def __len__(self) -> int:
         """Distinct entries (after normalisation) over all the files."""
@@ -334,7 +349,7 @@ class ConsentList:
         """Does any list hold a content hash (worth hashing downloaded bytes for)?"""
         return bool(self._sha256)
 
-    def _hit(self, kind: str, key: str, stored: _Stored) -> ListHit:
+    def _hit(self, kind: EntryKind, key: str, stored: _Stored) -> ListHit:
         if isinstance(stored, int):
             return ListHit(self.names[stored], kind, key, None, self.role)
         index, entry, source = stored
@@ -375,10 +390,9 @@ class _Malformed:
             self.first = f"{where}: {message}"
 
 
-# (where in the file, kind, cell value, source value); kind _BAD: the value
+# (where in the file, kind, cell value, source value); kind None: the value
 # says why the record is malformed (an invalid JSON line, a bad CSV record)
-_Cell = tuple[str, str, Any, Any]
-_BAD = ""
+_Cell = tuple[str, EntryKind | None, Any, Any]
 
 
 class ListBuilder:
@@ -398,10 +412,13 @@ class ListBuilder:
         malformed = _Malformed()
         added = 0
         for where, kind, value, source in _cells(records, fmt, name):
-            entry, problem = (None, value) if kind == _BAD else _entry_text(kind, value)
-            if problem is None and entry is not None:
-                problem = self._tables.add(index, kind, entry, _source_text(source))
-                added += problem is None
+            if kind is None:
+                problem = value
+            else:
+                entry, problem = _entry_text(kind, value)
+                if problem is None and entry is not None:
+                    problem = self._tables.add(index, kind, entry, _source_text(source))
+                    added += problem is None
             if problem is not None:
                 malformed.add(where, problem)
         if malformed.count:
@@ -423,7 +440,7 @@ def list_columns(name: str, columns: Sequence[str]) -> list[str]:
 
     Raises :class:`InputError` when it has no entry column at all.
     """
-    kinds = [kind for kind in KINDS if kind in columns]
+    kinds = [str(kind) for kind in KINDS if kind in columns]
     if not kinds:
         raise _no_column(name, columns)
     return kinds + ([_SOURCE] if _SOURCE in columns else [])
@@ -434,7 +451,7 @@ def _cells(records: Iterable[ListRecord], fmt: str, name: str) -> Iterator[_Cell
     for record in records:
         seen = True
         if record.values is None:
-            yield record.where, _BAD, record.error or "malformed record", None
+            yield record.where, None, record.error or "malformed record", None
         elif fmt == "txt":
             yield from _txt_cell(record.where, record.values[TXT])
         else:
@@ -454,12 +471,12 @@ def _txt_cell(where: str, line: str) -> Iterator[_Cell]:
         yield where, _txt_kind(entry), entry, None
 
 
-def _entry_text(kind: str, value: Any) -> tuple[str | None, str | None]:
+def _entry_text(kind: EntryKind, value: Any) -> tuple[str | None, str | None]:
     """``(entry, None)``, ``(None, None)`` for an empty cell, or ``(None, problem)``."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None, None
     if isinstance(value, bytes | bytearray):
-        if kind == "sha256" and len(value) == 32:
+        if kind == EntryKind.SHA256 and len(value) == 32:
             return bytes(value).hex(), None
         try:
             value = bytes(value).decode("utf-8")
@@ -484,9 +501,9 @@ def _no_column(name: str, available: Sequence[str]) -> InputError:
     return InputError(f"{name}: no url, url_prefix, host or sha256 column (the file has {have})")
 
 
-def _txt_kind(entry: str) -> str:
+def _txt_kind(entry: str) -> EntryKind:
     if _SHA256.fullmatch(entry):
-        return "sha256"
+        return EntryKind.SHA256
     if "://" in entry:
-        return "url_prefix" if entry.endswith("*") else "url"
-    return "host"
+        return EntryKind.URL_PREFIX if entry.endswith("*") else EntryKind.URL
+    return EntryKind.HOST

@@ -76,7 +76,7 @@ def collect_origins(shards: Iterable[ShardInput], engine: ConsentEngine) -> dict
 def policy_from_rows(origin: str, rows: dict[str, dict[str, Any]],
                      config: FetchConfig) -> OriginPolicy | None:
     """The origin policy the snapshot ``rows`` (kind → row) stand for, or None."""
-    files = {kind: origin_file_from_row(row) for kind, row in rows.items()}
+    files = {record.kind: record for record in map(origin_file_from_row, rows.values())}
     return policy_from_files(origin, files, robots=config.enabled("robots_txt"),
                              ai_txt=config.enabled("ai_txt"), tdmrep=config.enabled("tdmrep"))
 

@@ -29,7 +29,7 @@ from multidict import CIMultiDictProxy
 from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_none
 from yarl import URL
 
-from ..consent.decision import Denial, Reason
+from ..consent.decision import Denial, Reason, Retry, retry_when
 from .guard import BlockedAddressError, check_host, resolver_for
 from .politeness import HostSlots
 
@@ -161,13 +161,10 @@ def denial_from_exception(exc: BaseException) -> Denial:
 
 
 def is_transient(outcome: object) -> bool:
-    """Whether a failed attempt is worth repeating: timeouts, resets, 429 and 5xx."""
-    if not isinstance(outcome, Denial):
-        return False
-    if outcome.reason in (Reason.TIMEOUT, Reason.CONNECTION_ERROR):
-        return True
-    return outcome.reason is Reason.HTTP_ERROR and (
-        outcome.http_status == 429 or (outcome.http_status or 0) >= 500)
+    """Whether a failed attempt is worth repeating now: timeouts, resets, 429 and 5xx
+    (:data:`~consentfetch.consent.decision.TRANSIENT`)."""
+    return isinstance(outcome, Denial) and \
+        Retry.IN_RUN in retry_when(outcome.reason, outcome.http_status)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
