@@ -21,8 +21,8 @@ HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
 
 
-def _serve(hosts: Sequence[str], setup: Callable[[LocalSite], None], ready: "multiprocessing.Queue[int]",
-           stop: "multiprocessing.synchronize.Event") -> None:
+def _serve(hosts: Sequence[str], setup: Callable[[LocalSite], None],
+           ready: multiprocessing.Queue[int], stop: multiprocessing.synchronize.Event) -> None:
     site = LocalSite(hosts).start()
     setup(site)
     ready.put(site.port)

@@ -34,8 +34,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (CACHE, CORPUS_HOSTS, RunStats, SiteProcess, corpus_urls,  # noqa: E402
-                    measure, setup_corpus_site)
+from common import (  # noqa: E402
+    CACHE,
+    CORPUS_HOSTS,
+    RunStats,
+    SiteProcess,
+    corpus_urls,
+    measure,
+    setup_corpus_site,
+)
 from corpus import build_corpus  # noqa: E402
 
 from consentfetch.config import CHECKS  # noqa: E402

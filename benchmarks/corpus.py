@@ -341,7 +341,7 @@ def _finished(directory: Path, n: int, seed: int) -> list[Path] | None:
         return None
     paths = [directory / entry["name"] for entry in manifest["files"]]
     sizes_match = all(p.is_file() and p.stat().st_size == entry["bytes"]
-                      for p, entry in zip(paths, manifest["files"]))
+                      for p, entry in zip(paths, manifest["files"], strict=False))
     return paths if len(paths) == n and sizes_match else None
 
 
@@ -351,7 +351,8 @@ def _generate(sources: list[str], out: Path, n: int, seed: int,
     if processes <= 1:
         return [_derive(*a) for a in args]
     with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(_derive, *zip(*args), chunksize=max(1, n // (processes * 8))))
+        chunk = max(1, n // (processes * 8))
+        return list(pool.map(_derive, *zip(*args, strict=True), chunksize=chunk))
 
 
 def _make_distinct(entries: list[dict[str, Any]], sources: list[str], out: Path,
@@ -409,7 +410,7 @@ def corpus_stats(paths: Sequence[Path]) -> dict[str, Any]:
             progressive += bool(im.info.get("progressive") or im.info.get("progression"))
             alpha += im.mode in ("RGBA", "LA") or "transparency" in im.info
         sizes.append(path.stat().st_size)
-    long_sides = sorted(max(w, h) for w, h in zip(widths, heights))
+    long_sides = sorted(max(w, h) for w, h in zip(widths, heights, strict=False))
 
     def pct(q: float) -> int:
         return long_sides[min(len(long_sides) - 1, int(q / 100 * len(long_sides)))]

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CORPUS_HOSTS, SiteProcess, corpus_urls, measure, setup_corpus_site  # noqa: E402
 from corpus import build_corpus  # noqa: E402
 
-from consentfetch.image import ResizeOptions, ResizedImage, process_image  # noqa: E402
+from consentfetch.image import ResizedImage, ResizeOptions, process_image  # noqa: E402
 
 OPTIONS = ResizeOptions(image_size=256, resize_mode="border", encode_format="jpg",
                         encode_quality=95)
@@ -86,6 +86,7 @@ def fetch_ceiling(urls: list[str], concurrency: int) -> tuple[float, float]:
 def startup_to_first_request(processes: int, repeats: int) -> list[float]:
     """Seconds from process launch to the first request at the site."""
     import subprocess
+
     from consentfetch.testsite import make_image, running_site
     times = []
     with running_site(("127.0.0.160",)) as site, tempfile.TemporaryDirectory() as tmp:

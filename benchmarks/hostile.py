@@ -40,8 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SiteProcess, measure  # noqa: E402
 from image_memory import ico_bomb, rgba_png  # noqa: E402
 
-from consentfetch.testsite import (RUDE, Delivery, LocalSite, RawResource,  # noqa: E402
-                                   Resource, make_image)
+from consentfetch.testsite import RUDE, Delivery, LocalSite, RawResource, Resource, make_image  # noqa: E402
 
 ALLOW = "User-agent: *\nAllow: /\n"
 FILLER = "".join(f"# comment line {i:05d}, padding the file as real ones are padded\n"
@@ -91,8 +90,9 @@ def faults(heavy: bool) -> list[Fault]:
     add("robots in pieces", {**img, "/robots.txt": Resource(
         ("User-agent: *\n" + FILLER + "Disallow: /private/\n").encode(), delivery=RUDE)},
         both, {"/private/a.jpg"})
+    some_lines = FILLER[:FILLER.index("\n", 8000) + 1]
     add("robots dripped", {**img, "/robots.txt": Resource(
-        ("User-agent: *\n" + FILLER[:FILLER.index("\n", 8000) + 1] + "Disallow: /private/\n").encode(),
+        ("User-agent: *\n" + some_lines + "Disallow: /private/\n").encode(),
         delivery=Delivery(piece=256, pause=0.002))}, both, {"/private/a.jpg"})
     cut_line = "User-agent: *\nDisallow: /private/\n"
     pad = 512_000 - len(cut_line) - len("Disallow: /")

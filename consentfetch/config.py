@@ -102,7 +102,8 @@ class FetchConfig:
     max_crawl_delay: float = DEFAULT_MAX_CRAWL_DELAY  # longest robots.txt Crawl-delay kept to
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
-    retry_backoff: float = DEFAULT_RETRY_BACKOFF  # seconds before the first retry; doubles, jittered
+    # seconds before the first retry; doubles, jittered
+    retry_backoff: float = DEFAULT_RETRY_BACKOFF
     max_bytes: int = DEFAULT_MAX_BYTES
     max_redirects: int = DEFAULT_MAX_REDIRECTS
     user_agent_token: str = DEFAULT_USER_AGENT_TOKEN
@@ -286,7 +287,8 @@ def _validate(cfg: FetchConfig) -> None:
             raise ConfigError(f"--{name.replace('_', '-')}: {msg} (got {getattr(cfg, name)!r})")
 
     need(cfg.resize_mode in RESIZE_MODES, "resize_mode", f"one of {', '.join(RESIZE_MODES)}")
-    need(cfg.encode_format in ENCODE_FORMATS, "encode_format", f"one of {', '.join(ENCODE_FORMATS)}")
+    need(cfg.encode_format in ENCODE_FORMATS, "encode_format",
+         f"one of {', '.join(ENCODE_FORMATS)}")
     need(cfg.consent in CONSENT_PROFILES, "consent", f"one of {', '.join(CONSENT_PROFILES)}")
     need(cfg.distributor in DISTRIBUTORS, "distributor", f"one of {', '.join(DISTRIBUTORS)}")
     package = DISTRIBUTOR_PACKAGES.get(cfg.distributor)

@@ -111,4 +111,5 @@ def compute_key(shard_id: int, index: int, shard_size: int) -> str:
 
 def key_index(key: str, shard_size: int) -> int:
     """The row index inside its shard of a key made by :func:`compute_key`."""
-    return int(key) % 10 ** len(str(shard_size - 1))
+    modulus: int = 10 ** len(str(shard_size - 1))
+    return int(key) % modulus

@@ -33,16 +33,16 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from .config import FetchConfig
-from .consent.crawlers import load_ai_crawler_tokens
 from .consent import evidence as proof
+from .consent.crawlers import load_ai_crawler_tokens
 from .consent.decision import Denial, Evidence, Reason, Status, status_of, text_evidence
 from .consent.engine import ConsentEngine, Permits
 from .consent.origins import MAX_ORIGIN_FILE_BYTES, OriginPolicies, OriginPolicy, PolicyStore
 from .consent.robots import CrawlDelay
 from .image import ResizedImage, ResizeOptions, process_image, resize_options_from
+from .layout import compute_key
 from .net.client import Fetched, HttpClient, parse_http_url
 from .net.politeness import HostScheduler, HostSlots
-from .layout import compute_key
 from .reader import InputRow, ShardInput
 from .workercache import process_cache
 from .writer import OutputDir, RowResult, ShardWriter

@@ -28,6 +28,7 @@ import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import IO, Any, TypeVar
 
 import fsspec
@@ -329,8 +330,8 @@ class InputSource:
     def _validate_csv(self) -> None:
         for name in self._files:
             with self._open(name) as f:
-                header = self._translate(
-                    lambda: _csv_table(f, self._delimiter, self._label(name)).header, name)
+                table = partial(_csv_table, f, self._delimiter, self._label(name))
+                header = self._translate(table, name).header
             _require_columns(header, self._cols, self._label(name))
 
     # -- reading
@@ -384,7 +385,7 @@ class InputSource:
             logger.debug("reading %s", name)
             rows = self._file_rows(name)
             while True:
-                row = self._translate(lambda: next(rows, None), name)
+                row = self._translate(partial(next, rows, None), name)
                 if row is None:
                     break
                 yield row

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Unpack
 
 from ._version import __version__
@@ -108,7 +108,7 @@ class _Run:
         self.source = source
         self.out = out
         self.input = input
-        self.started = datetime.now(timezone.utc)
+        self.started = datetime.now(UTC)
         self.progress = Progress(source.total_rows, view)
         self.origin_rows: dict[tuple[str, str], dict[str, Any]] = {}
         self.written = 0
@@ -278,7 +278,7 @@ class _Run:
             "input": redact_userinfo(self.input),
             "output": redact_userinfo(self.out.url),
             "started_at": self.started.isoformat(),
-            "finished_at": None if state == "running" else datetime.now(timezone.utc).isoformat(),
+            "finished_at": None if state == "running" else datetime.now(UTC).isoformat(),
             "user_agent": self.config.user_agent,
             "consent_profile": self.config.consent,
             "checks_performed": engine_for(self.config, self.out.storage_options)

@@ -213,5 +213,5 @@ def parquet_records(pf: pq.ParquetFile, columns: Sequence[str],
     for batch in pf.iter_batches(batch_size=batch_size, columns=names):
         values = [batch.column(name).to_pylist() for name in names]
         for cells in zip(*values, strict=True):
-            yield Record(f"row {row}", dict(zip(names, cells)))
+            yield Record(f"row {row}", dict(zip(names, cells, strict=False)))
             row += 1

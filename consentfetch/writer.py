@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import fsspec
@@ -41,8 +41,16 @@ import pyarrow.parquet as pq
 from .consent.decision import Evidence, Status
 from .errors import OutputError
 from .layout import (
-    TMP_SUFFIX, completed_shard, is_run_file, member_key, member_name, shard_files, shard_name,
-    shard_of, temporary)
+    TMP_SUFFIX,
+    completed_shard,
+    is_run_file,
+    member_key,
+    member_name,
+    shard_files,
+    shard_name,
+    shard_of,
+    temporary,
+)
 from .reader import InputRow
 from .safetext import redact_userinfo
 from .tarstream import TarStream
@@ -148,7 +156,7 @@ class RowResult:
     original_width: int | None = None
     original_height: int | None = None
     image: bytes | None = None  # the encoded sample, success only
-    decided_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    decided_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 class OutputDir:

@@ -22,7 +22,7 @@ SITE_HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
 
 # Options every end-to-end test uses: the site is on loopback, and failures
 # should retry quickly.
-LOCAL = {"allow_private_networks": True, "processes": 1, "retries": 1,
+LOCAL: dict[str, Any] = {"allow_private_networks": True, "processes": 1, "retries": 1,
          "retry_backoff": 0.01, "timeout": 5}
 
 
@@ -60,3 +60,8 @@ def png_bomb(side: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
             + chunk(b"IEND", b""))
+
+
+def with_local(options: dict[str, Any]) -> dict[str, Any]:
+    """:data:`LOCAL` with ``options`` on top."""
+    return {**LOCAL, **options}

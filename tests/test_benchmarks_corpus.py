@@ -19,7 +19,7 @@ from PIL import Image
 
 pytest.importorskip("numpy")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import corpus  # noqa: E402
+import corpus  # type: ignore[import-not-found]  # noqa: E402  (benchmarks/ is no package)
 
 WHEELS = Path(tempfile.gettempdir()) / "consentfetch-corpus-wheels"
 
@@ -69,7 +69,7 @@ def test_manifest_describes_every_file_and_ends_complete(small: list[Path]) -> N
     assert manifest["packages"] == corpus.PACKAGES
     assert list(manifest)[-1] == "complete" and manifest["complete"] is True
     assert [small[0].parent / e["name"] for e in manifest["files"]] == small
-    for entry, path in zip(manifest["files"], small):
+    for entry, path in zip(manifest["files"], small, strict=False):
         with Image.open(path) as im:
             assert (entry["format"], entry["mode"], entry["width"], entry["height"]) == \
                 (str(im.format).lower(), im.mode, im.width, im.height)

@@ -9,13 +9,14 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from consentfetch import check_url
 from consentfetch.testsite import LocalSite, Resource, make_image
 
 from .test_consent_e2e import xmp_jpeg
 
-LOCAL = {"allow_private_networks": True}
+LOCAL: dict[str, Any] = {"allow_private_networks": True}
 
 
 def test_allowed_url_lists_the_files_consulted(site: LocalSite) -> None:

@@ -68,7 +68,8 @@ def test_encode_quality_defaults_to_the_formats_own(fmt: str, quality: int) -> N
     """``fetch_shards(..., encode_format="png")`` used to raise: the png default lived in
     the CLI only."""
     assert make_config(encode_format=fmt).encode_quality == quality
-    assert make_config(encode_format=fmt, encode_quality=None).encode_quality == quality
+    assert make_config(encode_format=fmt,  # None: "the default", as for every option
+                       encode_quality=None).encode_quality == quality  # type: ignore[arg-type]
 
 
 def test_png_from_python_end_to_end(site, url_list, tmp_path) -> None:

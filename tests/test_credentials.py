@@ -9,6 +9,7 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -99,7 +100,7 @@ def test_retry_failed_takes_the_credentials_from_the_input(site: LocalSite, url_
                                                            tmp_path: Path) -> None:
     flaky = site.url(0, "/fault/flaky?id=cred&fail=1&code=503")
     path, out = url_list([{"url": with_userinfo(flaky)}]), tmp_path / "out"
-    options = {**LOCAL, "retries": 0}
+    options: dict[str, Any] = {**LOCAL, "retries": 0}
     assert fetch_shards(path, str(out), **options).counts == {"failed_to_download": 1}
     assert fetch_shards(path, str(out), retry_failed=True, **options).counts == {"success": 1}
     # Both attempts carried the user's credentials; the audit still holds none.
@@ -115,7 +116,7 @@ def test_input_and_list_urls_with_credentials_stay_out_of_run_json(
     site.put(0, "/optout.txt", f"{site.url(0, '/listed.jpg')}\n")
     source, listed = (with_userinfo(site.url(0, p)) for p in ("/urls.csv", "/optout.txt"))
     out = tmp_path / "out"
-    options = {**LOCAL, "opt_out_lists": [listed], "input_format": "csv"}
+    options: dict[str, Any] = {**LOCAL, "opt_out_lists": [listed], "input_format": "csv"}
     report = fetch_shards(source, str(out), **options)
     assert report.counts == {"disallowed": 1, "success": 1}
     run = json.loads((out / "run.json").read_text())

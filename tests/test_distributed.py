@@ -21,16 +21,20 @@ from typing import Any
 import pytest
 
 from consentfetch import ConfigError, fetch_shards, read_audit
-from consentfetch.distribute.cluster import task_config
 from consentfetch.config import make_config
+from consentfetch.consent.decision import Denial, Reason
 from consentfetch.consent.origins import (
-    FileKind, OriginPolicies, origin_file_from_row, policy_from_files)
+    FileKind,
+    OriginPolicies,
+    origin_file_from_row,
+    policy_from_files,
+)
+from consentfetch.distribute.cluster import task_config
 from consentfetch.distribute.task import FAULT_ENV
 from consentfetch.net.client import SmallFetch
 from consentfetch.testsite import LocalSite, Resource, make_image
-from consentfetch.consent.decision import Denial, Reason
 
-from .conftest import LOCAL
+from .conftest import LOCAL, with_local
 from .test_remote import BUCKET, _fs, _local_copy, s3  # noqa: F401 (s3 is a fixture)
 from .test_resume import check_invariants
 
@@ -116,7 +120,7 @@ def test_cluster_run_matches_local_and_fetches_origins_once(
         engine: str, site: LocalSite, url_list, tmp_path: Path) -> None:
     rows = _scenario(site)
     path, out = url_list(rows), tmp_path / "o"
-    options = {**LOCAL, "shard_size": 4, "caption_col": "caption", "distributor": engine}
+    options: dict[str, Any] = {**LOCAL, "shard_size": 4, "caption_col": "caption", "distributor": engine}
     report = fetch_shards(path, str(out), **options)
     assert report.total == len(rows) and report.shards_written == 6
     check_invariants(out, len(rows))
@@ -162,7 +166,7 @@ def test_failed_task_is_retried_by_the_engine(engine: str, fault: str, faults: P
     (faults / "00001.arm").write_text(f"{fault} 2")
     out = tmp_path / "o"
     report = fetch_shards(url_list(rows), str(out),
-                          **{**LOCAL, "shard_size": 4, "distributor": engine})
+                          **with_local({ "shard_size": 4, "distributor": engine}))
     assert (faults / "00001.fired").exists(), "the fault was not injected"
     assert not (faults / "00001.arm").exists()
     assert report.counts == {"success": 16}
@@ -177,7 +181,7 @@ def test_retry_failed_on_a_cluster(engine: str, site: LocalSite, url_list,
     rows += [{"url": site.url(1, f"/fault/flaky?id={engine}{i}&fail=1&code=503")}
              for i in range(4)]
     path, out = url_list(rows), tmp_path / "o"
-    options = {**LOCAL, "retries": 0, "shard_size": 3, "distributor": engine}
+    options: dict[str, Any] = {**LOCAL, "retries": 0, "shard_size": 3, "distributor": engine}
     first = fetch_shards(path, str(out), **options)
     assert first.counts == {"failed_to_download": 4, "success": 4}
     keys = {r["url"]: r["key"] for r in read_audit(str(out)).to_pylist()}
@@ -187,14 +191,14 @@ def test_retry_failed_on_a_cluster(engine: str, site: LocalSite, url_list,
     check_invariants(out, 8)
 
 
-def test_cluster_writes_to_s3(engine: str, s3: dict[str, Any], site: LocalSite,
+def test_cluster_writes_to_s3(engine: str, s3: dict[str, Any], site: LocalSite,  # noqa: F811
                               url_list, tmp_path: Path) -> None:
     """Workers get the output folder's storage_options and write whole shards to S3."""
     rows = [{"url": site.put(i % 2, f"/s3/{i}.jpg", make_image(40, 40, seed=i))}
             for i in range(6)]
     out = f"s3://{BUCKET}/{engine}"
     report = fetch_shards(url_list(rows), out, storage_options=s3,
-                          **{**LOCAL, "shard_size": 3, "distributor": engine})
+                          **with_local({ "shard_size": 3, "distributor": engine}))
     assert report.counts == {"success": 6} and report.shards_written == 2
     assert read_audit(out, storage_options=s3).num_rows == 6
     check_invariants(_local_copy(_fs(s3), f"{BUCKET}/{engine}", tmp_path / "copy"), 6)

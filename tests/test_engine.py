@@ -19,8 +19,13 @@ from yarl import URL
 
 from consentfetch.consent.decision import Denial
 from consentfetch.consent.engine import ConsentEngine, Permits
-from consentfetch.consent.origins import (FileKind, OriginPolicy, ai_txt_from_fetch,
-                                          robots_from_fetch, tdmrep_from_fetch)
+from consentfetch.consent.origins import (
+    FileKind,
+    OriginPolicy,
+    ai_txt_from_fetch,
+    robots_from_fetch,
+    tdmrep_from_fetch,
+)
 
 TOKEN = "mybot"
 ORIGIN = "https://example.com:443"

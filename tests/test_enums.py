@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import pyarrow as pa
 
-from consentfetch.consent.origins import (FileKind, FileOutcome, ai_txt_from_fetch,
-                                          origin_file_from_row, policy_from_files,
-                                          robots_from_fetch)
+from consentfetch.consent.origins import (
+    FileKind,
+    FileOutcome,
+    ai_txt_from_fetch,
+    origin_file_from_row,
+    policy_from_files,
+    robots_from_fetch,
+)
 from consentfetch.consent.registry import KINDS, EntryKind, ListBuilder
+from consentfetch.tables import Record
 
 from .test_engine import Answer, ok
 
@@ -41,11 +46,6 @@ def test_origins_rows_hold_plain_strings_and_read_back_as_enums() -> None:
     assert back == [robots, ai]
     policy = policy_from_files(ORIGIN, {f.kind: f for f in back})
     assert policy is not None and policy.robots is None  # unreachable: disallow everything
-
-
-class Record(NamedTuple):
-    where: str
-    values: dict[str, Any] | None
 
 
 def test_a_list_hit_names_its_entry_kind() -> None:

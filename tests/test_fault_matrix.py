@@ -16,8 +16,7 @@ import pytest
 from consentfetch import fetch_shards, read_audit
 from consentfetch.testsite import LocalSite, Resource, make_image, running_site
 
-from .conftest import LOCAL, png_bomb
-
+from .conftest import LOCAL, png_bomb, with_local
 
 HUGE_CAPTION = "ünïcode caption " * 65_536  # ~1 MiB
 
@@ -94,9 +93,9 @@ def test_fault_matrix(matrix_site: LocalSite, tmp_path: Path) -> None:
     out = tmp_path / "out"
     report = fetch_shards(str(path), str(out), caption_col="caption",
                           save_additional_columns=["n"],
-                          **{**LOCAL, "allow_private_networks": False,
+                          **with_local({ "allow_private_networks": False,
                              "allowed_networks": allowed, "timeout": 2, "retries": 1,
-                             "retry_backoff": 0.05, "concurrency": 16})
+                             "retry_backoff": 0.05, "concurrency": 16}))
     audit = {r["n"]: r for r in read_audit(str(out)).to_pylist()}
     assert len(audit) == len(rows) == report.total
     for i, (name, url, status, reason) in enumerate(matrix):
@@ -128,7 +127,7 @@ def test_429_burst_backs_the_host_off(matrix_site: LocalSite, tmp_path: Path) ->
     path = tmp_path / "urls.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path)
     fetch_shards(str(path), str(tmp_path / "o"),
-                 **{**LOCAL, "retries": 3, "retry_backoff": 0.05, "per_host_concurrency": 2})
+                 **with_local({ "retries": 3, "retry_backoff": 0.05, "per_host_concurrency": 2}))
     audit = read_audit(str(tmp_path / "o")).to_pylist()
     assert [r["status"] for r in audit] == ["success"] * 6
     burst = [t for t, _, p in site.log if p.startswith("/fault/burst")]
@@ -144,8 +143,8 @@ def test_circuit_breaker_gives_a_dead_host_up(matrix_site: LocalSite, tmp_path: 
     path = tmp_path / "urls.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path)
     fetch_shards(str(path), str(tmp_path / "o"),
-                 **{**LOCAL, "retries": 1, "retry_backoff": 0.01, "max_host_failures": 4,
-                    "per_host_concurrency": 1})
+                 **with_local({ "retries": 1, "retry_backoff": 0.01, "max_host_failures": 4,
+                    "per_host_concurrency": 1}))
     audit = read_audit(str(tmp_path / "o")).to_pylist()
     assert audit[-1]["status"] == "success"
     dead = audit[:-1]
@@ -171,7 +170,7 @@ def test_slow_host_does_not_stall_fast_hosts(tmp_path: Path) -> None:
         path = tmp_path / "urls.parquet"
         pq.write_table(pa.Table.from_pylist(rows), path)  # slow rows first, the worst case
         fetch_shards(str(path), str(tmp_path / "o"),
-                     **{**LOCAL, "concurrency": 8, "per_host_concurrency": 2, "retries": 0})
+                     **with_local({ "concurrency": 8, "per_host_concurrency": 2, "retries": 0}))
         slow_arrivals = [t for t, host, p in site.log
                          if host == hosts[slow] and p.startswith("/fault/slow")]
         fast_arrivals = [t for t, host, p in site.log

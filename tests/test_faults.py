@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,8 +13,8 @@ from consentfetch.testsite import LocalSite, Resource, make_image
 from .conftest import LOCAL
 
 
-def _one(site: LocalSite, url_list, tmp_path: Path, url: str, **options) -> dict:
-    opts = {**LOCAL, **options}
+def _one(site: LocalSite | None, url_list, tmp_path: Path, url: str, **options) -> dict:
+    opts: dict[str, Any] = {**LOCAL, **options}
     fetch_shards(url_list([{"url": url}]), str(tmp_path / "out"), **opts)
     (row,) = read_audit(str(tmp_path / "out")).to_pylist()
     return row

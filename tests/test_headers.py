@@ -151,9 +151,9 @@ def test_header_evidence_is_the_line_as_received() -> None:
 
 
 def test_a_lone_string_is_one_header_line() -> None:
-    verdict = check_x_robots_tag("noindex, mybot: noai", "mybot", strict=False)  # type: ignore[arg-type]
+    verdict = check_x_robots_tag("noindex, mybot: noai", "mybot", strict=False)
     assert verdict == XRobotsVerdict(True, "noai", "noindex, mybot: noai")
-    assert parse_x_robots_tag("noai") == {"*": frozenset({"noai"})}  # type: ignore[arg-type]
+    assert parse_x_robots_tag("noai") == {"*": frozenset({"noai"})}
 
 
 def test_tuple_of_lines() -> None:

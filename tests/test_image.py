@@ -40,7 +40,7 @@ def encode(im: Image.Image, fmt: str = "PNG", **params: object) -> bytes:
     return buf.getvalue()
 
 
-def solid(size: tuple[int, int], colour: tuple[int, ...] = RED, mode: str = "RGB",
+def solid(size: tuple[int, int], colour: tuple[int, ...] | int = RED, mode: str = "RGB",
           fmt: str = "PNG", **params: object) -> bytes:
     return encode(Image.new(mode, size, colour), fmt, **params)
 
@@ -69,7 +69,9 @@ def decoded(result: ResizedImage) -> Image.Image:
     return im
 
 
-def close(a: tuple[int, ...], b: tuple[int, ...], tol: int = 3) -> bool:
+def close(a: object, b: tuple[int, ...], tol: int = 3) -> bool:
+    """A pixel (as ``getpixel`` returns it) within ``tol`` of ``b`` in every band."""
+    assert isinstance(a, tuple), a
     return all(abs(x - y) <= tol for x, y in zip(a, b, strict=True))
 
 
@@ -356,7 +358,8 @@ def test_out_of_range_orientation_is_ignored() -> None:
     ("P", 0, (0, 0, 0)),
 ])
 def test_modes_become_rgb_on_white(mode: str, colour: object, expected: tuple[int, ...]) -> None:
-    out = decoded(ok(encode(Image.new(mode, (8, 8), colour)), resize_mode="no", **PNG))
+    out = decoded(ok(encode(Image.new(mode, (8, 8), colour)),  # type: ignore[arg-type]
+                          resize_mode="no", **PNG))
     assert out.mode == "RGB"
     assert close(out.getpixel((4, 4)), expected, 1)
 
@@ -735,7 +738,7 @@ def test_downscale_quality_against_a_lanczos_reference(size: tuple[int, int],
     scale = 256 / max(w, h)
     expected = (round(w * scale), round(h * scale))
     assert (result.width, result.height) == expected
-    reference = Image.open(io.BytesIO(data)).convert("RGB").resize(expected, Image.LANCZOS)
+    reference = Image.open(io.BytesIO(data)).convert("RGB").resize(expected, Image.Resampling.LANCZOS)
     got = np.asarray(Image.open(io.BytesIO(result.data)).convert("RGB"), dtype=np.float64)
     mse = ((got - np.asarray(reference, dtype=np.float64)) ** 2).mean()
     assert 10 * np.log10(255 ** 2 / mse) >= 43.5
@@ -756,7 +759,7 @@ def _no_open(*args: object, **kwargs: object) -> Image.Image:
 def test_ico_bomb_refused_before_image_open(monkeypatch: pytest.MonkeyPatch) -> None:
     # Pillow decodes an ICO's largest frame inside Image.open: 576 MB for this one
     data = ico_with_frame(png_header_only(12_000, 12_000))
-    monkeypatch.setattr(image_mod.Image, "open", _no_open)
+    monkeypatch.setattr(Image, "open", _no_open)
     assert denied(data) == Denial(Reason.IMAGE_TOO_LARGE, "image 12000x12000 = 144000000 "
                                   "pixels exceeds --max-image-pixels 100000000")
 
@@ -764,7 +767,7 @@ def test_ico_bomb_refused_before_image_open(monkeypatch: pytest.MonkeyPatch) -> 
 def test_ico_frame_above_the_format_limit_is_too_large(monkeypatch: pytest.MonkeyPatch) -> None:
     # a real 600x600 PNG frame, within --max-image-pixels, but no ICO frame is over 256
     data = ico_with_frame(solid((600, 600), RED, mode="RGBA"))
-    monkeypatch.setattr(image_mod.Image, "open", _no_open)
+    monkeypatch.setattr(Image, "open", _no_open)
     assert denied(data) == Denial(Reason.IMAGE_TOO_LARGE, "ICO frame 600x600 is larger than "
                                   "the 256x256 the ICO format allows")
 
@@ -801,7 +804,7 @@ def test_webp_canvas_bomb_refused_before_image_open(monkeypatch: pytest.MonkeyPa
     data = bytearray(solid((30, 30), RED, mode="RGBA", fmt="WEBP", exif=b"Exif\x00\x00II*\x00"))
     assert data[12:16] == b"VP8X"
     data[24:30] = (16_000 - 1).to_bytes(3, "little") + (16_000 - 1).to_bytes(3, "little")
-    monkeypatch.setattr(image_mod.Image, "open", _no_open)
+    monkeypatch.setattr(Image, "open", _no_open)
     assert denied(bytes(data)) == Denial(Reason.IMAGE_TOO_LARGE, "image 16000x16000 = "
                                          "256000000 pixels exceeds --max-image-pixels 100000000")
 

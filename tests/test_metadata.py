@@ -185,8 +185,8 @@ def test_bare_codes_are_accepted(code: str) -> None:
 
 @pytest.mark.parametrize(("value", "expected"), [
     (f"  {VOCAB}DMI-PROHIBITED-AIMLTRAINING \n", DENIED),  # whitespace around
-    (f"https://ns.useplus.org/ldf/vocab/DMI-PROHIBITED", DENIED),
-    (f"HTTP://NS.USEPLUS.ORG/LDF/VOCAB/dmi-prohibited", DENIED),
+    ("https://ns.useplus.org/ldf/vocab/DMI-PROHIBITED", DENIED),
+    ("HTTP://NS.USEPLUS.ORG/LDF/VOCAB/dmi-prohibited", DENIED),
     (f"{VOCAB}DMI-PROHIBITED/", DENIED),
     (f"{VOCAB}DMI-PROHIBITED-SOMETHINGNEW", DENIED),  # any DMI-PROHIBITED*
     ("dmi-allowed", ALLOWED),
@@ -726,7 +726,7 @@ def _test_certificate() -> tuple[bytes, bytes]:
                              data_encipherment=False, key_agreement=False, key_cert_sign=not sign,
                              crl_sign=not sign, encipher_only=False, decipher_only=False)
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
 
     def certificate(subject: str, public: Any, ca: bool) -> x509.CertificateBuilder:

@@ -15,8 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 
 import consentfetch
-from consentfetch import (ConfigError, FetchConfig, FetchOptions, check_url, fetch_shards,
-                          make_config)
+from consentfetch import (
+    ConfigError,
+    FetchConfig,
+    FetchOptions,
+    check_url,
+    fetch_shards,
+    make_config,
+)
 from consentfetch.check import check_urls
 from consentfetch.testsite import LocalSite, Resource, make_image
 

@@ -15,7 +15,7 @@ from PIL import Image
 from consentfetch import ConfigError, InputError, fetch_shards, read_audit
 from consentfetch.testsite import LocalSite, Resource, make_image
 
-from .conftest import LOCAL
+from .conftest import LOCAL, with_local
 
 
 def _by_url(table) -> dict[str, dict]:
@@ -32,6 +32,7 @@ def test_every_row_audited_and_shards_match(site: LocalSite, url_list, tmp_path:
     rows, expected = [], {}
     for i in range(2000):
         host = i % 4
+        want: tuple[str, str | None]
         if host == 0 and i % 3 == 0:
             path, want = f"/private/{i}.jpg", ("disallowed", "robots_disallowed")
         elif host == 2 and i % 5 == 0:
@@ -54,7 +55,7 @@ def test_every_row_audited_and_shards_match(site: LocalSite, url_list, tmp_path:
     out = tmp_path / "out"
     report = fetch_shards(url_list(rows), str(out), caption_col="caption",
                           save_additional_columns=["idx"], shard_size=500, concurrency=32,
-                          **{**LOCAL, "processes": 2})
+                          **with_local({ "processes": 2}))
 
     audit = read_audit(str(out))
     assert audit.num_rows == 2000
@@ -158,7 +159,8 @@ def test_bad_options_and_input_raise(tmp_path: Path, url_list) -> None:
     with pytest.raises(ConfigError, match="resize-mode"):
         fetch_shards(url_list([{"url": "http://x/"}]), str(tmp_path / "o"), resize_mode="zoom")
     with pytest.raises(ConfigError, match="unknown option"):
-        fetch_shards(url_list([{"url": "http://x/"}]), str(tmp_path / "o"), imagesize=3)
+        fetch_shards(url_list([{"url": "http://x/"}]), str(tmp_path / "o"),
+                     imagesize=3)  # type: ignore[call-arg]  # the misspelling under test
     with pytest.raises(InputError):
         fetch_shards(str(tmp_path / "missing.parquet"), str(tmp_path / "o"))
     with pytest.raises(InputError, match="link"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pytest
@@ -25,7 +25,7 @@ R = TypeVar("R")
 
 SCENARIO_TIMEOUT = 5.0
 EPS = 0.005  # slack for the loop clock when comparing measured gaps
-NOW = datetime(2024, 1, 1, 0, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 1, 1, 0, 0, 0, tzinfo=UTC)
 
 
 def no_jitter(span: float) -> float:
@@ -189,7 +189,7 @@ def test_slot_spaces_request_starts_by_the_delay(per_host: int) -> None:
 
     starts = run(scenario)
     assert len(starts) == 5
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     assert all(gap >= 0.05 - EPS for gap in gaps), gaps
 
 
@@ -253,7 +253,7 @@ def test_min_delay_applies_to_every_host() -> None:
         return starts
 
     starts = run(scenario)
-    assert all(b - a >= 0.05 - EPS for a, b in zip(starts, starts[1:])), starts
+    assert all(b - a >= 0.05 - EPS for a, b in zip(starts, starts[1:], strict=False)), starts
 
 
 def test_idle_hosts_are_forgotten() -> None:
@@ -643,7 +643,7 @@ def test_scheduler_honours_the_host_gap() -> None:
 
     starts = run(scenario)
     assert len(starts) == 3
-    assert all(b - a >= 0.05 - EPS for a, b in zip(starts, starts[1:])), starts
+    assert all(b - a >= 0.05 - EPS for a, b in zip(starts, starts[1:], strict=False)), starts
 
 
 def test_scheduler_hands_out_given_up_items_at_once() -> None:

@@ -25,9 +25,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consentfetch.workercache import process_cache
 from consentfetch import fetch_shards, read_audit
 from consentfetch.testsite import LocalSite, RawResource, Resource, make_image, running_site
+from consentfetch.workercache import process_cache
 
 from .conftest import LOCAL
 
@@ -58,7 +58,8 @@ def no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
         try:
             ipaddress.ip_address(text)
         except ValueError:
-            raise socket.gaierror(socket.EAI_NONAME, "name lookups are off in this test")
+            raise socket.gaierror(socket.EAI_NONAME,
+                                  "name lookups are off in this test") from None
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)

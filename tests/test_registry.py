@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from consentfetch.consent.registry import KINDS, ConsentList, ListHit
+from consentfetch.consent.registry import KINDS, ConsentList, EntryKind, ListHit
 from consentfetch.errors import ConfigError, ConsentFetchError, InputError
 from consentfetch.lists import load_lists
 
@@ -88,7 +88,7 @@ def test_txt_classifies_each_line(tmp_path: Path) -> None:
     ]))
     assert len(lists) == 4
     assert lists.has_sha256
-    assert lists.match_sha256(SHA) == ListHit(lists.names[0], "sha256", SHA, None)
+    assert lists.match_sha256(SHA) == ListHit(lists.names[0], EntryKind("sha256"), SHA, None)
     assert lists.match_url("https://example.com/a.jpg").kind == "url"
     assert lists.match_url("https://example.com/art/b.jpg").kind == "url_prefix"
     assert lists.match_url("http://artist.example/x.png").kind == "host"
@@ -148,7 +148,7 @@ def test_csv_all_columns_and_source(tmp_path: Path) -> None:
     lists = load_lists([path])
     assert len(lists) == 4
     hit = lists.match_url("https://example.com/a.jpg")
-    assert hit == ListHit(path, "url", "https://example.com/a.jpg", "artist request 2026-03")
+    assert hit == ListHit(path, EntryKind("url"), "https://example.com/a.jpg", "artist request 2026-03")
     # a url_prefix cell needs no trailing "*"
     assert lists.match_url("https://example.com/art/deep/b.png").entry == "https://example.com/art/"
     assert lists.match_url("https://EXAMPLE.org:8443/").source == "site owner"
@@ -539,7 +539,7 @@ def test_kinds_and_empty_list() -> None:
 
 def test_a_single_path_string_is_one_file(tmp_path: Path) -> None:
     path = _txt(tmp_path, "example.com\n")
-    lists = load_lists(path)  # type: ignore[arg-type]
+    lists = load_lists(path)
     assert lists.names == (path,)
 
 

@@ -80,7 +80,7 @@ def test_s3_input_output_and_resume(s3: dict[str, Any], site: LocalSite,
     _put_parquet(fs, f"{BUCKET}/in/urls.parquet", rows)
     fs.pipe_file(f"{BUCKET}/lists/optout.txt", f"{refused}\n".encode())
     source, out = f"s3://{BUCKET}/in/urls.parquet", f"s3://{BUCKET}/out"
-    options = {**LOCAL, "shard_size": 3, "caption_col": "caption",
+    options: dict[str, Any] = {**LOCAL, "shard_size": 3, "caption_col": "caption",
                "opt_out_lists": [f"s3://{BUCKET}/lists/optout.txt"]}
 
     report = fetch_shards(source, out, storage_options=s3, **options)
@@ -105,7 +105,7 @@ def test_s3_input_output_and_resume(s3: dict[str, Any], site: LocalSite,
     assert (again.shards_written, again.shards_skipped) == (2, 1)
     assert again.counts == {"disallowed": 1, "success": 8}
     hits_after = [site.hit_count(i % 2, f"/{i}.jpg") for i in range(9)]
-    assert [a - b for a, b in zip(hits_after, hits_before)] == [0, 0, 0, 1, 0, 1, 1, 1, 1]
+    assert [a - b for a, b in zip(hits_after, hits_before, strict=False)] == [0, 0, 0, 1, 0, 1, 1, 1, 1]
     check_invariants(_local_copy(fs, f"{BUCKET}/out", tmp_path / "second"), 9)
     run = json.loads(fs.cat_file(f"{BUCKET}/out/run.json"))
     assert run["state"] == "complete" and run["output"] == out

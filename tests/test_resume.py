@@ -10,6 +10,7 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import webdataset as wds
@@ -17,7 +18,7 @@ import webdataset as wds
 from consentfetch import ConfigError, fetch_shards, read_audit
 from consentfetch.testsite import LocalSite, Resource, make_image, running_site
 
-from .conftest import LOCAL
+from .conftest import LOCAL, with_local
 
 
 def check_invariants(out: Path, n_rows: int) -> None:
@@ -44,7 +45,7 @@ def test_retry_failed_rewrites_only_transient_failures(site: LocalSite, url_list
     rows += [{"url": site.url(0, f"/fault/flaky?id={i}&fail=1&code=503")} for i in range(3)]
     rows += [{"url": site.url(0, "/missing.jpg")}, {"url": site.url(0, "/no/a.jpg")}]
     path, out = url_list(rows), tmp_path / "o"
-    options = {**LOCAL, "retries": 0, "shard_size": 5}
+    options: dict[str, Any] = {**LOCAL, "retries": 0, "shard_size": 5}
     first = fetch_shards(path, str(out), **options)
     assert first.counts == {"disallowed": 1, "failed_to_download": 4, "success": 4}
     keys_before = {r["url"]: r["key"] for r in read_audit(str(out)).to_pylist()}
@@ -67,7 +68,7 @@ def test_retry_failed_retries_a_host_given_up_after_5xx(site: LocalSite, url_lis
     for p in paths:
         site.put(0, p, Resource(b"busy", status=503))
     path, out = url_list([{"url": site.url(0, p)} for p in paths]), tmp_path / "o"
-    options = {**LOCAL, "retries": 0, "max_host_failures": 2, "per_host_concurrency": 1}
+    options: dict[str, Any] = {**LOCAL, "retries": 0, "max_host_failures": 2, "per_host_concurrency": 1}
     first = fetch_shards(path, str(out), **options)
     assert first.counts == {"failed_to_download": 4}
     audit = read_audit(str(out)).to_pylist()
@@ -86,7 +87,7 @@ def test_resume_refuses_other_options(site: LocalSite, url_list, tmp_path: Path)
     fetch_shards(path, str(out), **LOCAL)
     with pytest.raises(ConfigError, match="--image-size was 256, now 128.*--overwrite"):
         fetch_shards(path, str(out), image_size=128, **LOCAL)
-    fetch_shards(path, str(out), **{**LOCAL, "timeout": 7, "concurrency": 3})  # safe changes
+    fetch_shards(path, str(out), **with_local({ "timeout": 7, "concurrency": 3}))  # safe changes
     report = fetch_shards(path, str(out), image_size=128, overwrite=True, **LOCAL)
     assert report.shards_written == 1
     assert json.loads((out / "run.json").read_text())["config"]["image_size"] == 128

@@ -637,10 +637,14 @@ def test_each_group_is_matched_once_per_url(monkeypatch: pytest.MonkeyPatch) -> 
     body = "".join(f"User-agent: {t}\n" for t in tokens) + "User-agent: *\n" + "".join(
         f"Disallow: /p{i}/*x\n" for i in range(2000)) + "User-agent: mybot\nAllow: /\n"
     policy = RobotsPolicy.parse(body)
-    calls = []
+    calls: list[str] = []
     real = module._Matcher.best
-    monkeypatch.setattr(module._Matcher, "best",
-                        lambda self, path: calls.append(path) or real(self, path))
+
+    def best(self: object, path: str) -> object:
+        calls.append(path)
+        return real(self, path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(module._Matcher, "best", best)
     verdicts = policy.check_tokens("/p7/ax", ["*", *tokens, "mybot"])
     assert [v.allowed for v in verdicts] == [False] * 41 + [True]
     assert verdicts[1].rule == "Disallow: /p7/*x" and verdicts[1].line == 49

@@ -20,7 +20,7 @@ import pytest
 from consentfetch import fetch_shards, read_audit
 from consentfetch.testsite import LocalSite, RawResource, Resource, make_image, running_site
 
-from .conftest import LOCAL
+from .conftest import LOCAL, with_local
 
 # One host per test (origin policies are cached per process, by origin); the
 # first serves the ordinary image every test puts beside its trigger.
@@ -60,7 +60,7 @@ def run_jsonl(tmp_path: Path, rows: list[dict[str, Any]], **options: Any) -> lis
     src = tmp_path / "urls.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     out = tmp_path / "out"
-    report = fetch_shards(str(src), str(out), **{**LOCAL, "input_format": "jsonl", **options})
+    report = fetch_shards(str(src), str(out), **with_local({ "input_format": "jsonl", **options}))
     audit = sorted(read_audit(str(out)).to_pylist(), key=lambda r: r["key"])
     assert report.total == len(rows) == len(audit)
     assert len({r["key"] for r in audit}) == len(rows)
@@ -190,8 +190,8 @@ def test_lone_surrogates_in_caption_and_kept_column(rsite, tmp_path) -> None:
         assert_storable(row)
     with tarfile.open(tmp_path / "out" / "00000.tar") as tar:
         key = audit[0]["key"]
-        caption = tar.extractfile(f"{key}.txt").read().decode("utf-8")  # type: ignore[union-attr]
-        meta = json.loads(tar.extractfile(f"{key}.json").read())  # type: ignore[union-attr]
+        caption = tar.extractfile(f"{key}.txt").read().decode("utf-8")
+        meta = json.loads(tar.extractfile(f"{key}.json").read())
     assert caption == meta["caption"] == "cat \\ud83d and dog"
     assert meta["extra"] == "x\\udfffy"
 
@@ -226,7 +226,7 @@ def test_an_unforeseen_exception_in_image_work_is_a_resize_failure(rsite, tmp_pa
     import consentfetch.pipeline as pipeline
 
     odd = make_image(33, 33)
-    real = pipeline.process_image
+    from consentfetch.image import process_image as real
 
     def process_image(data, options, **kwargs):
         if data == odd:
@@ -290,8 +290,7 @@ def test_an_unforeseen_exception_parsing_an_input_url_is_that_rows(rsite, tmp_pa
                                                                    monkeypatch) -> None:
     """Rows are parsed when the shard is scheduled, outside any row's confinement."""
     import consentfetch.pipeline as pipeline
-
-    real = pipeline.parse_http_url
+    from consentfetch.net.client import parse_http_url as real
 
     def parse_http_url(raw):
         if "boom" in raw:

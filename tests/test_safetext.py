@@ -8,8 +8,14 @@ import json
 
 import pytest
 
-from consentfetch.safetext import (FORMULA_STARTS, for_spreadsheet, for_terminal,
-                                   json_for_terminal, lost_userinfo, redact_userinfo)
+from consentfetch.safetext import (
+    FORMULA_STARTS,
+    for_spreadsheet,
+    for_terminal,
+    json_for_terminal,
+    lost_userinfo,
+    redact_userinfo,
+)
 
 # Every character a terminal may act on: C0, DEL, C1, bidi embeddings/overrides/isolates.
 UNSAFE = [chr(c) for c in (*range(0x00, 0x20), *range(0x7f, 0xa0), *range(0x202a, 0x202f),

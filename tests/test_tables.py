@@ -98,7 +98,8 @@ def test_parquet_records_stream_a_compressed_file() -> None:
                    row_group_size=2)
     packed = io.BytesIO(gzip.compress(sink.getvalue()))
     with gzip.GzipFile(fileobj=packed) as f:
-        records = list(tables.parquet_records(tables.parquet_file(f), ["url", "n"], 2))
+        source = tables.parquet_file(f)  # type: ignore[arg-type]  # a GzipFile is an IO[bytes]
+        records = list(tables.parquet_records(source, ["url", "n"], 2))
     assert records == [Record("row 0", {"url": "a", "n": 1}), Record("row 1", {"url": "b", "n": 2}),
                        Record("row 2", {"url": "c", "n": 3})]
 

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from consentfetch.consent.decision import (TRANSIENT, Denial, Reason, Retry, Status,
-                                           retry_when, status_of)
+from consentfetch.consent.decision import (
+    TRANSIENT,
+    Denial,
+    Reason,
+    Retry,
+    Status,
+    retry_when,
+    status_of,
+)
 from consentfetch.net.client import is_transient
 from consentfetch.run import is_retryable
 
@@ -17,7 +24,7 @@ def test_the_table_pins_todays_rules() -> None:
     later = {r for r in Reason for s in STATUSES if Retry.NEXT_RUN in retry_when(r, s)}
     assert now == {Reason.TIMEOUT, Reason.CONNECTION_ERROR, Reason.HTTP_ERROR}
     assert later == now | {Reason.DNS_ERROR, Reason.CRAWL_DELAY_TOO_LONG}
-    assert all(status_of(r) is Status.FAILED_TO_DOWNLOAD for r in TRANSIENT)
+    assert all(status_of(Reason(r)) is Status.FAILED_TO_DOWNLOAD for r in TRANSIENT)
 
 
 @pytest.mark.parametrize("reason", list(Reason))

@@ -18,11 +18,18 @@ import pytest
 from yarl import URL
 
 from consentfetch import fetch_shards, read_audit
+from consentfetch.consent.decision import Denial, Reason
 from consentfetch.consent.origins import ai_txt_from_fetch, robots_from_fetch, tdmrep_from_fetch
-from consentfetch.consent.robots import (MAX_ROBOTS_BYTES, RobotsPolicy, complete_lines,
-                                         strip_bom)
-from consentfetch.testsite import DRIP, RUDE, Delivery, LocalSite, Resource, make_image, \
-    running_site
+from consentfetch.consent.robots import MAX_ROBOTS_BYTES, RobotsPolicy, complete_lines, strip_bom
+from consentfetch.testsite import (
+    DRIP,
+    RUDE,
+    Delivery,
+    LocalSite,
+    Resource,
+    make_image,
+    running_site,
+)
 
 from .conftest import LOCAL
 
@@ -73,13 +80,13 @@ class Answer:
 
     http_status: int | None
     body: bytes = b""
-    error: object = None
+    error: Denial | None = None
     truncated: bool = False
     reached: bool = True
 
 
-class _Error:
-    evidence = "ClientPayloadError: Response payload is not completed"
+def _Error() -> Denial:
+    return Denial(Reason.CONNECTION_ERROR, "ClientPayloadError: Response payload is not completed")
 
 
 def test_a_truncated_robots_txt_is_parsed_up_to_its_last_complete_line() -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,7 +99,7 @@ def _policy(origin: str, robots: bytes = b"User-agent: *\nDisallow: /x\n") -> Or
     {"user_agent_token": "otherbot"}, {"contact": "mailto:x@example.com"},
     {"allow_private_networks": True}, {"allowed_networks": ("10.0.0.0/8",)},
 ])
-def test_policies_are_keyed_by_what_shapes_them(other: dict[str, object]) -> None:
+def test_policies_are_keyed_by_what_shapes_them(other: dict[str, Any]) -> None:
     cache = WorkerCache()
     base = make_config()
     cache.policy_view(base, keep_bodies=False)["o"] = policy = _policy("o")

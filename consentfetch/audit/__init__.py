@@ -23,8 +23,15 @@ from ..errors import FilterError
 from .catalogue import REASONS, STATUSES, reason_label, reason_wording, status_wording
 from .filter import parse_filter, select_rows
 from .hosts import find_url, host_column, hostname, normalize_url
-from .read import (ROW_COLUMNS, completed_shard_count, open_output, read_audit, read_columns,
-                   read_origins, read_run)
+from .read import (
+                   ROW_COLUMNS,
+                   completed_shard_count,
+                   open_output,
+                   read_audit,
+                   read_columns,
+                   read_origins,
+                   read_run,
+)
 from .summary import FAILED, STATUS_ORDER, SUMMARY_GROUPS, summarize_audit
 from .why import explain_host, explain_row, explain_url
 

@@ -128,7 +128,9 @@ def read_origins(output_dir: str,
     if not out.exists(ORIGINS_FILE):
         return []
     table = out.read_table(ORIGINS_FILE)
-    return table.drop_columns([c for c in ("body",) if c in table.column_names]).to_pylist()
+    rows: list[dict[str, Any]] = table.drop_columns(
+        [c for c in ("body",) if c in table.column_names]).to_pylist()
+    return rows
 
 
 def completed_shard_count(output_dir: str,

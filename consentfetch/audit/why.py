@@ -11,7 +11,7 @@ an older version) gets the catalogue's sentence around its evidence text.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -246,7 +246,7 @@ def _when(value: Any) -> str | None:
     """A timestamp as ``2026-11-21 14:02 UTC``."""
     if isinstance(value, datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc)
+            value = value.astimezone(UTC)
         return f"{value:%Y-%m-%d %H:%M} UTC"
     if isinstance(value, str) and value:
         try:

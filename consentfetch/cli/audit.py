@@ -23,9 +23,19 @@ from typing import Any, TextIO
 
 import pyarrow as pa
 
-from ..audit import (REASONS, ROW_COLUMNS, STATUSES, SUMMARY_GROUPS, FilterError,
-                     completed_shard_count, read_audit, read_columns, read_run, select_rows,
-                     summarize_audit)
+from ..audit import (
+    REASONS,
+    ROW_COLUMNS,
+    STATUSES,
+    SUMMARY_GROUPS,
+    FilterError,
+    completed_shard_count,
+    read_audit,
+    read_columns,
+    read_run,
+    select_rows,
+    summarize_audit,
+)
 from ..consent.decision import Reason, Status, status_of
 from ..errors import ConsentFetchError
 from ..safetext import for_spreadsheet, json_for_terminal
@@ -164,11 +174,11 @@ def _table(header: list[str], rows: list[list[str]], out: TextIO,
 
     def line(cells: list[str]) -> str:
         parts = []
-        for i, cell in enumerate(cells):
+        for i, text in enumerate(cells):
             if i == len(cells) - 1:
-                parts.append(cell.rjust(widths[i]) if i in right else cell)
+                parts.append(text.rjust(widths[i]) if i in right else text)
             else:
-                parts.append(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]))
+                parts.append(text.rjust(widths[i]) if i in right else text.ljust(widths[i]))
         return "  ".join(parts).rstrip()
 
     print(line(header), file=out)

@@ -69,7 +69,8 @@ def _add_download_options(p: argparse.ArgumentParser) -> None:
                         help="delete an earlier run in OUTPUT_DIR and start over")
     g.add_argument("--retry-failed", action="store_true",
                    help="also re-attempt the transient download failures (timeouts, DNS, "
-                        "connection errors, HTTP 429/5xx) of complete shards")
+                        "connection errors, HTTP 429/5xx, a Crawl-delay over "
+                        "--max-crawl-delay) of complete shards")
     g = p.add_argument_group("network")
     g.add_argument("--concurrency", type=int, default=d["concurrency"].default,
                    help="requests in flight per process")

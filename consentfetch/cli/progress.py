@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from ..progress import LogLines, ProgressView, ProgressSnapshot
+from ..progress import LogLines, ProgressSnapshot, ProgressView
 
 TTY_REFRESH = 0.2  # seconds between redraws
 BAR_WIDTH = 24

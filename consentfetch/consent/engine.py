@@ -28,9 +28,9 @@ from typing import Protocol
 
 from yarl import URL
 
+from . import evidence as proof
 from .aipref import check_content_usage_header, check_usage_rules, compile_usage_rules
 from .crawlers import ai_crawler_blocked, load_ai_crawler_tokens
-from . import evidence as proof
 from .decision import Denial, Reason, Signal
 from .headers import check_x_robots_tag
 from .metadata import C2PA_AVAILABLE, read_c2pa_training, read_iptc_data_mining

@@ -37,8 +37,8 @@ import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
-from datetime import datetime, timezone
 from typing import Any, Protocol, TypeGuard
 
 from yarl import URL
@@ -84,11 +84,23 @@ class FileOutcome(enum.StrEnum):
 class FetchOutcome(Protocol):
     """What the fetcher returns (net.client.SmallFetch has this shape)."""
 
-    http_status: int | None  # set with ``error`` too when the failure came after the headers
-    body: bytes
-    error: Denial | None
-    truncated: bool  # the body went on past the byte limit
-    reached: bool  # False: no connection to the host was ever established
+    @property
+    def http_status(self) -> int | None:
+        """Set with ``error`` too when the failure came after the headers."""
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def error(self) -> Denial | None: ...
+
+    @property
+    def truncated(self) -> bool:
+        """The body went on past the byte limit."""
+
+    @property
+    def reached(self) -> bool:
+        """False: no connection to the host was ever established."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +170,7 @@ def _record(origin: str, kind: FileKind, url: str, fetched: FetchOutcome, outcom
     unreached = fetched.error if kind == FileKind.ROBOTS_TXT and not fetched.reached else None
     return OriginFile(
         origin=origin, kind=kind, url=url, http_status=fetched.http_status, outcome=outcome,
-        error=error, fetched_at=datetime.now(timezone.utc), size=len(body),
+        error=error, fetched_at=datetime.now(UTC), size=len(body),
         sha256=hashlib.sha256(body).hexdigest() if parsed else None,
         body=body if parsed and keep_body else None,
         unreached_reason=str(unreached.reason) if unreached is not None else None,
@@ -233,7 +245,7 @@ def origin_file_from_row(row: dict[str, Any]) -> OriginFile:
     if isinstance(fetched_at, str):
         fetched_at = datetime.fromisoformat(fetched_at)
     if fetched_at.tzinfo is None:
-        fetched_at = fetched_at.replace(tzinfo=timezone.utc)
+        fetched_at = fetched_at.replace(tzinfo=UTC)
     values = {name: row.get(name) for name in OriginFile.__slots__}
     return OriginFile(**{**values, "kind": FileKind(row["kind"]),
                          "outcome": FileOutcome(row["outcome"]), "fetched_at": fetched_at,
@@ -262,7 +274,7 @@ def policy_from_files(origin: str, files: dict[FileKind, OriginFile], *, robots:
     if any(kind not in files or not _body_intact(files[kind]) for kind in needed):
         return None
     kept = {kind: files[kind] for kind in needed}
-    age = _age(kept.values(), now or datetime.now(timezone.utc))
+    age = _age(kept.values(), now or datetime.now(UTC))
     if age >= max_age:
         return None
     loaded_at = time.monotonic() - max(0.0, age)

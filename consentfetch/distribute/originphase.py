@@ -36,8 +36,12 @@ from .. import pipeline
 from ..config import FetchConfig
 from ..consent.engine import ConsentEngine, Permits
 from ..consent.origins import (
-    CACHE_SECONDS, OriginPolicy, origin_file_from_row,
-    origin_of, policy_from_files)
+    CACHE_SECONDS,
+    OriginPolicy,
+    origin_file_from_row,
+    origin_of,
+    policy_from_files,
+)
 from ..layout import ORIGINS_FILE
 from ..net.client import parse_http_url
 from ..reader import ShardInput

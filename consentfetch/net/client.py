@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -89,7 +89,7 @@ def parse_http_url(raw: object) -> URL | Denial:
     try:
         url = URL(text)
         scheme, host, ascii_host = url.scheme, url.host, url.raw_host
-        url.port  # raises on a non-numeric or out-of-range port
+        _ = url.port  # raises on a non-numeric or out-of-range port
     except (ValueError, TypeError) as exc:  # UnicodeError (IDNA) is a ValueError
         return Denial(Reason.INVALID_URL, f"unparseable URL: {exc}")
     if scheme not in ("http", "https"):
@@ -179,8 +179,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def _http_error(response: aiohttp.ClientResponse) -> Denial:

@@ -158,7 +158,7 @@ class HostSlots:
         state.failures += 1
         state.last_failure = outcome
         doublings = min(state.failures - 1, 32)  # 2**32 s is past any cap
-        backoff = min(BACKOFF_CAP, self._backoff_base * 2 ** doublings)
+        backoff: float = min(BACKOFF_CAP, self._backoff_base * 2.0 ** doublings)
         backoff = min(BACKOFF_CAP, backoff + self._jitter(backoff / 2))
         if retry_after is not None:
             backoff = max(backoff, retry_after)
