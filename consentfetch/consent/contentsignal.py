@@ -35,7 +35,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 
 from .robots import RobotsRule
 
@@ -64,7 +63,7 @@ _USE_TOO_LOW = frozenset({"immediate", "reference"})
 class ContentSignal:
     """One ``Content-Signal`` line: its known keys (lower-cased) and the line."""
 
-    values: Mapping[str, str]
+    values: Mapping[str, str]  # read-only by type; a dict, so a parsed file pickles
     record: RobotsRule
 
 
@@ -107,7 +106,7 @@ def read_content_signals(records: Sequence[RobotsRule]) -> tuple[ContentSignal, 
     signals = []
     for record in records:
         if record.field == FIELD and (values := parse_content_signal(record.value)):
-            signals.append(ContentSignal(MappingProxyType(values), record))
+            signals.append(ContentSignal(values, record))
     return tuple(signals)
 
 
