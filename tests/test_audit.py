@@ -48,7 +48,7 @@ from consentfetch.testsite import LocalSite, Resource, make_image, running_site
 from .conftest import with_local
 from .test_consent_e2e import PLAIN, xmp_jpeg
 
-HOSTS = tuple(f"127.0.0.{i}" for i in range(30, 40))
+HOSTS = tuple(f"127.0.0.{i}" for i in range(30, 41))
 HOSTILE = "<script>alert(1)</script>"
 
 
@@ -137,6 +137,9 @@ def make_run(base: Path, site: LocalSite) -> AuditRun:
     site.put(9, "/robots.txt", Resource(b"busy", status=503))
     image(9, "/a.jpg", ("disallowed", "robots_unreachable"))
     image(9, "/b.jpg", ("disallowed", "robots_unreachable"))
+    # 10: Cloudflare Content Signals in robots.txt
+    site.put(10, "/robots.txt", "User-Agent: *\nContent-signal: search=yes, ai-train=no\n")
+    image(10, "/a.jpg", ("disallowed", "content_signal"))
 
     url_list = base / "urls.parquet"
     pq.write_table(pa.Table.from_pylist(rows), url_list)
@@ -289,8 +292,9 @@ def test_audit_table_json_csv(run: AuditRun, capsys: pytest.CaptureFixture[str])
 
     assert cli("audit", str(run.out), "--by", "status", "--format", "csv") == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    opted_out = sum(status == "disallowed" for status, _ in run.expect.values())
     assert {r["status"]: int(r["count"]) for r in rows} == {
-        "success": 2, "disallowed": 16, "failed_to_download": 2, "failed_to_resize": 1}
+        "success": 2, "disallowed": opted_out, "failed_to_download": 2, "failed_to_resize": 1}
 
 
 def test_audit_by_host(run: AuditRun, capsys: pytest.CaptureFixture[str]) -> None:
@@ -330,7 +334,8 @@ def test_audit_lists_matching_rows(run: AuditRun, capsys: pytest.CaptureFixture[
 
     assert cli("audit", str(run.out), "--status", "disallowed", "--count",
                "--format", "json") == 0
-    assert json.loads(capsys.readouterr().out)["total"] == 16
+    opted_out = sum(status == "disallowed" for status, _ in run.expect.values())
+    assert json.loads(capsys.readouterr().out)["total"] == opted_out
 
 
 def test_audit_table_escapes_control_characters(run: AuditRun, tmp_path: Path,

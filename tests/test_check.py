@@ -42,6 +42,17 @@ def test_each_stage_is_reported(site: LocalSite) -> None:
     assert check_url(body, **LOCAL).reason == "metadata_prohibited"
 
 
+def test_content_signal_is_decided_before_the_image_is_requested(site: LocalSite) -> None:
+    site.put(0, "/robots.txt", "User-Agent: *\nContent-Signal: search=yes, use=reference\n")
+    url = site.put(0, "/cs.jpg", make_image(40, 40))
+    strict = check_url(url, **LOCAL)
+    assert (strict.decision, strict.reason) == ("disallowed", "content_signal")
+    assert "use=reference" in (strict.evidence or "")
+    assert site.hit_count(0, "/cs.jpg") == 0
+    assert check_url(url, consent="standard", **LOCAL).decision == "allowed"
+    assert check_url(url, ignore=["content_signal"], **LOCAL).decision == "allowed"
+
+
 def test_profile_and_redirect_hops(site: LocalSite) -> None:
     site.put(1, "/robots.txt", "User-agent: GPTBot\nDisallow: /\n")
     target = site.put(1, "/img.jpg", make_image(40, 40))

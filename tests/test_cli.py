@@ -61,7 +61,8 @@ def test_demo_runs_and_explains(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for reason in ("robots_disallowed", "x_robots_tag", "robots_unreachable", "tdm_reserved",
-                   "aipref_disallowed", "aitxt_disallowed", "metadata_prohibited"):
+                   "aipref_disallowed", "aitxt_disallowed", "metadata_prohibited",
+                   "content_signal"):
         assert reason in out
     assert "success" in out and "Disallow: /private/" in out
     assert (tmp_path / "demo" / "00000.tar").exists()

@@ -26,9 +26,16 @@ from consentfetch.testsite import RUDE, LocalSite, Resource, make_image, running
 
 from .conftest import LOCAL
 
-HOSTS = tuple(f"127.0.0.{i}" for i in range(10, 19))
+HOSTS = tuple(f"127.0.0.{i}" for i in range(10, 20))
 PLAIN = "User-agent: *\nAllow: /\n"
 IPTC_NS = "http://ns.useplus.org/ldf/xmp/1.0/"
+# Cloudflare's managed robots.txt, shortened: its comment block says "content-signal = no"
+# too, and another bot's group says yes; only the "*" line applies to us.
+CONTENT_SIGNAL_ROBOTS = (
+    "# (b) If a content-signal = no, you may not collect content for\n"
+    "# the corresponding use.\n"
+    "User-Agent: *\nContent-signal: search=yes, ai-train=no\nAllow: /\n\n"
+    "User-agent: otherbot\nContent-Signal: ai-train=yes\nAllow: /\n")
 
 
 def xmp_jpeg(value: str) -> bytes:
@@ -129,6 +136,9 @@ def scenario(wide: LocalSite, tmp_path: Path) -> dict:
     site.put(0, "/private/redirected.jpg", make_image(40, 40))
     hop = site.put(8, "/go", Resource(b"", status=302, headers={"Location": target}))
     expect[hop] = (("disallowed", "robots_disallowed"),) * 2
+    # 9: Cloudflare Content Signals in robots.txt
+    site.put(9, "/robots.txt", CONTENT_SIGNAL_ROBOTS)
+    image(9, "/cs.jpg", ("disallowed", "content_signal"))
     return {"site": site, "expect": expect, "opt_out": str(opt_out)}
 
 
@@ -174,6 +184,12 @@ def test_evidence_names_the_signal(scenario: dict, url_list, tmp_path: Path) -> 
     assert "optout.csv" in evidence(7, "/listed/a.jpg")
     assert "artist request" in evidence(7, "/listed/a.jpg")
     assert "takedown 42" in evidence(7, "/copy.jpg")
+    cs = audit[site.url(9, "/cs.jpg")]
+    assert "ai-train=no" in cs["evidence"] and "line 4" in cs["evidence"]
+    assert (cs["evidence_signal"], cs["evidence_line"], cs["evidence_rule"],
+            cs["evidence_agent"]) == ("robots.txt", 4,
+                                      "Content-signal: search=yes, ai-train=no", "*")
+    assert cs["evidence_file"] == site.url(9, "/robots.txt") and cs["evidence_file_sha256"]
     assert ev  # every row has been looked at
 
 
@@ -183,7 +199,7 @@ def test_origin_denials_never_request_the_image(scenario: dict, url_list,
     _run(scenario, url_list, tmp_path, "strict")
     for host, path in [(0, "/private/a.jpg"), (0, "/private/redirected.jpg"), (1, "/a.jpg"),
                        (2, "/art/a.jpg"), (3, "/a.png"), (4, "/reserved/a.jpg"),
-                       (4, "/reserved/b.jpg"), (7, "/listed/a.jpg")]:
+                       (4, "/reserved/b.jpg"), (7, "/listed/a.jpg"), (9, "/cs.jpg")]:
         assert site.hit_count(host, path) == 0, (host, path)
     for host in range(len(HOSTS)):
         assert site.hit_count(host, "/robots.txt") == 1, host

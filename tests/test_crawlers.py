@@ -48,7 +48,13 @@ def test_consent_md_tokens_are_shipped(token: str) -> None:
 
 
 @pytest.mark.parametrize("token", ["ChatGPT-User", "OAI-SearchBot", "Claude-User",
-                                   "Perplexity-User", "facebookexternalhit", "Googlebot"])
+                                   "Perplexity-User", "facebookexternalhit", "Googlebot",
+                                   # ai.robots.txt 2026-08-22: search, assistants, agents,
+                                   # data APIs, generic tools, undescribed entries
+                                   "Applebot", "Claude-SearchBot", "Kimi-User", "Google-Agent",
+                                   "Claude-Code", "Bravebot", "TavilyBot", "ExaBot",
+                                   "meta-webindexer", "Amzn-User", "Scrapy", "Lightpanda",
+                                   "Spider", "GoogleOther", "aiHitBot", "Awario"])
 def test_fetchers_and_search_crawlers_are_not_shipped(token: str) -> None:
     assert token.lower() not in {t.lower() for t in TOKENS}
 
@@ -58,6 +64,35 @@ def test_shipped_file_names_its_source() -> None:
             .joinpath("ai_crawlers.txt").read_text(encoding="utf-8"))
     assert "ai.robots.txt" in text
     assert re.search(r"\b20\d\d-\d\d-\d\d\b", text)
+    assert "738c80df2169027ce0e07c9976fd3f2f57dd8f7b" in text  # the robots.json compared
+    assert "Selection rule" in text
+
+
+# Training crawlers of ai.robots.txt's robots.json (2026-08-22) added by the selection rule.
+ADDED_2026_08 = ["Brightbot", "CloudVertexBot", "DeepSeekBot", "Factset_spyderbot",
+                 "FriendlyCrawler", "ISSCyberRiskCrawler", "Linguee", "Sidetrade",
+                 "TikTokSpider"]
+
+
+@pytest.mark.parametrize("token", ADDED_2026_08)
+def test_training_crawlers_of_2026_are_shipped(token: str) -> None:
+    assert token in TOKENS
+
+
+@pytest.mark.parametrize(("name", "token"), [
+    ("Linguee Bot", "Linguee"), ("Sidetrade indexer bot", "Sidetrade"),
+    ("Brightbot 1.0", "Brightbot"), ("DeepSeekBot", "DeepSeekBot")])
+def test_names_with_spaces_or_digits_are_blocked_through_their_reading(name: str,
+                                                                       token: str) -> None:
+    robots = f"User-agent: {name}\nDisallow: /\n\nUser-agent: *\nAllow: /\n"
+    assert _blocked(robots) == (token, "Disallow: /")
+
+
+def test_the_added_tokens_match_exactly() -> None:
+    # "Linguee" does not match a "LingueeCrawler" group, nor "Sidetrade" a "Sidetrader" one
+    robots = ("User-agent: LingueeCrawler\nUser-agent: Sidetrader\nUser-agent: DeepSeek\n"
+              "Disallow: /\n\nUser-agent: *\nAllow: /\n")
+    assert _blocked(robots) is None
 
 
 def test_names_that_are_not_tokens_ship_as_their_robots_reading() -> None:

@@ -145,6 +145,46 @@ VECTORS: list[tuple[str, dict[str, Any], tuple[str | None, str | None, str | Non
     ("Content-Usage train-ai=y: a permission",
      {"origin": policy(ok("User-agent: *\nAllow: /\nContent-Usage: train-ai=y\n"))},
      (None, None, None)),
+    ("Content-Signal ai-train=no in the * group",
+     {"origin": policy(ok("User-Agent: *\nContent-signal: search=yes, ai-train=no\nAllow: /\n"))},
+     ("content_signal", "content_signal", "content_signal")),
+    ("Content-Signal search=yes only: no signal",
+     {"origin": policy(ok("User-agent: *\nContent-Signal: search=yes\nAllow: /\n"))},
+     (None, None, "no_opt_in")),
+    ("Content-Signal in *, our group allows: not inherited, and our group is a permission",
+     {"origin": policy(ok("User-agent: *\nContent-Signal: ai-train=no\nAllow: /\n\n"
+                          "User-agent: mybot\nAllow: /\n"))}, (None, None, None)),
+    ("Content-Signal use=reference in our group: strict only",
+     {"origin": policy(ok("User-agent: mybot\nContent-Signal: use=reference\nAllow: /\n"))},
+     ("content_signal", None, "content_signal")),
+    ("Content-Signal before the first group: strict only",
+     {"origin": policy(ok("Content-Signal: ai-train=no\nUser-agent: *\nAllow: /\n"))},
+     ("content_signal", None, "content_signal")),
+    ("Content-Signal ai-train=yes: a permission",
+     {"origin": policy(ok("User-agent: *\nContent-Signal: ai-train=yes\nAllow: /\n"))},
+     (None, None, None)),
+    ("Content-Usage train-ai=y and Content-Signal ai-train=no: the refusal wins",
+     {"origin": policy(ok("User-agent: *\nContent-Usage: train-ai=y\n"
+                          "Content-Signal: ai-train=no\n"))},
+     ("content_signal", "content_signal", "content_signal")),
+    ("Content-Usage train-ai=n and Content-Signal ai-train=yes: the refusal wins",
+     {"origin": policy(ok("User-agent: *\nContent-Usage: train-ai=n\n"
+                          "Content-Signal: ai-train=yes\n"))},
+     ("aipref_disallowed", "aipref_disallowed", "aipref_disallowed")),
+    ("Content-Signal ai-train=no but the path is disallowed: robots.txt first",
+     {"origin": policy(ok("User-agent: *\nContent-Signal: ai-train=no\nDisallow: /\n"))},
+     (R, R, R)),
+    ("Content-Signal ignored",
+     {"origin": policy(ok("User-agent: *\nContent-Signal: ai-train=no\nAllow: /\n")),
+      "ignore": ("content_signal",)}, (None, None, "no_opt_in")),
+    ("Content-Signal read although Content-Usage is ignored",
+     {"origin": policy(ok("User-agent: *\nContent-Signal: ai-train=no\nAllow: /\n")),
+      "ignore": ("content_usage",)},
+     ("content_signal", "content_signal", "content_signal")),
+    ("Content-Signal decides before ai.txt",
+     {"origin": policy(ok("User-agent: *\nContent-Signal: ai-train=no\n"),
+                       ai_txt=ok("User-agent: *\nDisallow: /\n"))},
+     ("content_signal", "content_signal", "content_signal")),
     ("ai.txt disallows the path",
      {"origin": policy(ok(ALLOW), ai_txt=ok("User-agent: *\nDisallow: *.jpg\n"))},
      ("aitxt_disallowed", "aitxt_disallowed", "aitxt_disallowed")),
@@ -217,3 +257,23 @@ VECTORS: list[tuple[str, dict[str, Any], tuple[str | None, str | None, str | Non
 @pytest.mark.parametrize("profile", PROFILES)
 def test_engine(name: str, case: dict[str, Any], expected: tuple, profile: str) -> None:
     assert decide(profile, **case) == expected[PROFILES.index(profile)], name
+
+
+def test_content_signal_evidence() -> None:
+    robots = "# Content-Signal: ai-train=yes\nUser-Agent: *\nContent-signal: search=yes, ai-train=no\n"
+    engine = ConsentEngine(token=TOKEN, profile="standard")
+    denial = engine.check_origin(policy(ok(robots)), URL("https://example.com/a.jpg"), Permits())
+    assert denial is not None and str(denial.reason) == "content_signal"
+    proof = denial.proof
+    assert (str(proof.signal), proof.line, proof.rule, proof.agent) == (
+        "robots.txt", 3, "Content-signal: search=yes, ai-train=no", "*")
+    assert proof.file == "https://example.com/robots.txt" and proof.file_sha256
+    assert "line 3" in proof.text and "ai-train=no" in proof.text
+
+
+def test_content_signal_before_any_group_evidence() -> None:
+    engine = ConsentEngine(token=TOKEN, profile="strict")
+    denial = engine.check_origin(policy(ok("Content-Signal: ai-train=no\nUser-agent: *\n")),
+                                 URL("https://example.com/a.jpg"), Permits())
+    assert denial is not None and denial.proof.line == 1 and denial.proof.agent is None
+    assert "before the first User-agent line" in denial.proof.text

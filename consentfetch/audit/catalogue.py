@@ -64,6 +64,13 @@ REASONS = MappingProxyType({
         "Content-Usage: train-ai=n",
         "IETF AI preference train-ai=n, in a header or in robots.txt.",
         "an IETF AI preference says no AI training (train-ai=n): {evidence}."),
+    Reason.CONTENT_SIGNAL: _W(
+        "Content-Signal: ai-train=no",
+        "Cloudflare Content Signals in robots.txt: ai-train=no for our group (strict also "
+        "use=immediate/reference, and a line before the first group).",
+        "the site's robots.txt carries a Cloudflare Content Signal that refuses AI "
+        "training: {evidence}. Origin files are read before the image is requested, so the "
+        "image was never requested."),
     Reason.TDM_RESERVED: _W(
         "TDMRep reservation",
         "W3C TDMRep: tdm-reservation 1 in a header or tdmrep.json.",

@@ -2,13 +2,15 @@
 
     consentfetch demo [OUTPUT_DIR]
 
-Four origins stand in for the open web: a photo gallery whose robots.txt
+Five origins stand in for the open web: a photo gallery whose robots.txt
 keeps crawlers out of /private/; an artist who marks some works
 ``X-Robots-Tag: noai`` / ``noimageai`` and embeds IPTC "no AI training" in
 others; a server whose robots.txt answers 503 (so, per RFC 9309, nothing of it
 may be fetched); and a publisher who uses the newer signals: TDMRep, ai.txt
-and the IETF ``Content-Usage`` preference. A few broken rows (a missing image,
-a corrupt file, an ftp: URL) show how failures are audited.
+and the IETF ``Content-Usage`` preference; and a newsroom behind Cloudflare whose
+managed robots.txt says ``Content-Signal: search=yes, ai-train=no``. A few
+broken rows (a missing image, a corrupt file, an ftp: URL) show how failures
+are audited.
 """
 
 from __future__ import annotations
@@ -33,8 +35,17 @@ from .download import print_report
 
 logger = logging.getLogger(__name__)
 
-GALLERY, ARTIST, BROKEN, PUBLISHER = 0, 1, 2, 3
-DEMO_HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
+GALLERY, ARTIST, BROKEN, PUBLISHER, NEWSROOM = 0, 1, 2, 3, 4
+DEMO_HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6")
+# A Cloudflare-managed robots.txt, shortened: the comment block explains the signals
+# (and itself says "content-signal = no"); the line in the "*" group is what counts.
+_CONTENT_SIGNAL_ROBOTS = (
+    "# As a condition of accessing this website, you agree to abide by the\n"
+    "# following content signals:\n"
+    "# (b) If a content-signal = no, you may not collect content for the\n"
+    "# corresponding use.\n"
+    "# ai-train: training or fine-tuning AI models.\n"
+    "User-Agent: *\nContent-Signal: search=yes, ai-train=no\nAllow: /\n")
 _IPTC_PROHIBITED = (
     b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
     b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
@@ -113,6 +124,11 @@ def populate(site: LocalSite) -> list[dict[str, str]]:
     add(PUBLISHER, "/news/e.jpg", Resource(make_image(600, 400, seed=304),
                                            headers={"Content-Usage": "train-ai=n"}),
         "news photo (Content-Usage header)")
+
+    site.put(NEWSROOM, "/robots.txt", _CONTENT_SIGNAL_ROBOTS)
+    for i in range(2):
+        add(NEWSROOM, f"/photos/{i}.jpg", make_image(600, 400, seed=400 + i),
+            f"newsroom photo {i} (Content-Signal)")
 
     add(GALLERY, "/photos/missing.jpg", None, "a photo that is gone (404)")
     add(GALLERY, "/photos/corrupt.jpg", b"\xff\xd8\xff\xe0 not really a jpeg", "corrupt")

@@ -5,7 +5,8 @@ first denial (ARCHITECTURE.md §6):
 
 1. :meth:`ConsentEngine.check_url`: user-supplied opt-out list (no network).
 2. :meth:`ConsentEngine.check_origin`, for every request hop: robots.txt,
-   AI-crawler inference (strict), robots.txt ``Content-Usage``, ai.txt,
+   AI-crawler inference (strict), robots.txt ``Content-Usage``, robots.txt
+   ``Content-Signal`` (Cloudflare Content Signals), ai.txt,
    tdmrep.json (strict and opt-in; in standard the image's own header may
    supersede the file, so the file is weighed with the headers).
 3. :meth:`ConsentEngine.check_headers`, before the body is read:
@@ -30,6 +31,7 @@ from yarl import URL
 
 from . import evidence as proof
 from .aipref import check_content_usage_header, check_usage_rules, compile_usage_rules
+from .contentsignal import check_content_signals, read_content_signals
 from .crawlers import ai_crawler_blocked, load_ai_crawler_tokens
 from .decision import Denial, Reason, Signal
 from .headers import check_x_robots_tag
@@ -100,7 +102,9 @@ class ConsentEngine:
         """Origin files' verdict on ``url``; permissions are those of the last hop."""
         permits.by_stage.pop("origin", None)
         return (self._robots(policy, url, permits) or self._ai_crawlers(policy, url)
-                or self._robots_usage(policy, url, permits) or self._ai_txt(policy, url)
+                or self._robots_usage(policy, url, permits)
+                or self._content_signal(policy, url, permits)
+                or self._ai_txt(policy, url)
                 or self._tdmrep_file(policy, url, permits))
 
     def _robots(self, policy: OriginPolicy, url: URL, permits: Permits) -> Denial | None:
@@ -145,6 +149,23 @@ class ConsentEngine:
         evidence = proof.robots_usage(policy.robots_file, url, verdict)
         if verdict.denied:
             return Denial(Reason.AIPREF_DISALLOWED, evidence)
+        permits.note("origin", evidence.text)
+        return None
+
+    def _content_signal(self, policy: OriginPolicy, url: URL,
+                        permits: Permits) -> Denial | None:
+        robots = policy.robots
+        if not self.on("content_signal") or robots is None:
+            return None
+        preamble = robots.derived_preamble(read_content_signals) if self.strict else ()
+        verdict = check_content_signals(robots.derived_records(self.token, read_content_signals),
+                                        preamble, strict=self.strict)
+        if not (verdict.denied or verdict.allowed):
+            return None
+        evidence = proof.content_signal(policy.robots_file, url, verdict,
+                                        robots.selected_by(self.token))
+        if verdict.denied:
+            return Denial(Reason.CONTENT_SIGNAL, evidence)
         permits.note("origin", evidence.text)
         return None
 

@@ -16,6 +16,7 @@ from typing import Any
 from yarl import URL
 
 from .aipref import UsageVerdict
+from .contentsignal import SignalVerdict
 from .decision import Evidence, Signal
 from .headers import XRobotsVerdict
 from .metadata import MetadataVerdict
@@ -82,6 +83,20 @@ def robots_usage(record: OriginFile | None, url: URL, verdict: UsageVerdict) -> 
                     rule=rule.text if rule else None, **_file(record, url))
 
 
+def content_signal(record: OriginFile | None, url: URL, verdict: SignalVerdict,
+                   group: str) -> Evidence:
+    """A robots.txt ``Content-Signal`` line (``group``: the User-agent value that
+    selected the group it stands in)."""
+    rule = verdict.record
+    where = (f"group `User-agent: {group}`" if verdict.in_group
+             else "before the first User-agent line, read as addressed to every crawler")
+    text = (f"{file_label(record, 'robots.txt')} line {rule.line if rule else '?'} "
+            f"`{rule.text if rule else 'Content-Signal'}` ({where}): {verdict.item}")
+    return Evidence(Signal.ROBOTS_TXT, text, line=rule.line if rule else None,
+                    rule=rule.text if rule else None,
+                    agent=group if verdict.in_group else None, **_file(record, url))
+
+
 def file_unreachable(signal: Signal, record: OriginFile, url: URL, meaning: str) -> Evidence:
     """ai.txt answered 2xx but could not be read whole: read the safe way."""
     text = f"{record.url} {record.error}: what it says is unknown, so it is {meaning}"
@@ -135,5 +150,6 @@ def no_opt_in(token: str) -> Evidence:
     """``--consent opt-in`` and no explicit permission."""
     text = ("--consent opt-in: no explicit permission found (none of: an opt-in "
             f"list entry, a robots.txt group for {token}, Content-Usage "
-            "train-ai=y, tdm-reservation 0, IPTC DMI-ALLOWED, C2PA allowed)")
+            "train-ai=y, Content-Signal ai-train=yes, tdm-reservation 0, IPTC DMI-ALLOWED, "
+            "C2PA allowed)")
     return Evidence(Signal.PROFILE, text, rule="--consent opt-in")

@@ -45,6 +45,13 @@ Reading of RFC 9309 (and the choices it leaves)
   group nor split its ``User-agent`` lines. Rules are ``Allow``, ``Disallow``
   and ``Content-Usage``; a ``User-agent`` line after a rule starts a new group.
   Rules and Crawl-delay before the first ``User-agent`` line are ignored.
+* Some other records are kept, as written, for sibling readers
+  (:data:`KEPT_RECORDS`: ``Content-Signal``): inside a group they stay with
+  it (:meth:`RobotsPolicy.records`, read from the group(s) selected for a
+  token like the rules); before the first ``User-agent`` line they are kept
+  apart (:attr:`RobotsPolicy.preamble`), for readers that give them a meaning
+  of their own (the strict profile reads a ``Content-Signal`` there as
+  addressed to every crawler). Keeping them changes no group boundary.
 * A ``User-agent`` value names the product token made of its leading
   ``[A-Za-z_-]`` characters, compared case-insensitively (``ConsentFetch/1.0``
   names ``consentfetch``); ``*`` alone names every crawler. All groups naming
@@ -86,6 +93,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
 __all__ = [
+    "KEPT_RECORDS",
     "MAX_ROBOTS_BYTES",
     "CrawlDelay",
     "PathPattern",
@@ -122,9 +130,13 @@ _KEYS = {
     "disallaw": "disallow",
     "content-usage": "content-usage",
     "crawl-delay": "crawl-delay",
+    "content-signal": "content-signal",
 }
 _RULE_FIELDS = frozenset({"allow", "disallow", "content-usage"})
 _PATH_FIELDS = frozenset({"allow", "disallow"})
+#: Other records kept as written (they end no group): inside a group and before
+#: the first one. Cloudflare Content Signals: ``Content-Signal: ai-train=no``.
+KEPT_RECORDS = frozenset({"content-signal"})
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 # RFC 3986 reserved characters kept as written; "*" and "$" are handled apart.
@@ -206,13 +218,14 @@ def match_target(url_or_path: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class RobotsRule:
-    """One rule line of a group: ``Allow``, ``Disallow`` or ``Content-Usage``."""
+    """One rule line of a group: ``Allow``, ``Disallow`` or ``Content-Usage``; also
+    a kept other record (:data:`KEPT_RECORDS`), which is no rule."""
 
-    field: str  # "allow", "disallow" or "content-usage"
+    field: str  # "allow", "disallow", "content-usage", or a kept record's field
     value: str  # the value as written (comment and outer whitespace removed)
     text: str  # the whole record as written, e.g. "Disallow: /art/"
     line: int  # 1-based
-    pattern: _Pattern | None  # for allow/disallow; None for content-usage
+    pattern: _Pattern | None  # for allow/disallow; None for the others
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +307,7 @@ class _Group:
     rules: tuple[RobotsRule, ...]
     crawl_delays: tuple[tuple[float, str, int], ...]  # (seconds, record as written, line)
     matcher: _Matcher
+    records: tuple[RobotsRule, ...] = ()  # kept other records (KEPT_RECORDS), file order
 
     def selector(self, token: str) -> str | None:
         """The User-agent value by which this group names ``token``, if any."""
@@ -309,8 +323,7 @@ class _Selection:
 
     groups: tuple[tuple[str, _Group], ...]
     # What readers built from these groups' rules (see RobotsPolicy.derived)
-    memo: dict[Callable[[tuple[RobotsRule, ...]], object], object] = field(
-        default_factory=dict)
+    memo: dict[object, object] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -320,16 +333,21 @@ class _Selection:
 class RobotsPolicy:
     """A parsed robots.txt: which paths each crawler token may fetch."""
 
-    __slots__ = ("_groups", "_selections", "_named", "approx_bytes", "_last")
+    __slots__ = ("_groups", "_selections", "_named", "approx_bytes", "_last", "preamble",
+                 "_preamble_memo")
 
-    def __init__(self, groups: tuple[_Group, ...] = ()) -> None:
+    def __init__(self, groups: tuple[_Group, ...] = (),
+                 preamble: tuple[RobotsRule, ...] = ()) -> None:
         self._groups = groups
+        #: kept other records (:data:`KEPT_RECORDS`) before the first User-agent line
+        self.preamble = preamble
+        self._preamble_memo: dict[object, object] = {}
         self._selections: dict[str, _Selection] = {}
         # Every token some group names: AI-crawler inference asks about dozens
         # of tokens for every URL, so this is looked up, not recomputed.
         self._named = frozenset(a.token for g in groups for a in g.agents if a.token)
         #: the memory this parsed file holds, estimated (for caches with a budget)
-        self.approx_bytes = _approx_bytes(groups)
+        self.approx_bytes = _approx_bytes(groups) + sum(450 + 3 * len(r.text) for r in preamble)
         # The last path asked about, and each group's deciding rule for it: one
         # URL is asked about for our token, "*" and the AI-crawler tokens in turn.
         self._last: tuple[str, dict[int, RobotsRule | None]] = ("", {})
@@ -337,7 +355,7 @@ class RobotsPolicy:
     @classmethod
     def parse(cls, body: bytes | str) -> RobotsPolicy:
         """Parse a robots.txt body (bytes as received, or text)."""
-        return cls(_parse_groups(_decode(body)))
+        return cls(*_parse_groups(_decode(body)))
 
     @classmethod
     def allow_all(cls) -> RobotsPolicy:
@@ -402,6 +420,31 @@ class RobotsPolicy:
     def rules(self, token: str) -> tuple[RobotsRule, ...]:
         """The rules of the group(s) applying to ``token``, in file order."""
         return self.derived(token, _all_rules)
+
+    def records(self, token: str) -> tuple[RobotsRule, ...]:
+        """The kept other records (:data:`KEPT_RECORDS`) of the group(s) applying to
+        ``token``, in file order; a named group does not inherit ``*``'s."""
+        return self.derived_records(token, _all_rules)
+
+    def derived_records(self, token: str, build: Callable[[tuple[RobotsRule, ...]], T]) -> T:
+        """``build(records(token))``, built once per group selection (see :meth:`derived`)."""
+        selection = self._select(token)
+        key = ("records", build)
+        if key not in selection.memo:
+            records = tuple(record for _, group in selection.groups for record in group.records)
+            selection.memo[key] = records if build is _all_rules else build(records)
+        return cast(T, selection.memo[key])
+
+    def derived_preamble(self, build: Callable[[tuple[RobotsRule, ...]], T]) -> T:
+        """``build(preamble)``, built once per file."""
+        if build not in self._preamble_memo:
+            self._preamble_memo[build] = build(self.preamble)
+        return cast(T, self._preamble_memo[build])
+
+    def selected_by(self, token: str) -> str:
+        """The User-agent value (as written) selecting the group applying to ``token``:
+        the first of merged groups; "" when no group applies."""
+        return self._select(token).label
 
     def derived(self, token: str, build: Callable[[tuple[RobotsRule, ...]], T]) -> T:
         """``build(rules(token))``, built once per group selection and kept with it.
@@ -469,7 +512,7 @@ def _approx_bytes(groups: tuple[_Group, ...]) -> int:
         total += 256 + 300 * len(group.agents)
         total += sum(200 + len(text) for _, text, _ in group.crawl_delays)
         total += sum(len(agent.written) for agent in group.agents)
-        for rule in group.rules:
+        for rule in group.rules + group.records:
             parts = len(rule.pattern.parts) if rule.pattern is not None else 0
             total += 450 + 3 * len(rule.text) + 8 * parts
     return total
@@ -514,20 +557,24 @@ def _parse_delay(value: str) -> float | None:
 
 
 class _GroupBuilder:
-    __slots__ = ("agents", "rules", "delays")
+    __slots__ = ("agents", "rules", "delays", "records")
 
     def __init__(self) -> None:
         self.agents: list[_Agent] = []
         self.rules: list[RobotsRule] = []
         self.delays: list[tuple[float, str, int]] = []
+        self.records: list[RobotsRule] = []
 
     def build(self) -> _Group:
         rules = tuple(self.rules)
-        return _Group(tuple(self.agents), rules, tuple(self.delays), _Matcher(rules))
+        return _Group(tuple(self.agents), rules, tuple(self.delays), _Matcher(rules),
+                      tuple(self.records))
 
 
-def _parse_groups(text: str) -> tuple[_Group, ...]:
+def _parse_groups(text: str) -> tuple[tuple[_Group, ...], tuple[RobotsRule, ...]]:
+    """The groups of a file, and the kept records before its first group."""
     builders: list[_GroupBuilder] = []
+    preamble: list[RobotsRule] = []
     current: _GroupBuilder | None = None
     rule_seen = False  # a rule since the last User-agent line: the next one starts a group
     for number, raw_line in enumerate(_LINE_BREAK.split(text), start=1):
@@ -541,6 +588,9 @@ def _parse_groups(text: str) -> tuple[_Group, ...]:
                 current, rule_seen = _GroupBuilder(), False
                 builders.append(current)
             current.agents.append(_Agent(_product_token(value), value))
+        elif field in KEPT_RECORDS:  # an other record: it ends no group
+            kept = RobotsRule(field, value, line, number, None)
+            (preamble if current is None else current.records).append(kept)
         elif current is None:
             continue  # before the first User-agent line
         elif field in _RULE_FIELDS:
@@ -551,7 +601,7 @@ def _parse_groups(text: str) -> tuple[_Group, ...]:
         elif field == "crawl-delay" and (delay := _parse_delay(value)) is not None:
             if not current.delays or delay > current.delays[0][0]:
                 current.delays[:] = [(delay, line, number)]  # only the largest matters
-    return tuple(builder.build() for builder in builders)
+    return tuple(builder.build() for builder in builders), tuple(preamble)
 
 
 def _request_target(url_or_path: str) -> str:
