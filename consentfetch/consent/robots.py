@@ -41,7 +41,7 @@ Reading of RFC 9309 (and the choices it leaves)
   line has exactly two words: both honour what the site owner evidently meant.
   Any other line is not a record and changes nothing.
 * A group starts with one or more ``User-agent`` lines; records that are not
-  rules (Sitemap, Crawl-delay, Content-Signal, unknown keys) neither end a
+  rules (Sitemap, Crawl-delay, Content-Signal, License, unknown keys) neither end a
   group nor split its ``User-agent`` lines. Rules are ``Allow``, ``Disallow``
   and ``Content-Usage``; a ``User-agent`` line after a rule starts a new group.
   Rules and Crawl-delay before the first ``User-agent`` line are ignored.
@@ -88,6 +88,7 @@ from typing import TypeVar, cast
 __all__ = [
     "MAX_ROBOTS_BYTES",
     "CrawlDelay",
+    "LicenceLine",
     "PathPattern",
     "RobotsPolicy",
     "RobotsRule",
@@ -122,6 +123,7 @@ _KEYS = {
     "disallaw": "disallow",
     "content-usage": "content-usage",
     "crawl-delay": "crawl-delay",
+    "license": "license",
 }
 _RULE_FIELDS = frozenset({"allow", "disallow", "content-usage"})
 _PATH_FIELDS = frozenset({"allow", "disallow"})
@@ -216,6 +218,16 @@ class RobotsRule:
 
 
 @dataclass(frozen=True, slots=True)
+class LicenceLine:
+    """An RSL ``License`` record: an other record, never a rule."""
+
+    value: str  # as written (comment and outer whitespace removed)
+    line: int  # 1-based
+    #: the User-agent value of the group it stands in, or "" before the first group
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
 class CrawlDelay:
     """The ``Crawl-delay`` line that applies to a token, as evidence."""
 
@@ -294,6 +306,7 @@ class _Group:
     rules: tuple[RobotsRule, ...]
     crawl_delays: tuple[tuple[float, str, int], ...]  # (seconds, record as written, line)
     matcher: _Matcher
+    licences: tuple[tuple[str, int], ...] = ()  # RSL License lines: (value, line)
 
     def selector(self, token: str) -> str | None:
         """The User-agent value by which this group names ``token``, if any."""
@@ -320,10 +333,13 @@ class _Selection:
 class RobotsPolicy:
     """A parsed robots.txt: which paths each crawler token may fetch."""
 
-    __slots__ = ("_groups", "_selections", "_named", "approx_bytes", "_last")
+    __slots__ = ("_groups", "_selections", "_named", "approx_bytes", "_last",
+                 "_global_licences")
 
-    def __init__(self, groups: tuple[_Group, ...] = ()) -> None:
+    def __init__(self, groups: tuple[_Group, ...] = (),
+                 global_licences: tuple[LicenceLine, ...] = ()) -> None:
         self._groups = groups
+        self._global_licences = global_licences
         self._selections: dict[str, _Selection] = {}
         # Every token some group names: AI-crawler inference asks about dozens
         # of tokens for every URL, so this is looked up, not recomputed.
@@ -337,7 +353,8 @@ class RobotsPolicy:
     @classmethod
     def parse(cls, body: bytes | str) -> RobotsPolicy:
         """Parse a robots.txt body (bytes as received, or text)."""
-        return cls(_parse_groups(_decode(body)))
+        global_licences: list[LicenceLine] = []
+        return cls(_parse_groups(_decode(body), global_licences), tuple(global_licences))
 
     @classmethod
     def allow_all(cls) -> RobotsPolicy:
@@ -388,6 +405,17 @@ class RobotsPolicy:
                 if best is None or seconds > best.seconds:
                     best = CrawlDelay(seconds, text, line, label)
         return best
+
+    def licences(self, token: str, *, strict: bool) -> tuple[LicenceLine, ...]:
+        """The RSL ``License`` lines that apply to ``token``: those of its group(s) if they
+        have any, else those before the first group; ``strict``: both. Other agents'
+        groups' lines never apply."""
+        grouped = tuple(LicenceLine(value, line, label)
+                        for label, group in self._select(token).groups
+                        for value, line in group.licences)
+        if strict:
+            return self._global_licences + grouped
+        return grouped or self._global_licences
 
     @property
     def named_tokens(self) -> frozenset[str]:
@@ -469,6 +497,7 @@ def _approx_bytes(groups: tuple[_Group, ...]) -> int:
         total += 256 + 300 * len(group.agents)
         total += sum(200 + len(text) for _, text, _ in group.crawl_delays)
         total += sum(len(agent.written) for agent in group.agents)
+        total += sum(200 + len(value) for value, _ in group.licences)
         for rule in group.rules:
             parts = len(rule.pattern.parts) if rule.pattern is not None else 0
             total += 450 + 3 * len(rule.text) + 8 * parts
@@ -514,19 +543,21 @@ def _parse_delay(value: str) -> float | None:
 
 
 class _GroupBuilder:
-    __slots__ = ("agents", "rules", "delays")
+    __slots__ = ("agents", "rules", "delays", "licences")
 
     def __init__(self) -> None:
         self.agents: list[_Agent] = []
         self.rules: list[RobotsRule] = []
         self.delays: list[tuple[float, str, int]] = []
+        self.licences: list[tuple[str, int]] = []
 
     def build(self) -> _Group:
         rules = tuple(self.rules)
-        return _Group(tuple(self.agents), rules, tuple(self.delays), _Matcher(rules))
+        return _Group(tuple(self.agents), rules, tuple(self.delays), _Matcher(rules),
+                      tuple(self.licences))
 
 
-def _parse_groups(text: str) -> tuple[_Group, ...]:
+def _parse_groups(text: str, global_licences: list[LicenceLine]) -> tuple[_Group, ...]:
     builders: list[_GroupBuilder] = []
     current: _GroupBuilder | None = None
     rule_seen = False  # a rule since the last User-agent line: the next one starts a group
@@ -541,6 +572,11 @@ def _parse_groups(text: str) -> tuple[_Group, ...]:
                 current, rule_seen = _GroupBuilder(), False
                 builders.append(current)
             current.agents.append(_Agent(_product_token(value), value))
+        elif field == "license":  # an other record: it neither ends nor splits a group
+            if value and current is None:
+                global_licences.append(LicenceLine(value, number, ""))
+            elif value and current is not None:
+                current.licences.append((value, number))
         elif current is None:
             continue  # before the first User-agent line
         elif field in _RULE_FIELDS:
