@@ -64,6 +64,12 @@ REASONS = MappingProxyType({
         "Content-Usage: train-ai=n",
         "IETF AI preference train-ai=n, in a header or in robots.txt.",
         "an IETF AI preference says no AI training (train-ai=n): {evidence}."),
+    Reason.RSL_PROHIBITED: _W(
+        "RSL licence",
+        "An RSL licence (robots.txt License: or a Link header) does not license AI "
+        "training for free, or could not be fetched (strict).",
+        "an RSL licence for this URL does not license AI training without a licence "
+        "token, payment or reporting we do not hold: {evidence}."),
     Reason.TDM_RESERVED: _W(
         "TDMRep reservation",
         "W3C TDMRep: tdm-reservation 1 in a header or tdmrep.json.",

@@ -27,6 +27,7 @@ class Reason(enum.StrEnum):
     ROBOTS_UNREACHABLE = "robots_unreachable"
     AI_CRAWLER_BLOCKED = "ai_crawler_blocked"
     AIPREF_DISALLOWED = "aipref_disallowed"
+    RSL_PROHIBITED = "rsl_prohibited"
     TDM_RESERVED = "tdm_reserved"
     AITXT_DISALLOWED = "aitxt_disallowed"
     X_ROBOTS_TAG = "x_robots_tag"
@@ -54,7 +55,7 @@ _DISALLOWED = {
     Reason.REGISTRY_OPT_OUT, Reason.ROBOTS_DISALLOWED, Reason.ROBOTS_UNREACHABLE,
     Reason.AI_CRAWLER_BLOCKED, Reason.AIPREF_DISALLOWED, Reason.TDM_RESERVED,
     Reason.AITXT_DISALLOWED, Reason.X_ROBOTS_TAG, Reason.METADATA_PROHIBITED,
-    Reason.NO_OPT_IN,
+    Reason.NO_OPT_IN, Reason.RSL_PROHIBITED,
 }
 _FAILED_TO_RESIZE = {
     Reason.DECODE_ERROR, Reason.IMAGE_TOO_SMALL,

@@ -37,6 +37,7 @@ from ..config import FetchConfig
 from ..consent.engine import ConsentEngine, Permits
 from ..consent.origins import (
     CACHE_SECONDS,
+    FileKind,
     OriginPolicy,
     origin_file_from_row,
     origin_of,
@@ -165,14 +166,17 @@ def new_origin_rows(rows: list[dict[str, Any]], config: FetchConfig) -> list[dic
     """``rows`` less those of policies seeded from origins.parquet and still in use,
     so a shard sends back only the origin files it fetched itself."""
     cache = shard_policies(config)
-    return [row for row in rows if not cache.seeded(row["origin"])]
+    return [row for row in rows
+            if row["kind"] == FileKind.LICENCE or not cache.seeded(row["origin"])]
 
 
-def fresh_origins(origin_rows: dict[tuple[str, str], dict[str, Any]],
+def fresh_origins(origin_rows: dict[tuple[str, str, str], dict[str, Any]],
                   config: FetchConfig) -> set[str]:
     """The origins whose snapshot rows can stand in for a fetch (bodies kept, not stale)."""
     grouped: dict[str, dict[str, dict[str, Any]]] = {}
-    for (origin, kind), row in origin_rows.items():
+    for (origin, kind, _), row in origin_rows.items():
+        if kind == FileKind.LICENCE:
+            continue  # licences are fetched on demand, once per worker process
         grouped.setdefault(origin, {})[kind] = row
     return {origin for origin, rows in grouped.items()
             if policy_from_rows(origin, rows, config) is not None}
