@@ -170,3 +170,18 @@ def test_check_reports_the_licence(site: LocalSite) -> None:
     assert licence in (result.evidence or "")
     assert any(f["kind"] == "licence" and f["url"] == licence for f in result.origin_files)
     assert site.hit_count(0, "/a.jpg") == 0
+
+
+def test_origin_phase_fetches_robots_licences_once(site: LocalSite) -> None:
+    from consentfetch.config import make_config
+    from consentfetch.distribute.originphase import fetch_origin_batch
+
+    licence = _licence(site, 3, "/licence.xml", NO_TRAIN)
+    for host in (0, 1):
+        site.put(host, "/robots.txt", f"License: {licence}\nUser-agent: *\nAllow: /\n")
+    config = make_config(**_options(site))
+    rows = fetch_origin_batch([site.origin(0), site.origin(1)], config)
+    licences = [r for r in rows if r["kind"] == "licence"]
+    assert [(r["url"], r["outcome"]) for r in licences] == [(licence, "parsed")]
+    assert licences[0]["body"] == NO_TRAIN.encode()
+    assert site.hit_count(3, "/licence.xml") == 1

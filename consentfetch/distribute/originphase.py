@@ -19,6 +19,12 @@ the run starts with a phase over the distinct origins of the input:
 
 An origin met only as a redirect target is not in the input: a task fetches
 its files on demand, once per worker process, as a single-process run does.
+
+RSL licences named by robots.txt ``License`` lines are fetched here too, once
+each, and recorded in ``origins.parquet``; the shard tasks do not yet seed
+their licence cache from those rows, so each worker process fetches a licence
+it needs once more (licences named by ``Link`` headers are met only by the
+shards, and fetched there).
 """
 
 from __future__ import annotations
@@ -109,16 +115,22 @@ def fetch_origin_batch(bases: list[str], config: FetchConfig) -> list[dict[str, 
 async def _fetch_all(bases: list[str], config: FetchConfig) -> list[dict[str, Any]]:
     async with pipeline.make_client(config) as client:
         policies = pipeline.origin_policies(config, client, keep_bodies=True)
+        licences = pipeline.licence_fetcher(config, client, keep_bodies=True)
+        # Only which License lines apply is asked of it: no lists, no crawler tokens.
+        engine = ConsentEngine(token=config.user_agent_token, profile=config.consent,
+                               ignore=config.ignore, ai_tokens=())
         todo = iter(bases)
 
         async def worker() -> None:
             for base in todo:
-                await policies.get(URL(base))
+                policy = await policies.get(URL(base))
+                await licences.get_all(engine.robots_licence_urls(policy))
 
         async with asyncio.TaskGroup() as group:
             for _ in range(max(1, min(config.concurrency, len(bases)))):
                 group.create_task(worker())
-    return [record.to_row() for record in policies.used.values()]
+    used = [*policies.used.values(), *licences.used.values()]
+    return [record.to_row() for record in used]
 
 
 def seed_policies(out: OutputDir, shard: ShardInput, config: FetchConfig) -> int:
