@@ -10,6 +10,9 @@ worker reused across jobs keeps two things between shards:
   ``--ignore robots_txt`` never answers for a run that checks robots.txt;
   held within a memory budget, least recently used first out (a dropped policy
   is fetched again, as RFC 9309 allows at any time);
+* **RSL licences**, by the same key and licence URL, within their own memory
+  budget (``LICENCE_CACHE_BYTES``), so a licence named by many origins is
+  fetched once per process;
 * **consent lists** (``--opt-out-list``/``--opt-in-list``), keyed by role, paths,
   storage options and each file's fsspec ``ukey`` (so an edited list is read
   again), a handful at most;
