@@ -54,6 +54,8 @@ async def _check_all(urls: list[str], config: FetchConfig) -> list[CheckResult]:
                 origins = {origin_of(URL(hop)) for hop in seen.hops}
                 files = [{k: v for k, v in f.to_row().items() if k != "body"}
                          for (origin, _), f in shard.policies.used.items() if origin in origins]
+                files += [{k: v for k, v in f.to_row().items() if k != "body"}
+                          for f in shard.licences.used.values()]
                 # The credentials of a URL are used for its request, never shown.
                 evidence = None if result.evidence is None else redact_userinfo(result.evidence)
                 return CheckResult(redact_userinfo(url), decision, result.reason, evidence,

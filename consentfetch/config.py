@@ -47,9 +47,8 @@ ENCODE_FORMATS = ("jpg", "png", "webp")
 CONSENT_PROFILES = ("strict", "standard", "opt-in")
 # The consent checks, in the order they are applied; each can be turned off
 # with --ignore NAME (and is then recorded in run.json and every audit row).
-CHECKS = ("registry", "robots_txt", "ai_crawlers", "content_usage", "content_signal",
-          "ai_txt", "tdmrep",
-          "x_robots_tag", "iptc", "c2pa")
+CHECKS = ("registry", "robots_txt", "ai_crawlers", "content_usage", "content_signal", "rsl",
+          "ai_txt", "tdmrep", "x_robots_tag", "iptc", "c2pa")
 INPUT_FORMATS = ("parquet", "csv", "tsv", "txt", "jsonl")
 DISTRIBUTORS = ("multiprocessing", "spark", "ray")
 # The Python package each cluster distributor needs, and the extra that installs it.

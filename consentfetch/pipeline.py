@@ -19,6 +19,7 @@ shard is written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -37,11 +38,18 @@ from .consent import evidence as proof
 from .consent.crawlers import load_ai_crawler_tokens
 from .consent.decision import Denial, Evidence, Reason, Status, status_of, text_evidence
 from .consent.engine import ConsentEngine, Permits
-from .consent.origins import MAX_ORIGIN_FILE_BYTES, OriginPolicies, OriginPolicy, PolicyStore
+from .consent.origins import (
+    MAX_ORIGIN_FILE_BYTES,
+    Licences,
+    LicenceStore,
+    OriginPolicies,
+    OriginPolicy,
+    PolicyStore,
+)
 from .consent.robots import CrawlDelay
 from .image import ResizedImage, ResizeOptions, process_image, resize_options_from
 from .layout import compute_key
-from .net.client import Fetched, HttpClient, parse_http_url
+from .net.client import Fetched, HttpClient, SmallFetch, parse_http_url
 from .net.politeness import HostScheduler, HostSlots
 from .reader import InputRow, ShardInput
 from .workercache import process_cache
@@ -68,7 +76,7 @@ def engine_for(config: FetchConfig,
 
 # Response headers that carry consent signals (shown by ``consentfetch check``).
 CONSENT_HEADERS = ("X-Robots-Tag", "tdm-reservation", "tdm-policy", "Content-Usage",
-                   "Content-Type", "Content-Length")
+                   "Link", "Content-Type", "Content-Length")
 
 
 @dataclass
@@ -101,6 +109,33 @@ def origin_policies(config: FetchConfig, client: HttpClient, *,
                           keep_bodies=keep_bodies)
 
 
+def licence_fetcher(config: FetchConfig, client: HttpClient, *,
+                    cache: LicenceStore | None = None, keep_bodies: bool) -> Licences:
+    """RSL licence loading through ``client``, with the origin files' limits and slots.
+
+    A licence named by a response's ``Link`` header is fetched while that hop
+    holds its host's slot: on the same host it goes out under that slot;
+    elsewhere the wait for the other host's slot is bounded by ``--timeout``.
+    """
+    async def fetch(url: URL, held_host: str | None) -> SmallFetch:
+        host = url.host or ""
+        async with contextlib.AsyncExitStack() as stack:
+            if held_host is None:
+                await stack.enter_async_context(client.slots.slot(host))
+            elif held_host != host:
+                try:  # another host's slot is held: never wait for this one unbounded
+                    async with asyncio.timeout(config.timeout):
+                        await stack.enter_async_context(client.slots.slot(host))
+                except TimeoutError:
+                    return SmallFetch(url, None, error=Denial(
+                        Reason.TIMEOUT, f"no request slot for {host} within "
+                                        f"{config.timeout:g} s"))
+            return await client.fetch_small(url, max_bytes=MAX_ORIGIN_FILE_BYTES)
+        raise AssertionError("unreachable")  # mypy: AsyncExitStack may swallow exceptions
+
+    return Licences(fetch, cache=cache, keep_bodies=keep_bodies)
+
+
 class _Shard:
     """The per-shard context: client, origin policies, consent engine, image pool."""
 
@@ -113,6 +148,9 @@ class _Shard:
         cache = process_cache().policy_view(config, keep_bodies=config.save_consent_files)
         self.policies = origin_policies(config, client, cache=cache,
                                         keep_bodies=config.save_consent_files)
+        self.licences = licence_fetcher(
+            config, client, cache=process_cache().licence_view(config),
+            keep_bodies=config.save_consent_files)
         self.resize: ResizeOptions = resize_options_from(config)
         self.budget = process_cache().decode_budget(config.max_decoded_bytes)
         self.token = config.user_agent_token
@@ -162,15 +200,22 @@ class _Shard:
             if seen is not None:
                 seen.hops.append(str(hop))
             hop_policy[:] = [await self.policy(hop)]
-            return self.engine.check_origin(hop_policy[0], hop, permits) \
+            licences = await self.licences.get_all(
+                self.engine.robots_licence_urls(hop_policy[0]))
+            return self.engine.check_origin(hop_policy[0], hop, permits, licences) \
                 or self.pace(hop_policy[0], hop)
 
-        def check_headers(final: URL, headers: CIMultiDictProxy[str]) -> Denial | None:
+        async def check_headers(final: URL, headers: CIMultiDictProxy[str]) -> Denial | None:
             if seen is not None:
                 seen.headers = {name: headers.getall(name) for name in CONSENT_HEADERS
                                 if name in headers}
-            return self.engine.check_headers(hop_policy[0] if hop_policy else None, final,
-                                             headers, permits)
+            policy = hop_policy[0] if hop_policy else None
+            denial = self.engine.check_headers(policy, final, headers, permits)
+            urls = self.engine.link_licence_urls(final, headers)
+            if denial is not None or not urls:
+                return denial
+            licences = await self.licences.get_all(urls, held_host=final.host or "")
+            return self.engine.check_headers(policy, final, headers, permits, licences)
 
         fetched = await self.client.fetch_image(url, check_hop=check_hop,
                                                 check_headers=check_headers)
@@ -329,7 +374,8 @@ async def _run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
     except BaseException:
         writer.abort()
         raise
-    return ShardOutcome(shard.shard_id, stats, [f.to_row() for f in ctx.policies.used.values()])
+    used = [*ctx.policies.used.values(), *ctx.licences.used.values()]
+    return ShardOutcome(shard.shard_id, stats, [f.to_row() for f in used])
 
 
 def run_columns(config: FetchConfig) -> dict[str, str | None]:

@@ -22,6 +22,7 @@ from ._version import __version__
 from .config import CHECKS, FetchConfig, FetchOptions, resolve_config, resume_conflicts
 from .consent.decision import Retry, Status, retry_when
 from .consent.metadata import C2PA_AVAILABLE
+from .consent.origins import snapshot_key
 from .distribute import Distributor, distributor_for
 from .distribute.originphase import batches, collect_origins, fresh_origins, normalise_row
 from .errors import ConfigError, RunInterrupted
@@ -110,7 +111,7 @@ class _Run:
         self.input = input
         self.started = datetime.now(UTC)
         self.progress = Progress(source.total_rows, view)
-        self.origin_rows: dict[tuple[str, str], dict[str, Any]] = {}
+        self.origin_rows: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.written = 0
 
     def execute(self) -> Report:
@@ -143,7 +144,7 @@ class _Run:
                 self.written += 1
                 before = len(self.origin_rows)
                 for row in outcome.origin_rows:
-                    self.origin_rows[(row["origin"], row["kind"])] = row
+                    self.origin_rows[snapshot_key(row)] = row
                 if len(self.origin_rows) != before:
                     self._write_origins()  # flushed as shards complete: a crash loses little
         except KeyboardInterrupt as exc:
@@ -179,7 +180,7 @@ class _Run:
                     len(bases), len(todo), dist.name)
         for rows in dist.fetch_origins(batches(todo, dist.parallelism), self.config):
             for row in rows:
-                self.origin_rows[(row["origin"], row["kind"])] = row
+                self.origin_rows[snapshot_key(row)] = row
         self._write_origins()
         logger.info("origin phase: done in %.1f s", time.monotonic() - t0)
 
@@ -240,12 +241,12 @@ class _Run:
     def _load_origins(self) -> None:
         if self.out.exists(ORIGINS_FILE):
             for row in self.out.read_table(ORIGINS_FILE).to_pylist():
-                self.origin_rows[(row["origin"], row["kind"])] = normalise_row(row)
+                self.origin_rows[snapshot_key(row)] = normalise_row(row)
 
     def _write_origins(self) -> None:
         if self.origin_rows:
             # Sorted by origin in small row groups: a shard task reads only its origins' rows.
-            rows = sorted(self.origin_rows.values(), key=lambda r: (r["origin"], r["kind"]))
+            rows = sorted(self.origin_rows.values(), key=snapshot_key)
             self.out.write_rows(ORIGINS_FILE, rows, row_group_size=_ORIGIN_ROW_GROUP)
 
     def _finish(self, state: str, skipped: int = 0, duration: float = 0.0) -> Report:

@@ -10,6 +10,9 @@ worker reused across jobs keeps two things between shards:
   ``--ignore robots_txt`` never answers for a run that checks robots.txt;
   held within a memory budget, least recently used first out (a dropped policy
   is fetched again, as RFC 9309 allows at any time);
+* **RSL licences**, by the same key and licence URL, within their own memory
+  budget (``LICENCE_CACHE_BYTES``), so a licence named by many origins is
+  fetched once per process;
 * **consent lists** (``--opt-out-list``/``--opt-in-list``), keyed by role, paths,
   storage options and each file's fsspec ``ukey`` (so an edited list is read
   again), a handful at most;
@@ -34,7 +37,7 @@ from typing import Any
 import fsspec
 
 from .config import FetchConfig
-from .consent.origins import POLICY_CACHE_BYTES, OriginPolicy
+from .consent.origins import LICENCE_CACHE_BYTES, POLICY_CACHE_BYTES, Licence, OriginPolicy
 from .consent.registry import ConsentList
 from .image import DecodeBudget
 from .lists import load_lists
@@ -71,6 +74,21 @@ class _Entry:
     seeded: bool  # taken from origins.parquet, not fetched by this process
 
 
+class LicenceView:
+    """The cached RSL licences of one :class:`PolicyKey`, by URL (an origins.LicenceStore)."""
+
+    def __init__(self, cache: BoundedCache[tuple[PolicyKey, str], Licence],
+                 key: PolicyKey) -> None:
+        self._cache = cache
+        self._key = key
+
+    def get(self, url: str, /) -> Licence | None:
+        return self._cache.get((self._key, url))
+
+    def __setitem__(self, url: str, licence: Licence, /) -> None:
+        self._cache[(self._key, url)] = licence
+
+
 class PolicyView:
     """The cached policies of one :class:`PolicyKey`, by origin (an origins.PolicyStore)."""
 
@@ -103,11 +121,14 @@ class WorkerCache:
     """The per-process cache of origin policies and consent lists."""
 
     def __init__(self, *, policy_bytes: int = POLICY_CACHE_BYTES,
-                 list_entries: int = LIST_CACHE_ENTRIES) -> None:
+                 list_entries: int = LIST_CACHE_ENTRIES,
+                 licence_bytes: int = LICENCE_CACHE_BYTES) -> None:
         self._policies: BoundedCache[tuple[PolicyKey, str], _Entry] = BoundedCache(
             policy_bytes, lambda entry: entry.policy.approx_bytes)
         self._lists: BoundedCache[_ListKey, ConsentList] = BoundedCache(
             list_entries, lambda _: 1)
+        self._licences: BoundedCache[tuple[PolicyKey, str], Licence] = BoundedCache(
+            licence_bytes, lambda licence: licence.approx_bytes)
         self._budget: DecodeBudget | None = None
 
     @property
@@ -118,6 +139,11 @@ class WorkerCache:
     def policy_view(self, config: FetchConfig, *, keep_bodies: bool) -> PolicyView:
         """The policies of runs shaped like ``config`` (see :class:`PolicyKey`)."""
         return PolicyView(self._policies, PolicyKey.of(config, keep_bodies=keep_bodies))
+
+    def licence_view(self, config: FetchConfig) -> LicenceView:
+        """The RSL licences of runs shaped like ``config`` (same agent, guard, bodies kept)."""
+        return LicenceView(self._licences,
+                           PolicyKey.of(config, keep_bodies=config.save_consent_files))
 
     def lists(self, role: str, paths: tuple[str, ...],
               storage_options: dict[str, Any] | None = None) -> ConsentList | None:
@@ -144,6 +170,7 @@ class WorkerCache:
         """Forget everything (tests; a library user who wants a clean slate)."""
         self._policies.clear()
         self._lists.clear()
+        self._licences.clear()
 
 
 def _fingerprints(paths: tuple[str, ...], options: dict[str, Any]) -> tuple[str, ...]:

@@ -175,8 +175,10 @@ def test_the_run_has_every_signal(run: AuditRun) -> None:
     audit = {r["url"]: r for r in read_audit(str(run.out)).to_pylist()}
     assert {u: (r["status"], r["reason"]) for u, r in audit.items()} == run.expect
     disallowed = {Reason(r) for s, r in run.expect.values() if s == "disallowed" and r}
+    # opt-in needs its own profile: see test_one_template_per_reason; RSL licences
+    # have their own end-to-end file (tests/test_rsl_e2e.py)
     assert disallowed == {r for r in Reason if status_of(r) == "disallowed"} - {
-        Reason.NO_OPT_IN}  # opt-in needs its own profile: see test_one_template_per_reason
+        Reason.NO_OPT_IN, Reason.RSL_PROHIBITED}
 
 
 def test_read_audit_filters_and_missing_folder(run: AuditRun, tmp_path: Path) -> None:

@@ -27,8 +27,9 @@ ORIGIN = "https://example.com:443"
 
 
 def test_the_values_are_the_strings_outputs_hold() -> None:
-    assert [str(k) for k in FileKind] == ["robots.txt", "ai.txt", "tdmrep.json"]
-    assert [k.path for k in FileKind] == ["/robots.txt", "/ai.txt", "/.well-known/tdmrep.json"]
+    assert [str(k) for k in FileKind] == ["robots.txt", "ai.txt", "tdmrep.json", "licence"]
+    assert [k.path for k in FileKind] == ["/robots.txt", "/ai.txt", "/.well-known/tdmrep.json",
+                                         ""]
     assert [str(o) for o in FileOutcome] == ["parsed", "absent", "unreachable"]
     assert [str(k) for k in EntryKind] == list(KINDS) == ["url", "url_prefix", "host", "sha256"]
 

@@ -651,3 +651,49 @@ def test_each_group_is_matched_once_per_url(monkeypatch: pytest.MonkeyPatch) -> 
     assert len(calls) == 2  # the shared group and mybot's
     policy.check("/p7/ax", "bot3")  # the same URL again: remembered
     assert len(calls) == 2
+
+
+# --- RSL License lines (an other record) ------------------------------------------------
+
+LICENSED = """License: https://example.com/global.xml
+User-agent: Googlebot
+License: https://example.com/google.xml
+Disallow: /g/
+
+User-agent: *
+license: https://example.com/star.xml
+Allow: /
+"""
+
+
+def _licence_values(body: str, token: str, strict: bool) -> list[str]:
+    return [line.value for line in RobotsPolicy.parse(body).licences(token, strict=strict)]
+
+
+@pytest.mark.parametrize(("body", "token", "strict", "expected"), [
+    # CONSENT.md: a global line above a group that is not ours
+    ("License: https://example.com/license.xml\nUser-agent: Googlebot\nDisallow: /x\n",
+     "mybot", False, ["https://example.com/license.xml"]),
+    # our group (here "*") has lines: standard reads only those, strict both
+    (LICENSED, "mybot", False, ["https://example.com/star.xml"]),
+    (LICENSED, "mybot", True, ["https://example.com/global.xml",
+                               "https://example.com/star.xml"]),
+    # another agent's group is ignored
+    (LICENSED, "googlebot", False, ["https://example.com/google.xml"]),
+    ("User-agent: Googlebot\nLicense: https://example.com/google.xml\n", "mybot", True, []),
+    # no lines at all
+    ("User-agent: *\nDisallow: /p/\n", "mybot", True, []),
+])
+def test_licence_lines(body: str, token: str, strict: bool, expected: list[str]) -> None:
+    assert _licence_values(body, token, strict) == expected
+
+
+def test_licence_line_neither_ends_nor_splits_a_group() -> None:
+    body = ("User-agent: a\nLicense: https://e.example/l.xml\nUser-agent: mybot\n"
+            "Disallow: /private/\n")
+    policy = RobotsPolicy.parse(body)
+    assert not policy.check("/private/x", "mybot").allowed  # one group for a and mybot
+    lines = policy.licences("mybot", strict=False)
+    assert [(x.value, x.line, x.group) for x in lines] == [
+        ("https://e.example/l.xml", 2, "mybot")]
+    assert policy.check("/other", "mybot").allowed  # License never changes Allow/Disallow

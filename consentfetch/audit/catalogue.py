@@ -71,6 +71,12 @@ REASONS = MappingProxyType({
         "the site's robots.txt carries a Cloudflare Content Signal that refuses AI "
         "training: {evidence}. Origin files are read before the image is requested, so the "
         "image was never requested."),
+    Reason.RSL_PROHIBITED: _W(
+        "RSL licence",
+        "An RSL licence (robots.txt License: or a Link header) does not license AI "
+        "training for free, or could not be fetched (strict).",
+        "an RSL licence for this URL does not license AI training without a licence "
+        "token, payment or reporting we do not hold: {evidence}."),
     Reason.TDM_RESERVED: _W(
         "TDMRep reservation",
         "W3C TDMRep: tdm-reservation 1 in a header or tdmrep.json.",

@@ -28,6 +28,7 @@ class Reason(enum.StrEnum):
     AI_CRAWLER_BLOCKED = "ai_crawler_blocked"
     AIPREF_DISALLOWED = "aipref_disallowed"
     CONTENT_SIGNAL = "content_signal"
+    RSL_PROHIBITED = "rsl_prohibited"
     TDM_RESERVED = "tdm_reserved"
     AITXT_DISALLOWED = "aitxt_disallowed"
     X_ROBOTS_TAG = "x_robots_tag"
@@ -55,8 +56,7 @@ _DISALLOWED = {
     Reason.REGISTRY_OPT_OUT, Reason.ROBOTS_DISALLOWED, Reason.ROBOTS_UNREACHABLE,
     Reason.AI_CRAWLER_BLOCKED, Reason.AIPREF_DISALLOWED, Reason.TDM_RESERVED,
     Reason.AITXT_DISALLOWED, Reason.X_ROBOTS_TAG, Reason.METADATA_PROHIBITED,
-    Reason.NO_OPT_IN,
-    Reason.CONTENT_SIGNAL,
+    Reason.NO_OPT_IN, Reason.CONTENT_SIGNAL, Reason.RSL_PROHIBITED,
 }
 _FAILED_TO_RESIZE = {
     Reason.DECODE_ERROR, Reason.IMAGE_TOO_SMALL,

@@ -36,11 +36,16 @@ from .crawlers import ai_crawler_blocked, load_ai_crawler_tokens
 from .decision import Denial, Reason, Signal
 from .headers import check_x_robots_tag
 from .metadata import C2PA_AVAILABLE, read_c2pa_training, read_iptc_data_mining
-from .origins import FileKind, FileOutcome, OriginPolicy
+from .origins import FileKind, FileOutcome, Licence, OriginPolicy
 from .registry import ConsentList
+from .rsl import evaluate, licence_urls, rsl_link_urls
 from .tdmrep import UNSET, TdmVerdict, check_tdm_headers
 
 logger = logging.getLogger(__name__)
+
+#: licence URLs read per robots.txt selection or per response, at most: a site
+#: cannot make us fetch more for one URL (the first ones, in the order written)
+MAX_LICENCES = 8
 
 
 
@@ -98,14 +103,51 @@ class ConsentEngine:
         return None
 
     # -- 2. the origin of every hop ----------------------------------------------------
-    def check_origin(self, policy: OriginPolicy, url: URL, permits: Permits) -> Denial | None:
-        """Origin files' verdict on ``url``; permissions are those of the last hop."""
+    def check_origin(self, policy: OriginPolicy, url: URL, permits: Permits,
+                     licences: Sequence[Licence] = ()) -> Denial | None:
+        """Origin files' verdict on ``url``; permissions are those of the last hop.
+
+        ``licences``: the RSL licences :meth:`robots_licence_urls` named, fetched."""
         permits.by_stage.pop("origin", None)
         return (self._robots(policy, url, permits) or self._ai_crawlers(policy, url)
                 or self._robots_usage(policy, url, permits)
                 or self._content_signal(policy, url, permits)
+                or self._rsl(licences, url, permits, stage="origin")
                 or self._ai_txt(policy, url)
                 or self._tdmrep_file(policy, url, permits))
+
+    # -- RSL licences (fetched by the caller, between the phases) ------------------------
+    def robots_licence_urls(self, policy: OriginPolicy | None) -> list[str]:
+        """The licence URLs robots.txt's ``License`` lines name for our token."""
+        if not self.on("rsl") or policy is None or policy.robots is None:
+            return []
+        lines = policy.robots.licences(self.token, strict=self.strict)
+        return licence_urls([line.value for line in lines])[:MAX_LICENCES]
+
+    def link_licence_urls(self, url: URL, headers: HeaderLines) -> list[str]:
+        """The RSL licence URLs of the response's ``Link`` headers."""
+        if not self.on("rsl"):
+            return []
+        return rsl_link_urls(headers.getall("Link", []), str(url))[:MAX_LICENCES]
+
+    def _rsl(self, licences: Sequence[Licence], url: URL, permits: Permits, *,
+             stage: str) -> Denial | None:
+        from_link = stage == "headers"
+        named_by = "a Link header" if from_link else "robots.txt"
+        for licence in licences if self.on("rsl") else ():
+            if licence.document is None:
+                if self.strict:
+                    return Denial(Reason.RSL_PROHIBITED,
+                                  proof.rsl_unreachable(licence.record, url, named_by))
+                continue
+            decision = evaluate(licence.document, str(url), from_link=from_link)
+            if decision.denied is not None:
+                return Denial(Reason.RSL_PROHIBITED, proof.rsl_licence(
+                    licence.record, url, decision.denied, named_by))
+            if decision.permitted is not None:
+                permits.note(stage, proof.rsl_licence(licence.record, url,
+                                                      decision.permitted, named_by).text)
+        return None
 
     def _robots(self, policy: OriginPolicy, url: URL, permits: Permits) -> Denial | None:
         if not self.on("robots_txt"):
@@ -208,6 +250,12 @@ class ConsentEngine:
 
     # -- 3. response headers, before the body ------------------------------------------
     def check_headers(self, policy: OriginPolicy | None, url: URL, headers: HeaderLines,
+                      permits: Permits, licences: Sequence[Licence] = ()) -> Denial | None:
+        """``licences``: the RSL licences :meth:`link_licence_urls` named, fetched."""
+        return self._header_lines(policy, url, headers, permits) \
+            or self._rsl(licences, url, permits, stage="headers")
+
+    def _header_lines(self, policy: OriginPolicy | None, url: URL, headers: HeaderLines,
                       permits: Permits) -> Denial | None:
         if self.on("x_robots_tag"):
             xrt = check_x_robots_tag(headers.getall("X-Robots-Tag", []), self.token,

@@ -23,6 +23,7 @@ from .metadata import MetadataVerdict
 from .origins import OriginFile
 from .registry import ListHit
 from .robots import CrawlDelay, RobotsVerdict
+from .rsl import RslVerdict
 from .tdmrep import TdmVerdict
 
 
@@ -110,6 +111,20 @@ def tdm_file(record: OriginFile | None, url: URL | None, verdict: TdmVerdict) ->
     return Evidence(Signal.TDMREP_JSON, text, line=entry.number if entry else None,
                     rule=entry.written if entry else None,
                     **_file(record, url))
+
+
+def rsl_licence(record: OriginFile, url: URL, verdict: RslVerdict, named_by: str) -> Evidence:
+    """An RSL licence whose ``<content>`` for ``url`` does not license AI training."""
+    text = (f"RSL licence {file_label(record, record.url)} named by {named_by}: "
+            f"<content url=\"{verdict.content_url}\"> {verdict.term}")
+    return Evidence(Signal.LICENCE, text, rule=verdict.term, **_file(record, url))
+
+
+def rsl_unreachable(record: OriginFile, url: URL, named_by: str) -> Evidence:
+    """An RSL licence that could not be fetched or is not valid RSL (strict)."""
+    text = (f"RSL licence {record.url} named by {named_by}: licence unreachable "
+            f"({record.error}); strict: the asset is unlicensed")
+    return Evidence(Signal.LICENCE, text, rule="licence unreachable", **_file(record, url))
 
 
 def x_robots_tag(verdict: XRobotsVerdict) -> Evidence:

@@ -46,6 +46,7 @@ from yarl import URL
 from ..lru import BoundedCache
 from .decision import Denial, Reason
 from .robots import MAX_ROBOTS_BYTES, RobotsPolicy, complete_lines
+from .rsl import RslDocument, parse_licence
 from .tdmrep import TdmRepFile
 
 CACHE_SECONDS = 24 * 3600
@@ -53,6 +54,9 @@ MAX_ORIGIN_FILE_BYTES = MAX_ROBOTS_BYTES  # 500 KiB, for every origin file
 # The estimated memory of the policies one cache holds (OriginPolicy.approx_bytes);
 # a policy that had to go is fetched again when next needed.
 POLICY_CACHE_BYTES = 64 * 1024 * 1024
+# The same for RSL licences (Licence.approx_bytes), held apart: one licence
+# serves every origin that names it.
+LICENCE_CACHE_BYTES = 16 * 1024 * 1024
 
 
 
@@ -62,11 +66,13 @@ class FileKind(enum.StrEnum):
     ROBOTS_TXT = "robots.txt"
     AI_TXT = "ai.txt"
     TDMREP_JSON = "tdmrep.json"
+    #: an RSL licence file, wherever a robots.txt ``License`` line or a ``Link`` names it
+    LICENCE = "licence"
 
     @property
     def path(self) -> str:
-        """Where the file lives on its origin."""
-        return _FILE_PATHS[self]
+        """Where the file lives on its origin ("" for a licence: at the URL that names it)."""
+        return _FILE_PATHS.get(self, "")
 
 
 _FILE_PATHS = {FileKind.ROBOTS_TXT: "/robots.txt", FileKind.AI_TXT: "/ai.txt",
@@ -237,6 +243,12 @@ def tdmrep_from_fetch(origin: str, url: str, fetched: FetchOutcome,
         return None, record(FileOutcome.ABSENT, "not a valid TDMRep file", keep_body)
     error = fetched.error.evidence if fetched.error else None
     return None, record(FileOutcome.ABSENT, error, keep_body)
+
+
+def snapshot_key(row: dict[str, Any]) -> tuple[str, str, str]:
+    """The key of an origins.parquet row: one row per origin file, one per licence URL."""
+    url = row["url"] if row["kind"] == FileKind.LICENCE else ""
+    return (row["origin"], row["kind"], url)
 
 
 def origin_file_from_row(row: dict[str, Any]) -> OriginFile:
@@ -417,3 +429,96 @@ class OriginPolicies:
         parsed, files[FileKind.TDMREP_JSON] = tdmrep_from_fetch(
             origin, str(target), await self._fetch(target), self._keep)
         return parsed
+
+
+# -- RSL licences: fetched once per licence URL, shared by every origin naming it ------
+
+@dataclass(frozen=True, slots=True)
+class Licence:
+    """One fetch of an RSL licence file: its origins.parquet row and the parsed licence."""
+
+    record: OriginFile
+    #: None: unreachable or not valid RSL (``record.error`` says which)
+    document: RslDocument | None
+    loaded_at: float  # monotonic seconds, for expiry
+
+    @property
+    def approx_bytes(self) -> int:
+        """Memory held, estimated: the parsed document is a few objects per byte."""
+        return 2048 + len(self.record.body or b"") + 8 * self.record.size
+
+
+def licence_from_fetch(url: str, fetched: FetchOutcome, keep_body: bool = False) -> Licence:
+    """A licence fetch read as ARCHITECTURE.md §6 says: a 2xx body read whole that is valid
+    RSL is parsed; anything else (another status, a body cut short, not valid RSL) is
+    unreachable."""
+    record = partial(_record, origin_of(URL(url)), FileKind.LICENCE, url, fetched)
+    now = time.monotonic()
+    if not _is_2xx(fetched):
+        error = fetched.error.evidence if fetched.error else f"HTTP {fetched.http_status}"
+        return Licence(record(FileOutcome.UNREACHABLE, error, keep_body), None, now)
+    if fetched.error is not None or fetched.truncated:
+        return Licence(record(FileOutcome.UNREACHABLE, _cut_short(fetched), keep_body),
+                       None, now)
+    parsed = parse_licence(fetched.body)
+    if isinstance(parsed, str):
+        error = f"answered HTTP {fetched.http_status} but is not a valid RSL licence: {parsed}"
+        return Licence(record(FileOutcome.UNREACHABLE, error, keep_body), None, now)
+    return Licence(record(FileOutcome.PARSED, None, keep_body, fetched.body), parsed, now)
+
+
+class LicenceStore(Protocol):
+    """Where fetched licences are kept, by licence URL (a ``dict``, or a bounded cache)."""
+
+    def get(self, url: str, /) -> Licence | None: ...
+
+    def __setitem__(self, url: str, licence: Licence, /) -> None: ...
+
+
+#: fetch a licence URL; the second argument is the host whose request slot the
+#: caller holds (the response that named the licence), or None
+LicenceFetcher = Callable[[URL, str | None], Awaitable[FetchOutcome]]
+
+
+class Licences:
+    """Single-flight, cached RSL licences for one event loop, by licence URL.
+
+    As :class:`OriginPolicies`: ``cache`` may outlive this object, in-flight
+    fetches are per instance. ``used`` names every licence a decision relied on.
+    """
+
+    def __init__(self, fetch: LicenceFetcher, cache: LicenceStore | None = None, *,
+                 keep_bodies: bool = False, max_age: float = CACHE_SECONDS) -> None:
+        self._fetch = fetch
+        self._cache: LicenceStore = cache if cache is not None else BoundedCache(
+            LICENCE_CACHE_BYTES, lambda licence: licence.approx_bytes)
+        self._inflight: dict[str, asyncio.Future[Licence]] = {}
+        self._keep = keep_bodies
+        self._max_age = max_age
+        self.used: dict[str, OriginFile] = {}
+
+    async def get(self, url: str, *, held_host: str | None = None) -> Licence:
+        """The licence at ``url``; ``held_host``: the host whose slot the caller holds."""
+        licence = self._cache.get(url)
+        if licence is None or time.monotonic() - licence.loaded_at >= self._max_age:
+            pending = self._inflight.get(url)
+            if pending is None:
+                pending = asyncio.ensure_future(self._load(URL(url), url, held_host))
+                self._inflight[url] = pending
+            licence = await asyncio.shield(pending)
+        self.used.setdefault(url, licence.record)
+        return licence
+
+    async def get_all(self, urls: Iterable[str], *,
+                      held_host: str | None = None) -> list[Licence]:
+        """:meth:`get` for each of ``urls``, concurrently, in their order."""
+        return list(await asyncio.gather(*(self.get(u, held_host=held_host) for u in urls)))
+
+    async def _load(self, target: URL, url: str, held_host: str | None) -> Licence:
+        try:
+            licence = licence_from_fetch(url, await self._fetch(target, held_host),
+                                         self._keep)
+            self._cache[url] = licence
+            return licence
+        finally:
+            self._inflight.pop(url, None)

@@ -41,7 +41,7 @@ Reading of RFC 9309 (and the choices it leaves)
   line has exactly two words: both honour what the site owner evidently meant.
   Any other line is not a record and changes nothing.
 * A group starts with one or more ``User-agent`` lines; records that are not
-  rules (Sitemap, Crawl-delay, Content-Signal, unknown keys) neither end a
+  rules (Sitemap, Crawl-delay, Content-Signal, License, unknown keys) neither end a
   group nor split its ``User-agent`` lines. Rules are ``Allow``, ``Disallow``
   and ``Content-Usage``; a ``User-agent`` line after a rule starts a new group.
   Rules and Crawl-delay before the first ``User-agent`` line are ignored.
@@ -96,6 +96,7 @@ __all__ = [
     "KEPT_RECORDS",
     "MAX_ROBOTS_BYTES",
     "CrawlDelay",
+    "LicenceLine",
     "PathPattern",
     "RobotsPolicy",
     "RobotsRule",
@@ -136,7 +137,7 @@ _RULE_FIELDS = frozenset({"allow", "disallow", "content-usage"})
 _PATH_FIELDS = frozenset({"allow", "disallow"})
 #: Other records kept as written (they end no group): inside a group and before
 #: the first one. Cloudflare Content Signals: ``Content-Signal: ai-train=no``.
-KEPT_RECORDS = frozenset({"content-signal"})
+KEPT_RECORDS = frozenset({"content-signal", "license"})
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 # RFC 3986 reserved characters kept as written; "*" and "$" are handled apart.
@@ -226,6 +227,16 @@ class RobotsRule:
     text: str  # the whole record as written, e.g. "Disallow: /art/"
     line: int  # 1-based
     pattern: _Pattern | None  # for allow/disallow; None for the others
+
+
+@dataclass(frozen=True, slots=True)
+class LicenceLine:
+    """An RSL ``License`` record: an other record, never a rule."""
+
+    value: str  # as written (comment and outer whitespace removed)
+    line: int  # 1-based
+    #: the User-agent value of the group it stands in, or "" before the first group
+    group: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,6 +417,20 @@ class RobotsPolicy:
                 if best is None or seconds > best.seconds:
                     best = CrawlDelay(seconds, text, line, label)
         return best
+
+    def licences(self, token: str, *, strict: bool) -> tuple[LicenceLine, ...]:
+        """The RSL ``License`` lines that apply to ``token``: those of its group(s) if they
+        have any, else those before the first group; ``strict``: both. Other agents'
+        groups' lines never apply."""
+        grouped = tuple(LicenceLine(record.value, record.line, label)
+                        for label, group in self._select(token).groups
+                        for record in group.records
+                        if record.field == "license" and record.value)
+        preamble = tuple(LicenceLine(record.value, record.line, "") for record in self.preamble
+                         if record.field == "license" and record.value)
+        if strict:
+            return preamble + grouped
+        return grouped or preamble
 
     @property
     def named_tokens(self) -> frozenset[str]:

@@ -19,6 +19,12 @@ the run starts with a phase over the distinct origins of the input:
 
 An origin met only as a redirect target is not in the input: a task fetches
 its files on demand, once per worker process, as a single-process run does.
+
+RSL licences named by robots.txt ``License`` lines are fetched here too, once
+each, and recorded in ``origins.parquet``; the shard tasks do not yet seed
+their licence cache from those rows, so each worker process fetches a licence
+it needs once more (licences named by ``Link`` headers are met only by the
+shards, and fetched there).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from ..config import FetchConfig
 from ..consent.engine import ConsentEngine, Permits
 from ..consent.origins import (
     CACHE_SECONDS,
+    FileKind,
     OriginPolicy,
     origin_file_from_row,
     origin_of,
@@ -108,16 +115,22 @@ def fetch_origin_batch(bases: list[str], config: FetchConfig) -> list[dict[str, 
 async def _fetch_all(bases: list[str], config: FetchConfig) -> list[dict[str, Any]]:
     async with pipeline.make_client(config) as client:
         policies = pipeline.origin_policies(config, client, keep_bodies=True)
+        licences = pipeline.licence_fetcher(config, client, keep_bodies=True)
+        # Only which License lines apply is asked of it: no lists, no crawler tokens.
+        engine = ConsentEngine(token=config.user_agent_token, profile=config.consent,
+                               ignore=config.ignore, ai_tokens=())
         todo = iter(bases)
 
         async def worker() -> None:
             for base in todo:
-                await policies.get(URL(base))
+                policy = await policies.get(URL(base))
+                await licences.get_all(engine.robots_licence_urls(policy))
 
         async with asyncio.TaskGroup() as group:
             for _ in range(max(1, min(config.concurrency, len(bases)))):
                 group.create_task(worker())
-    return [record.to_row() for record in policies.used.values()]
+    used = [*policies.used.values(), *licences.used.values()]
+    return [record.to_row() for record in used]
 
 
 def seed_policies(out: OutputDir, shard: ShardInput, config: FetchConfig) -> int:
@@ -165,14 +178,17 @@ def new_origin_rows(rows: list[dict[str, Any]], config: FetchConfig) -> list[dic
     """``rows`` less those of policies seeded from origins.parquet and still in use,
     so a shard sends back only the origin files it fetched itself."""
     cache = shard_policies(config)
-    return [row for row in rows if not cache.seeded(row["origin"])]
+    return [row for row in rows
+            if row["kind"] == FileKind.LICENCE or not cache.seeded(row["origin"])]
 
 
-def fresh_origins(origin_rows: dict[tuple[str, str], dict[str, Any]],
+def fresh_origins(origin_rows: dict[tuple[str, str, str], dict[str, Any]],
                   config: FetchConfig) -> set[str]:
     """The origins whose snapshot rows can stand in for a fetch (bodies kept, not stale)."""
     grouped: dict[str, dict[str, dict[str, Any]]] = {}
-    for (origin, kind), row in origin_rows.items():
+    for (origin, kind, _), row in origin_rows.items():
+        if kind == FileKind.LICENCE:
+            continue  # licences are fetched on demand, once per worker process
         grouped.setdefault(origin, {})[kind] = row
     return {origin for origin, rows in grouped.items()
             if policy_from_rows(origin, rows, config) is not None}

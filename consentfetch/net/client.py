@@ -47,7 +47,9 @@ HOST_FAILURES = frozenset({Reason.TIMEOUT, Reason.CONNECTION_ERROR, Reason.DNS_E
                            Reason.TLS_ERROR, Reason.HTTP_ERROR})
 
 HopCheck = Callable[[URL], Awaitable[Denial | None]]
-HeaderCheck = Callable[[URL, "CIMultiDictProxy[str]"], Denial | None]
+# Awaited once the headers are in, before a byte of the body is read (it may fetch
+# what the headers name, such as an RSL licence, while this hop's host slot is held).
+HeaderCheck = Callable[[URL, "CIMultiDictProxy[str]"], Awaitable[Denial | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,7 +397,7 @@ class HttpClient:
                         return parse_location(url, location)
                     if not 200 <= response.status < 300:
                         return _http_error(response)
-                    denial = check_headers(url, response.headers)
+                    denial = await check_headers(url, response.headers)
                     if denial:
                         response.close()  # drop the connection: no body byte is read
                         return denial.with_http_status(response.status)
