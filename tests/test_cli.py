@@ -62,7 +62,7 @@ def test_demo_runs_and_explains(tmp_path: Path) -> None:
     out = result.stdout
     for reason in ("robots_disallowed", "x_robots_tag", "robots_unreachable", "tdm_reserved",
                    "aipref_disallowed", "aitxt_disallowed", "metadata_prohibited",
-                   "content_signal"):
+                   "content_signal", "rsl_prohibited"):
         assert reason in out
     assert "success" in out and "Disallow: /private/" in out
     assert (tmp_path / "demo" / "00000.tar").exists()

@@ -2,13 +2,15 @@
 
     consentfetch demo [OUTPUT_DIR]
 
-Five origins stand in for the open web: a photo gallery whose robots.txt
+Six origins stand in for the open web: a photo gallery whose robots.txt
 keeps crawlers out of /private/; an artist who marks some works
 ``X-Robots-Tag: noai`` / ``noimageai`` and embeds IPTC "no AI training" in
 others; a server whose robots.txt answers 503 (so, per RFC 9309, nothing of it
 may be fetched); and a publisher who uses the newer signals: TDMRep, ai.txt
 and the IETF ``Content-Usage`` preference; and a newsroom behind Cloudflare whose
-managed robots.txt says ``Content-Signal: search=yes, ai-train=no``. A few
+managed robots.txt says ``Content-Signal: search=yes, ai-train=no``; and a
+stock-photo agency whose robots.txt names an RSL licence that permits search
+but prohibits AI training. A few
 broken rows (a missing image, a corrupt file, an ftp: URL) show how failures
 are audited.
 """
@@ -35,8 +37,18 @@ from .download import print_report
 
 logger = logging.getLogger(__name__)
 
-GALLERY, ARTIST, BROKEN, PUBLISHER, NEWSROOM = 0, 1, 2, 3, 4
-DEMO_HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6")
+GALLERY, ARTIST, BROKEN, PUBLISHER, NEWSROOM, AGENCY = 0, 1, 2, 3, 4, 5
+DEMO_HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7")
+# An RSL 1.0 licence: search is licensed, AI training is not.
+_RSL_LICENCE = (
+    '<rsl xmlns="https://rslstandard.org/rsl">\n'
+    '  <content url="/">\n'
+    '    <license>\n'
+    '      <permits type="usage">search</permits>\n'
+    '      <prohibits type="usage">ai-train</prohibits>\n'
+    '    </license>\n'
+    '  </content>\n'
+    '</rsl>\n')
 # A Cloudflare-managed robots.txt, shortened: the comment block explains the signals
 # (and itself says "content-signal = no"); the line in the "*" group is what counts.
 _CONTENT_SIGNAL_ROBOTS = (
@@ -129,6 +141,13 @@ def populate(site: LocalSite) -> list[dict[str, str]]:
     for i in range(2):
         add(NEWSROOM, f"/photos/{i}.jpg", make_image(600, 400, seed=400 + i),
             f"newsroom photo {i} (Content-Signal)")
+
+    licence = site.put(AGENCY, "/licence.xml", Resource(_RSL_LICENCE.encode(),
+                                                        content_type="application/rsl+xml"))
+    site.put(AGENCY, "/robots.txt", f"License: {licence}\n\nUser-agent: *\nAllow: /\n")
+    for i in range(2):
+        add(AGENCY, f"/stock/{i}.jpg", make_image(600, 400, seed=500 + i),
+            f"stock photo {i} (RSL licence)")
 
     add(GALLERY, "/photos/missing.jpg", None, "a photo that is gone (404)")
     add(GALLERY, "/photos/corrupt.jpg", b"\xff\xd8\xff\xe0 not really a jpeg", "corrupt")
