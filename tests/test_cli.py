@@ -144,3 +144,78 @@ def test_log_lines_and_errors_are_escaped_and_redacted(tmp_path: Path) -> None:
     result = run_cli("download", missing, str(tmp_path / "out"), "--input-format", "csv")
     assert result.returncode == 2 and "\x1b" not in result.stderr
     assert "pw-secret-9" not in result.stderr and "https://***@127.0.0.1:9/\\x1b[31m" in result.stderr
+
+
+# -- rough edges a dataset builder meets (issue 15) ------------------------------------
+
+
+def test_demo_refuses_a_folder_holding_a_real_run(site: LocalSite, url_list,
+                                                  tmp_path: Path) -> None:
+    """`consentfetch demo DIR` replaces what is in DIR: it must never take a real run."""
+    url = site.put(0, "/a.jpg", make_image(40, 40))
+    real = tmp_path / "real"
+    assert run_cli("download", url_list([{"url": url}]), str(real), "--allow-private-networks",
+                   "--processes", "1").returncode == 0
+    before = sorted(p.name for p in real.iterdir())
+    result = run_cli("demo", str(real))
+    assert result.returncode == 2 and "not empty" in result.stderr, result.stderr
+    assert sorted(p.name for p in real.iterdir()) == before
+    assert json.loads((real / "run.json").read_text())["input"].endswith("urls.parquet")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    assert run_cli("demo", str(tmp_path / "notes")).returncode == 2
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
+
+
+def test_demo_runs_again_in_its_own_folder(tmp_path: Path) -> None:
+    assert run_cli("demo", str(tmp_path / "d")).returncode == 0
+    again = run_cli("demo", str(tmp_path / "d"))
+    assert again.returncode == 0, again.stderr
+
+
+def test_snake_case_flags_get_a_hint(tmp_path: Path) -> None:
+    result = run_cli("download", str(tmp_path / "u.parquet"), str(tmp_path / "o"),
+                     "--image_size", "256", "--resize_mode", "border")
+    assert result.returncode == 2
+    assert "did you mean --image-size, --resize-mode?" in result.stderr
+
+
+def test_verbose_after_the_command(site: LocalSite, url_list, tmp_path: Path) -> None:
+    url = site.put(0, "/a.jpg", make_image(40, 40))
+    result = run_cli("download", url_list([{"url": url}]), str(tmp_path / "o"),
+                     "--allow-private-networks", "--processes", "1", "-v")
+    assert result.returncode == 0, result.stderr
+    assert " INFO " in result.stderr
+
+
+def test_download_help_shows_defaults() -> None:
+    out = run_cli("download", "--help").stdout
+    for default in ("(default: url)", "(default: 256)", "(default: border)",
+                    "(default: 10.0)", "(default: strict)"):
+        assert default in " ".join(out.split()), default
+
+
+def test_all_blocked_on_private_addresses_gives_a_hint(site: LocalSite, url_list,
+                                                       tmp_path: Path) -> None:
+    url = site.put(0, "/a.jpg", make_image(40, 40))
+    result = run_cli("download", url_list([{"url": url}]), str(tmp_path / "o"),
+                     "--processes", "1")
+    assert result.returncode == 0, result.stderr
+    assert "blocked_address" in result.stdout and "--allow-private-networks" in result.stdout
+
+
+def test_a_missing_c2pa_check_is_said_at_the_start(site: LocalSite, url_list,
+                                                   tmp_path: Path) -> None:
+    """Without c2pa-python the C2PA check cannot run: say so on the terminal, once."""
+    url = site.put(0, "/a.jpg", make_image(40, 40))
+    args = ["download", url_list([{"url": url}]), str(tmp_path / "o"),
+            "--allow-private-networks", "--processes", "1"]
+    code = ("import sys; sys.modules['c2pa'] = None\n"  # as if the extra were not installed
+            "from consentfetch.cli import main; sys.exit(main(sys.argv[1:]))")
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("consentfetch[c2pa]") == 1
+    quiet = subprocess.run([sys.executable, "-c", code, *args, "--ignore", "c2pa",
+                            "--overwrite"], capture_output=True, text=True, timeout=120)
+    assert "consentfetch[c2pa]" not in quiet.stderr

@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .._version import __version__
 from ..errors import ConsentFetchError, RunInterrupted
@@ -33,9 +34,38 @@ __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "build_parser", "main"]
 _COMMAND_MODULES = (audit, download, check, demo)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a hint for img2dataset's snake_case spelling of our flags."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = _kebab_hint(self, message)
+        super().error(message + hint)
+
+
+def _kebab_hint(parser: argparse.ArgumentParser, message: str) -> str:
+    """" (did you mean --image-size?)" for "unrecognized arguments: --image_size 256"."""
+    if "unrecognized arguments:" not in message:
+        return ""
+    known = {flag for action in _all_actions(parser) for flag in action.option_strings}
+    words = message.split("unrecognized arguments:", 1)[1].split()
+    guesses = [word.split("=", 1)[0].replace("_", "-") for word in words
+               if word.startswith("--") and "_" in word]
+    found = [guess for guess in guesses if guess in known]
+    return f" (did you mean {', '.join(found)}? flags are spelled with '-')" if found else ""
+
+
+def _all_actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    actions = list(parser._actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                actions += _all_actions(sub)
+    return actions
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     """The parser of every command, and {command: handler}."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="consentfetch",
         description="Download image datasets while honouring every machine-readable opt-out.")
     parser.add_argument("--version", action="version", version=f"consentfetch {__version__}")
@@ -44,6 +74,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     handlers: dict[str, Handler] = {}
     for module in _COMMAND_MODULES:
         handlers.update(module.add_commands(sub))
+    for command in sub.choices.values():  # -v also after the command: `download ... -v`
+        command.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                             help="more log lines (-vv: debug)")
     return parser, handlers
 
 

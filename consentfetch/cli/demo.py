@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import tempfile
 from collections.abc import Callable
@@ -30,9 +31,10 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from ..audit import read_audit
+from ..layout import RUN_FILE
 from ..run import Report, fetch_shards
 from ..testsite import LocalSite, Resource, make_image, running_site
-from .common import EXIT_OK, Handler
+from .common import EXIT_OK, Handler, usage_error
 from .download import print_report
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,9 @@ def add_commands(subparsers: Any) -> dict[str, Handler]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo; print what happened and why."""
+    refusal = _not_for_the_demo(Path(args.output_dir))
+    if refusal:
+        return usage_error(refusal)
     report = run_demo(args.output_dir, announce=print)
     print_report(report)
     print("\nwhy some URLs were not downloaded (one example per reason):")
@@ -83,6 +88,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nread the shards with webdataset: {args.output_dir}/{{00000..{last:05d}}}.tar\n"
           f"read the audit in Python: consentfetch.read_audit({args.output_dir!r})")
     return EXIT_OK
+
+
+_DEMO_INPUT = "demo_urls.parquet"
+
+
+def _not_for_the_demo(folder: Path) -> str | None:
+    """Why the demo must not write into ``folder`` (it replaces what is there), or None.
+
+    A new or empty folder, or one an earlier demo wrote, is fine; anything else
+    (a real run above all) is refused, never deleted.
+    """
+    if not folder.exists():
+        return None
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder: give the demo a new folder"
+    if not any(folder.iterdir()):
+        return None
+    try:
+        run = json.loads((folder / RUN_FILE).read_text())
+        if Path(str(run.get("input", ""))).name == _DEMO_INPUT:
+            return None
+    except (OSError, ValueError, AttributeError):
+        pass
+    return (f"{folder} is not empty and holds no earlier demo run; the demo replaces what "
+            "is in its folder, so it will not touch this one: give it a new folder, e.g. "
+            "`consentfetch demo consentfetch-demo-2`")
 
 
 def _with_xmp(jpeg: bytes, packet: bytes) -> bytes:
@@ -162,7 +193,7 @@ def run_demo(output_dir: str, announce: Callable[[str], None] = logger.info) -> 
     """
     with running_site(DEMO_HOSTS) as site, tempfile.TemporaryDirectory() as tmp:
         rows = populate(site)
-        url_list = str(Path(tmp) / "demo_urls.parquet")
+        url_list = str(Path(tmp) / _DEMO_INPUT)
         pq.write_table(pa.Table.from_pylist(rows), url_list)
         announce(f"demo site: {', '.join(site.origin(h) for h in range(len(site.hosts)))}")
         announce(f"downloading {len(rows)} URLs into {output_dir} ...")

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from .. import config as cfg
+from ..consent.metadata import C2PA_AVAILABLE
 from ..distribute import StopRequested
 from ..run import Report, fetch_shards
 from .common import EXIT_OK, Handler
@@ -24,11 +25,31 @@ from .progress import progress_view
 
 def add_commands(subparsers: Any) -> dict[str, Handler]:
     """Add ``download`` to ``subparsers``; returns {"download": handler}."""
-    p = subparsers.add_parser("download", help="download a URL list into webdataset shards")
+    p = subparsers.add_parser("download", help="download a URL list into webdataset shards",
+                              formatter_class=_DefaultsShown)
     p.add_argument("input", help="URL list: parquet, csv, tsv, txt or jsonl (local or fsspec)")
     p.add_argument("output_dir")
     _add_download_options(p)
+    for action in p._actions:  # an option without help text still shows its default
+        if action.help is None and _DefaultsShown.shows(action.default):
+            action.help = "(default: %(default)s)"
     return {"download": cmd_download}
+
+
+class _DefaultsShown(argparse.HelpFormatter):
+    """``--help`` shows each option's default, where it has one its help does not name."""
+
+    @staticmethod
+    def shows(default: object) -> bool:
+        """Whether a default says something worth showing (not None, off or empty)."""
+        return not (default is None or default is False or default is argparse.SUPPRESS
+                    or default == [] or default == ())
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or not self.shows(action.default) or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _add_download_options(p: argparse.ArgumentParser) -> None:
@@ -150,15 +171,31 @@ def print_report(report: Report, out: Any = None) -> None:
              if report.shards_skipped else ""), file=out)
     print(f"output: {report.output_dir}  (audit: *.parquet, origins.parquet, run.json)",
           file=out)
+    blocked = report.reasons.get("blocked_address", 0)
+    if blocked and not report.counts.get("success"):
+        print(BLOCKED_HINT.format(n=blocked), file=out)
 
 
 def cmd_download(args: argparse.Namespace) -> int:
     logging.getLogger("consentfetch.progress").setLevel(logging.INFO)
     _stop_on_sigterm()
-    report = fetch_shards(args.input, args.output_dir, progress=progress_view(),
-                          **_download_options(args))
+    options = _download_options(args)
+    if "c2pa" not in options.get("ignore", ()) and not C2PA_AVAILABLE:
+        print(C2PA_MISSING, file=sys.stderr)
+    report = fetch_shards(args.input, args.output_dir, progress=progress_view(), **options)
     print_report(report)
     return EXIT_OK
+
+
+# Said once at the start of a run, on the terminal (run.json and the report say it too).
+C2PA_MISSING = ("consentfetch: note: C2PA/CAWG training-mining assertions are not checked: "
+                "c2pa-python is not installed (pip install 'consentfetch[c2pa]'; "
+                "--ignore c2pa silences this note)")
+# A run whose refusals are all the address guard's, on private addresses, most likely
+# points at an intranet or a local test site.
+BLOCKED_HINT = ("hint: {n} URL(s) were blocked_address: they resolve to loopback, private or "
+                "reserved addresses, which are refused by default. For an intranet or a local "
+                "site, pass --allow-private-networks (or --allow-network CIDR for one network).")
 
 
 def _stop_on_sigterm() -> None:
