@@ -177,7 +177,7 @@ def _to_text(value: Any) -> str | None:
     if isinstance(value, str):
         return value
     if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", errors="replace")
+        return bytes(value).decode("utf-8", errors="surrogateescape")  # see tables.text
     if isinstance(value, dict | list | tuple):
         return json.dumps(value, ensure_ascii=False, default=str)
     return str(value)

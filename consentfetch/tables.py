@@ -107,9 +107,11 @@ def open_binary(fs: fsspec.AbstractFileSystem, path: str) -> IO[bytes]:
 
 
 def text(f: IO[bytes], *, strict: bool, newline: str | None = None) -> io.TextIOWrapper:
-    """``f`` as UTF-8 text; not ``strict``: undecodable bytes become U+FFFD."""
-    return io.TextIOWrapper(f, encoding=_TEXT_ENCODING, errors="strict" if strict else "replace",
-                            newline=newline)
+    """``f`` as UTF-8 text; not ``strict``: undecodable bytes become lone surrogates
+    (``surrogateescape``), so a URL holding them is refused with its bytes shown rather
+    than requested under a URL the input never held (U+FFFD)."""
+    return io.TextIOWrapper(f, encoding=_TEXT_ENCODING,
+                            errors="strict" if strict else "surrogateescape", newline=newline)
 
 
 def lines(stream: io.TextIOBase, max_chars: int) -> Iterator[tuple[int, str | None]]:

@@ -250,7 +250,7 @@ def test_parquet_nan_url_and_binary_url(mem: str) -> None:
     assert urls(InputSource(nan_path)) == ["1.0", None]
     bin_path = write_parquet(f"{mem}/b.parquet", pa.table(
         {"url": pa.array([b"https://x/\xc3\xa9", b"\xff"], pa.binary())}))
-    assert urls(InputSource(bin_path)) == ["https://x/\u00e9", "\ufffd"]
+    assert urls(InputSource(bin_path)) == ["https://x/\u00e9", "\udcff"]  # surrogateescape
 
 
 def test_url_col_also_kept_as_extra(mem: str) -> None:
@@ -327,10 +327,12 @@ def test_tsv_columns_in_any_order(mem: str) -> None:
     assert rows == [InputRow("https://x/1", "hello, world", {})]
 
 
-def test_csv_invalid_utf8_is_replaced(mem: str) -> None:
+def test_csv_bytes_that_are_not_utf8_are_kept_as_escapes(mem: str) -> None:
+    """Kept as lone surrogates (surrogateescape), not replaced by U+FFFD: a URL holding
+    one is then refused with its bytes shown instead of requested as another URL."""
     data = b"url,caption\nhttps://x/1,caf\xe9\n"
     rows = all_rows(InputSource(write_bytes(f"{mem}/a.csv", data), caption_col="caption"))
-    assert rows[0].caption == "caf\ufffd"
+    assert rows[0].caption == "caf\udce9"
 
 
 def test_csv_malformed_record_becomes_error_row(mem: str) -> None:
@@ -792,3 +794,25 @@ def _uncompressed_bytes(path: Path, columns: Sequence[str]) -> int:
     return sum(chunk.total_uncompressed_size for group in groups
                for chunk in (group.column(c) for c in range(group.num_columns))
                if chunk.path_in_schema in columns)
+
+
+def test_bytes_that_are_not_utf8_are_never_requested_as_another_url(site, tmp_path) -> None:
+    """A URL with a byte that is not UTF-8 used to become U+FFFD and be requested under a
+    URL the input never held; it is invalid_url, its bytes in the evidence. A caption with
+    such a byte is kept, escaped."""
+    from consentfetch import fetch_shards, read_audit
+    from consentfetch.testsite import make_image
+
+    from .conftest import LOCAL
+
+    good = site.put(0, "/ok.jpg", make_image(40, 40))
+    bad = site.url(0, "/caf").encode() + b"\xe9.jpg"
+    src = tmp_path / "urls.csv"
+    src.write_bytes(b"url,caption\n" + bad + b",plain\n" + good.encode() + b",caf\xe9\n")
+    fetch_shards(str(src), str(tmp_path / "o"), caption_col="caption", **LOCAL)
+    rows = sorted(read_audit(str(tmp_path / "o")).to_pylist(), key=lambda r: r["key"])
+    assert [(r["status"], r["reason"]) for r in rows] == [
+        ("failed_to_download", "invalid_url"), ("success", None)]
+    assert "not valid UTF-8" in rows[0]["evidence"] and "\\xe9" in rows[0]["evidence"]
+    assert rows[1]["caption"] == "caf\\udce9"
+    assert [path for _, _, path in site.log if "caf" in path] == []

@@ -86,8 +86,7 @@ def parse_http_url(raw: object) -> URL | Denial:
         return Denial(Reason.INVALID_URL, "empty URL")
     text = raw.strip()
     if not _is_unicode(text):
-        return Denial(Reason.INVALID_URL, "URL holds text that is not valid Unicode "
-                      "(a lone surrogate)")
+        return Denial(Reason.INVALID_URL, _not_unicode(text))
     try:
         url = URL(text)
         scheme, host, ascii_host = url.scheme, url.host, url.raw_host
@@ -116,6 +115,16 @@ def parse_location(base: URL, location: str) -> URL | Denial:
                       f"redirect from {base} to unusable Location {location!r}: "
                       f"{target.evidence}")
     return target
+
+
+def _not_unicode(text: str) -> str:
+    """Evidence for a URL that is not valid Unicode: its bytes, where the input's were
+    not UTF-8 (read with ``surrogateescape``), else the lone surrogate it holds."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return "URL holds text that is not valid Unicode (a lone surrogate)"
+    return f"URL is not valid UTF-8: {raw!r}"
 
 
 def _is_unicode(text: str) -> bool:
