@@ -73,7 +73,7 @@ def _records(f: IO[bytes], fmt: str, name: str) -> Iterator[tables.Record]:
     if fmt == "txt":
         return tables.txt_records(f, max_chars=_MAX_RECORD_CHARS, strict=True)
     if fmt == "jsonl":
-        return tables.jsonl_records(f, max_chars=_MAX_RECORD_CHARS, strict=True)
+        return tables.jsonl_records(f, max_chars=_MAX_RECORD_CHARS, strict=True, label=name)
     if fmt == "csv":
         table = tables.CsvTable(f, label=name, delimiter=",", max_chars=_MAX_RECORD_CHARS,
                                 strict=True)

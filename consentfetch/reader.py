@@ -377,7 +377,8 @@ class InputSource:
             _require_columns(table.header, self._cols, self._label(name))
             return table.records()
         if self.format == "jsonl":
-            return tables.jsonl_records(f, max_chars=_MAX_LINE_CHARS, strict=False)
+            return tables.jsonl_records(f, max_chars=_MAX_LINE_CHARS, strict=False,
+                                        label=self._label(name))
         return tables.txt_records(f, max_chars=_MAX_LINE_CHARS, strict=False)
 
     def _rows(self) -> Iterator[InputRow]:

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import lzma
 import os
 import zlib
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import IO, Any, NamedTuple
 
@@ -34,6 +36,8 @@ from fsspec.utils import infer_compression
 
 from .csvrecords import csv_records
 from .errors import InputError
+
+logger = logging.getLogger(__name__)
 
 FORMATS = ("parquet", "csv", "tsv", "txt", "jsonl")
 SUFFIX_FORMATS = {
@@ -163,14 +167,32 @@ def json_object(line: str) -> tuple[dict[str, Any] | None, str | None]:
     return obj, None
 
 
-def jsonl_records(f: IO[bytes], *, max_chars: int, strict: bool) -> Iterator[Record]:
-    """The JSON object of every non-blank line."""
+def jsonl_records(f: IO[bytes], *, max_chars: int, strict: bool,
+                  label: str = "the file") -> Iterator[Record]:
+    """The JSON object of every non-blank line. A file that starts a JSON array is
+    refused (InputError): it is one JSON document, not JSON Lines, and reading it as
+    lines would make rows of its fragments."""
+    first = True
     for lineno, line in lines(text(f, strict=strict), max_chars):
         if line is None:
             yield _too_long(lineno, max_chars)
         elif line.strip():
+            if first and _starts_a_json_array(line):
+                raise InputError(
+                    f"{label} holds a JSON array, not JSON Lines (one object per line); "
+                    f"convert it, e.g. jq -c '.[]' IN.json > OUT.jsonl")
+            first = False
             obj, error = json_object(line)
             yield Record(f"line {lineno}", obj, error)
+
+
+def _starts_a_json_array(line: str) -> bool:
+    """Whether a file's first line opens a JSON array of objects or strings (``[``,
+    ``[{...``, ``["...``) or is one: a JSON document, not JSON Lines."""
+    head = line.strip()
+    if head == "[" or (head.startswith("[") and head[1:].lstrip()[:1] in ('{', '"')):
+        return True
+    return False
 
 
 class CsvTable:
@@ -180,6 +202,7 @@ class CsvTable:
                  strict: bool) -> None:
         self._records = csv_records(text(f, strict=strict, newline=""), delimiter=delimiter,
                                     max_chars=max_chars)
+        self._label = label
         self.header = self._read_header(label)
         self._index: dict[str, int] = {}
         for i, name in enumerate(self.header):
@@ -196,15 +219,24 @@ class CsvTable:
 
     def records(self) -> Iterator[Record]:
         """Every record after the header; blank ones skipped, short ones lack the last
-        columns."""
+        columns, long ones lose the fields past the header's (both counted, and said
+        in one warning at the end)."""
+        ragged = Counter[str]()
         for record in self._records:
             where = f"line {record.line}"
             cells = record.cells
             if cells is None:
                 yield Record(where, None, record.error or "malformed CSV record")
             elif cells and (len(cells) > 1 or cells[0].strip()):
+                if len(cells) != len(self.header):
+                    ragged["more" if len(cells) > len(self.header) else "fewer"] += 1
                 yield Record(where, {name: cells[i] for name, i in self._index.items()
                                      if i < len(cells)})
+        if ragged:
+            logger.warning("%s: %d record(s) with more fields than the header's %d (the extra "
+                           "fields were dropped), %d with fewer (the missing columns are "
+                           "empty)", self._label, ragged["more"], len(self.header),
+                           ragged["fewer"])
 
 
 def parquet_records(pf: pq.ParquetFile, columns: Sequence[str],

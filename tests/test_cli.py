@@ -219,3 +219,11 @@ def test_a_missing_c2pa_check_is_said_at_the_start(site: LocalSite, url_list,
     quiet = subprocess.run([sys.executable, "-c", code, *args, "--ignore", "c2pa",
                             "--overwrite"], capture_output=True, text=True, timeout=120)
     assert "consentfetch[c2pa]" not in quiet.stderr
+
+
+def test_a_header_only_csv_says_the_input_is_empty(tmp_path: Path) -> None:
+    src = tmp_path / "urls.csv"
+    src.write_text("url,caption\n")
+    result = run_cli("download", str(src), str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    assert "0 URLs: the input holds no rows" in result.stdout

@@ -816,3 +816,21 @@ def test_bytes_that_are_not_utf8_are_never_requested_as_another_url(site, tmp_pa
     assert "not valid UTF-8" in rows[0]["evidence"] and "\\xe9" in rows[0]["evidence"]
     assert rows[1]["caption"] == "caf\\udce9"
     assert [path for _, _, path in site.log if "caf" in path] == []
+
+
+def test_a_json_array_is_refused_with_a_way_out(tmp_path) -> None:
+    """A .json file holding one JSON array used to be read as one bad JSON Lines row."""
+    path = tmp_path / "urls.json"
+    path.write_text('[\n  {"url": "https://x/1"},\n  {"url": "https://x/2"}\n]\n')
+    with pytest.raises(InputError, match="JSON array, not JSON Lines.*jq -c"):
+        all_rows(InputSource(str(path)))
+
+
+def test_ragged_csv_records_are_counted_in_a_warning(tmp_path, caplog) -> None:
+    path = tmp_path / "urls.csv"
+    path.write_text("url,caption\nhttps://x/1,a,EXTRA,MORE\nhttps://x/2\nhttps://x/3,c\n")
+    with caplog.at_level("WARNING"):
+        rows = all_rows(InputSource(str(path), caption_col="caption"))
+    assert [r.caption for r in rows] == ["a", None, "c"]
+    assert "1 record(s) with more fields than the header's 2" in caplog.text
+    assert "1 with fewer" in caplog.text

@@ -163,7 +163,11 @@ def _download_options(args: argparse.Namespace) -> dict[str, Any]:
 def print_report(report: Report, out: Any = None) -> None:
     out = out or sys.stdout
     total = report.total
-    print(f"{total} URLs: " + ", ".join(f"{n} {s}" for s, n in report.counts.items()), file=out)
+    if total == 0:
+        print("0 URLs: the input holds no rows, so nothing was downloaded", file=out)
+    else:
+        print(f"{total} URLs: " + ", ".join(f"{n} {s}" for s, n in report.counts.items()),
+              file=out)
     for reason, n in sorted(report.reasons.items(), key=lambda kv: -kv[1]):
         print(f"  {reason:<22} {n}", file=out)
     print(f"shards written: {report.shards_written}"
