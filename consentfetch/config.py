@@ -269,6 +269,17 @@ def _from_options(options: Mapping[str, Any]) -> FetchConfig:
     return cfg
 
 
+# Options whose flag is not simply the field name with dashes (repeatable flags are
+# singular: --allow-network CIDR fills allowed_networks).
+_FLAGS = {"allowed_networks": "--allow-network", "opt_out_lists": "--opt-out-list",
+          "opt_in_lists": "--opt-in-list", "ai_crawler_tokens": "--ai-crawler-token"}
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of option ``name``: ``image_size`` → ``--image-size``."""
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
 def resume_conflicts(previous: dict[str, Any], current: FetchConfig) -> list[str]:
     """The output-shaping options whose value differs from a previous run's config."""
     now = current.to_dict()
@@ -276,7 +287,7 @@ def resume_conflicts(previous: dict[str, Any], current: FetchConfig) -> list[str
     for name in sorted(set(previous) | set(now)):
         if name in RESUME_SAFE_OPTIONS or previous.get(name) == now.get(name):
             continue
-        flag = "--" + name.replace("_", "-")
+        flag = flag_of(name)
         changed.append(f"{flag} was {previous.get(name)!r}, now {now.get(name)!r}")
     return changed
 
@@ -284,7 +295,9 @@ def resume_conflicts(previous: dict[str, Any], current: FetchConfig) -> list[str
 def _validate(cfg: FetchConfig) -> None:
     def need(ok: bool, name: str, msg: str) -> None:
         if not ok:
-            raise ConfigError(f"--{name.replace('_', '-')}: {msg} (got {getattr(cfg, name)!r})")
+            value = getattr(cfg, name)
+            shown = ", ".join(map(repr, value)) if isinstance(value, tuple) else repr(value)
+            raise ConfigError(f"{flag_of(name)}: {msg} (got {shown})")
 
     need(cfg.resize_mode in RESIZE_MODES, "resize_mode", f"one of {', '.join(RESIZE_MODES)}")
     need(cfg.encode_format in ENCODE_FORMATS, "encode_format",

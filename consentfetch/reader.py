@@ -117,10 +117,11 @@ def _dir_format(path: str, files: Sequence[str]) -> str:
     found = {fmt for f in files if (fmt := tables.suffix_format(f)) is not None}
     if not found:
         raise InputError(f"{path}: directory holds no file of a known format "
-                         f"({', '.join(sorted(SUFFIX_FORMATS))}); pass input_format")
+                         f"({', '.join(sorted(SUFFIX_FORMATS))}); "
+                         "give --input-format (input_format= in Python)")
     if len(found) > 1:
         raise InputError(f"{path}: directory mixes formats ({', '.join(sorted(found))}); "
-                         "pass input_format to choose one")
+                         "give --input-format (input_format= in Python) to choose one")
     return found.pop()
 
 
@@ -160,7 +161,8 @@ def detect_format(path: str | os.PathLike[str], input_format: str | None = None,
         return _dir_format(text, _list_dir(fs, root))
     raise InputError(f"{text}: unknown input format (expected a name ending in "
                      f"{', '.join(sorted(SUFFIX_FORMATS))}, optionally "
-                     f"+ {', '.join(tables.COMPRESSION_SUFFIXES)}); pass input_format")
+                     f"+ {', '.join(tables.COMPRESSION_SUFFIXES)}); "
+                     "give --input-format (input_format= in Python)")
 
 
 # ------------------------------------------------------------------- values

@@ -362,10 +362,15 @@ def test_audit_exit_codes(run: AuditRun, tmp_path: Path,
     with pytest.raises(SystemExit) as exc:
         cli("audit", str(run.out), "--reason", "no_such_reason")
     assert exc.value.code == 2
-    assert cli("audit", str(tmp_path / "missing")) == 1
-    assert "no output folder" in capsys.readouterr().err
+    # A missing folder, or one that holds no run, is the user's to fix: exit 2 (issue 15)
+    assert cli("audit", str(tmp_path / "missing")) == 2
+    assert "error: no output folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert cli("audit", str(tmp_path / "empty")) == 1
+    assert cli("audit", str(tmp_path / "empty")) == 2
+    assert "holds no consentfetch run (no run.json)" in capsys.readouterr().err
+    (tmp_path / "started").mkdir()  # a run that has begun but finished no shard yet
+    (tmp_path / "started" / "run.json").write_text('{"state": "running"}')
+    assert cli("audit", str(tmp_path / "started")) == 1
     assert "no complete shards" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         cli("audit", str(run.out), "--limit", "0")

@@ -141,9 +141,10 @@ def test_report_command(run: AuditRun, tmp_path: Path,
     assert cli("report", str(run.out), "-o", str(target), "--examples", "1") == 0
     assert f"wrote {target} ({len(run.expect)} URLs)" in capsys.readouterr().out
     assert target.read_text(encoding="utf-8").count('<ol class="examples"><li>') > 5
-    assert cli("report", str(tmp_path / "missing"), "-o", str(target)) == 1
+    # nothing to report is the user's to fix (a wrong folder): exit 2, as every error
+    assert cli("report", str(tmp_path / "missing"), "-o", str(target)) == 2
     (tmp_path / "empty").mkdir()
-    assert cli("report", str(tmp_path / "empty"), "-o", str(target)) == 1
+    assert cli("report", str(tmp_path / "empty"), "-o", str(target)) == 2
     assert "nothing to report" in capsys.readouterr().err
 
 

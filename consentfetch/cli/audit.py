@@ -40,7 +40,7 @@ from ..consent.decision import Reason, Status, status_of
 from ..errors import ConsentFetchError
 from ..safetext import for_spreadsheet, json_for_terminal
 from . import why
-from .common import EXIT_OK, Handler, cell, no_data, positive, usage_error
+from .common import EXIT_OK, Handler, cell, failed, no_data, positive, usage_error
 
 FORMATS = ("table", "json", "csv")
 
@@ -122,8 +122,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     except FilterError as exc:
         return usage_error(f"--filter: {exc}")
     except ConsentFetchError as exc:
-        return no_data(str(exc))
+        return failed(exc)
     if table.num_rows == 0:
+        if not read_run(args.output_dir):
+            return usage_error(f"{args.output_dir} holds no consentfetch run (no run.json): "
+                               "is it the output folder of `consentfetch download`?")
         return no_data(f"no matching audit rows in {args.output_dir}" if selecting
                         else f"no complete shards in {args.output_dir} (yet)")
     if selecting and not args.count:
@@ -267,7 +270,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         summary = write_report(args.output_dir, args.output, examples=args.examples,
                                top=args.top)
     except ConsentFetchError as exc:
-        return no_data(str(exc))
+        return failed(exc)
     except OSError as exc:
         return usage_error(f"cannot write {args.output}: {exc}")
     print(f"wrote {args.output} ({summary['total']} URLs)")

@@ -37,6 +37,13 @@ def usage_error(message: str) -> int:
     return EXIT_USAGE
 
 
+def failed(exc: Exception) -> int:
+    """A ConsentFetchError the user must fix (a missing folder, a file that is no
+    run): said as an error, exit 2."""
+    print(f"consentfetch: error: {shown(str(exc))}", file=sys.stderr)
+    return EXIT_ERROR
+
+
 def no_data(message: str) -> int:
     print(f"consentfetch: {shown(message)}", file=sys.stderr)
     return EXIT_NO_DATA

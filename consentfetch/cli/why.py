@@ -16,7 +16,7 @@ from typing import Any
 from ..audit import explain_host, explain_url, find_url, hostname, read_audit
 from ..errors import ConsentFetchError
 from ..safetext import json_for_terminal, redact_userinfo
-from .common import EXIT_OK, cell, no_data, usage_error
+from .common import EXIT_OK, cell, failed, no_data, usage_error
 
 
 def add_parser(subparsers: Any) -> None:
@@ -49,7 +49,7 @@ def cmd_why(args: argparse.Namespace) -> int:
         rows = explain_host(output_dir, args.host) if url is None \
             else explain_url(output_dir, url)
     except ConsentFetchError as exc:
-        return no_data(str(exc))
+        return failed(exc)
     if not rows:
         return no_data(_why_miss(output_dir, url, args.host))
     if args.json:
