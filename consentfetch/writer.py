@@ -465,10 +465,18 @@ def shard_stats(shard_id: int, rows: Iterable[dict[str, Any]], start: float,
         statuses[row["status"]] += 1
         if row["reason"]:
             reasons[row["reason"]] += 1
+    successes = statuses.get(str(Status.SUCCESS), 0)
     return {
         "shard_id": shard_id,
         "count": sum(statuses.values()),
-        "successes": statuses.get(str(Status.SUCCESS), 0),
+        "successes": successes,
+        # img2dataset's keys, for the scripts that read its stats: its two failure
+        # counts (a refusal on consent grounds is neither, so it is in neither), and
+        # status_dict, the count of every outcome ("success" and each reason code).
+        "failed_to_download": statuses.get(str(Status.FAILED_TO_DOWNLOAD), 0),
+        "failed_to_resize": statuses.get(str(Status.FAILED_TO_RESIZE), 0),
+        "status_dict": {"success": successes, **dict(sorted(reasons.items()))}
+        if successes else dict(sorted(reasons.items())),
         "status": dict(sorted(statuses.items())),
         "reasons": dict(sorted(reasons.items())),
         "start_time": start,

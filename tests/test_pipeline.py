@@ -254,3 +254,20 @@ def test_csv_caption_over_the_field_limit_is_one_audit_row(site: LocalSite,
     assert rows[1]["reason"] == "invalid_url"
     assert "line 3: malformed CSV record: field larger than field limit" in rows[1]["evidence"]
     assert site.hit_count(1, "/inside.jpg") == 0
+
+
+def test_stats_carry_img2datasets_keys(site: LocalSite, url_list, tmp_path: Path) -> None:
+    """Scripts written for img2dataset read successes, failed_to_download,
+    failed_to_resize and status_dict from every _stats.json."""
+    import json
+    site.put(0, "/robots.txt", "User-agent: *\nDisallow: /private/\n")
+    rows = [{"url": site.put(0, "/a.jpg", make_image(40, 40))},
+            {"url": site.put(0, "/private/b.jpg", make_image(40, 40))},
+            {"url": site.url(0, "/missing.jpg")},
+            {"url": site.put(0, "/c.jpg", b"not an image")}]
+    fetch_shards(url_list(rows), str(tmp_path / "o"), **LOCAL)
+    stats = json.loads((tmp_path / "o" / "00000_stats.json").read_text())
+    assert (stats["count"], stats["successes"], stats["failed_to_download"],
+            stats["failed_to_resize"]) == (4, 1, 1, 1)
+    assert stats["status_dict"] == {"success": 1, "robots_disallowed": 1, "http_error": 1,
+                                    "decode_error": 1}
