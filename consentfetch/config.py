@@ -49,6 +49,7 @@ CONSENT_PROFILES = ("strict", "standard", "opt-in")
 # with --ignore NAME (and is then recorded in run.json and every audit row).
 CHECKS = ("registry", "robots_txt", "ai_crawlers", "content_usage", "content_signal", "rsl",
           "ai_txt", "tdmrep", "x_robots_tag", "iptc", "c2pa")
+HASHES = ("sha256", "md5")  # --verify-hash algorithms (img2dataset's)
 INPUT_FORMATS = ("parquet", "csv", "tsv", "txt", "jsonl")
 DISTRIBUTORS = ("multiprocessing", "spark", "ray")
 # The Python package each cluster distributor needs, and the extra that installs it.
@@ -77,6 +78,9 @@ class FetchConfig:
     url_col: str = "url"
     caption_col: str | None = None
     save_additional_columns: tuple[str, ...] = ()
+    # "COLUMN" or "COLUMN,sha256|md5": the digest each downloaded body must have
+    # (img2dataset's --verify_hash; DataComp publishes a sha256 per URL)
+    verify_hash: str | None = None
     # image
     image_size: int = 256
     resize_mode: str = "border"
@@ -120,6 +124,17 @@ class FetchConfig:
     ai_crawler_tokens: tuple[str, ...] = ()  # added to the shipped list
     save_consent_files: bool = False  # keep robots.txt / ai.txt / tdmrep.json bodies
 
+    @property
+    def hash_column(self) -> str | None:
+        """The ``--verify-hash`` column, or None."""
+        return self.verify_hash.split(",", 1)[0].strip() if self.verify_hash else None
+
+    @property
+    def hash_algorithm(self) -> str:
+        """The ``--verify-hash`` digest: sha256 (the default) or md5."""
+        parts = (self.verify_hash or "").split(",", 1)
+        return parts[1].strip().lower() if len(parts) == 2 else "sha256"
+
     def enabled(self, check: str) -> bool:
         """Whether a consent check runs in this configuration."""
         return check not in self.ignore
@@ -160,6 +175,7 @@ class FetchOptions(TypedDict, total=False):
     url_col: str
     caption_col: str | None
     save_additional_columns: Sequence[str] | str
+    verify_hash: str | None
     # image
     image_size: int
     resize_mode: str
@@ -335,6 +351,8 @@ def _validate(cfg: FetchConfig) -> None:
     except ValueError as exc:
         need(False, "allowed_networks", str(exc))
     need(cfg.ca_file is None or os.path.isfile(cfg.ca_file), "ca_file", "a PEM file that exists")
+    need(cfg.verify_hash is None or (bool(cfg.hash_column) and cfg.hash_algorithm in HASHES),
+         "verify_hash", f"COLUMN or COLUMN,ALGORITHM with ALGORITHM one of {', '.join(HASHES)}")
     need(cfg.max_aspect_ratio >= 1, "max_aspect_ratio", "at least 1")
     need(bool(_TOKEN_RE.match(cfg.user_agent_token)), "user_agent_token",
          "letters, '_' and '-' only (RFC 9309 product token)")

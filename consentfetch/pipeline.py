@@ -224,16 +224,19 @@ class _Shard:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self.pool, self._inspect, fetched, permits,
+                                              row.expected_hash,
                                               decide_only)
         except Exception as exc:  # a body no check foresaw: this row's failure only
             return unforeseen(row, exc, Reason.DECODE_ERROR, http_status=fetched.http_status)
 
-    def _inspect(self, fetched: Fetched, permits: Permits, decide_only: bool) -> RowResult:
+    def _inspect(self, fetched: Fetched, permits: Permits, expected_hash: str | None,
+                 decide_only: bool) -> RowResult:
         """Body checks, then decode and resize: CPU work, run in a thread."""
         digest = hashlib.sha256(fetched.body).hexdigest()
         mime = fetched.headers.get("Content-Type")
         denial = self.engine.check_body(fetched.body, digest, mime, permits) \
-            or self.engine.check_permission(permits)
+            or self.engine.check_permission(permits) \
+            or self._verify_hash(fetched.body, digest, expected_hash)
         if denial is None and decide_only:
             return RowResult(status=Status.SUCCESS, http_status=fetched.http_status,
                              sha256=digest)
@@ -243,6 +246,20 @@ class _Shard:
                 return _success(image, fetched.http_status, digest)
             denial = image
         return _denied(denial, http_status=fetched.http_status, sha256=digest)
+
+
+    def _verify_hash(self, body: bytes, sha256: str, expected: str | None) -> Denial | None:
+        """``--verify-hash``: the body must have the digest the input row gives (rows
+        without one are not checked); otherwise the URL now serves other bytes."""
+        if expected is None or self.config.verify_hash is None:
+            return None
+        algorithm = self.config.hash_algorithm
+        actual = sha256 if algorithm == "sha256" else hashlib.md5(body).hexdigest()
+        if actual == expected:
+            return None
+        return Denial(Reason.HASH_MISMATCH, f"--verify-hash {self.config.hash_column}: expected "
+                      f"{algorithm} {expected}, the body has {actual}: the URL serves other "
+                      "bytes now; they are not kept")
 
 
 async def process_confined(ctx: _Shard, row: InputRow, url: URL | Denial) -> RowResult:

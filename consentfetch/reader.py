@@ -56,6 +56,7 @@ class InputRow:
     caption: str | None
     extra: dict[str, Any]  # the save_additional_columns values, by name
     error: str | None = None  # why the row is malformed, if it is
+    expected_hash: str | None = None  # the --verify-hash column's value, if any
 
 
 @dataclass(slots=True)
@@ -80,12 +81,14 @@ class _Columns:
     caption: str | None
     extra: tuple[str, ...]
     where: str = ""  # "" for a single file, "name.jsonl " inside a directory
+    hash: str | None = None  # the --verify-hash column
 
     def for_file(self, name: str) -> _Columns:
-        return _Columns(self.url, self.caption, self.extra, f"{name} ")
+        return _Columns(self.url, self.caption, self.extra, f"{name} ", self.hash)
 
     def needed(self) -> list[str]:
-        names = [self.url, *([self.caption] if self.caption else []), *self.extra]
+        names = [self.url, *([self.caption] if self.caption else []), *self.extra,
+                 *([self.hash] if self.hash else [])]
         return list(dict.fromkeys(names))
 
     def error_row(self, where: str, message: str) -> InputRow:
@@ -204,7 +207,9 @@ def _row(values: dict[str, Any], cols: _Columns, extra: Callable[[Any], Any]) ->
     what the audit stores."""
     caption = _to_text(values.get(cols.caption)) if cols.caption else None
     kept = {name: extra(values.get(name)) for name in cols.extra}
-    return InputRow(_to_url(values.get(cols.url)), caption, kept)
+    expected = _to_text(values.get(cols.hash)) if cols.hash else None
+    return InputRow(_to_url(values.get(cols.url)), caption, kept,
+                    expected_hash=expected.strip().lower() if expected else None)
 
 
 def _txt_row(values: dict[str, Any], cols: _Columns, extra: Callable[[Any], Any]) -> InputRow:
@@ -272,7 +277,8 @@ class InputSource:
     def __init__(self, path: str | os.PathLike[str], *, input_format: str | None = None,
                  url_col: str = "url", caption_col: str | None = None,
                  additional_columns: Sequence[str] = (), shard_size: int = 10_000,
-                 storage_options: dict[str, Any] | None = None) -> None:
+                 storage_options: dict[str, Any] | None = None,
+                 hash_col: str | None = None) -> None:
         if not isinstance(shard_size, int) or shard_size < 1:
             raise ConfigError(f"--shard-size: a positive integer (got {shard_size!r})")
         self.path = os.fspath(path)
@@ -283,7 +289,7 @@ class InputSource:
         self.format = self._detect(root, input_format)
         self._files = self._select_files(root, explicit=input_format is not None)
         extra = tuple(dict.fromkeys(additional_columns))
-        self._cols = _Columns(url_col, caption_col, extra)
+        self._cols = _Columns(url_col, caption_col, extra, hash=hash_col)
         self.total_rows = None
         self.extra_fields = self._validate()
         logger.debug("input %s: %s, %d file(s), %s rows", self.path, self.format,

@@ -89,7 +89,8 @@ def fetch_shards(input: str, output_dir: str, config: FetchConfig | None = None,
     source = InputSource(input, input_format=config.input_format, url_col=config.url_col,
                          caption_col=config.caption_col,
                          additional_columns=config.save_additional_columns,
-                         shard_size=config.shard_size, storage_options=storage_options)
+                         shard_size=config.shard_size, storage_options=storage_options,
+                         hash_col=config.hash_column)
     clash = RESERVED_COLUMNS.intersection(f.name for f in source.extra_fields)
     if clash:
         raise ConfigError(f"--save-additional-columns: {', '.join(sorted(clash))} would clash "

@@ -271,3 +271,34 @@ def test_stats_carry_img2datasets_keys(site: LocalSite, url_list, tmp_path: Path
             stats["failed_to_resize"]) == (4, 1, 1, 1)
     assert stats["status_dict"] == {"success": 1, "robots_disallowed": 1, "http_error": 1,
                                     "decode_error": 1}
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "md5"])
+def test_verify_hash(site: LocalSite, url_list, tmp_path: Path, algorithm: str) -> None:
+    """DataComp ships a digest per URL: a body with another digest is hash_mismatch, its
+    bytes not kept; a row without a digest is not checked."""
+    import hashlib
+    same, changed = make_image(40, 40, seed=1), make_image(40, 40, seed=2)
+    digest = getattr(hashlib, algorithm)
+    rows = [{"url": site.put(0, "/same.jpg", same), "h": digest(same).hexdigest().upper()},
+            {"url": site.put(0, "/changed.jpg", changed), "h": digest(same).hexdigest()},
+            {"url": site.put(0, "/none.jpg", changed), "h": None}]
+    spec = "h" if algorithm == "sha256" else "h,md5"
+    fetch_shards(url_list(rows), str(tmp_path / "o"), verify_hash=spec, **LOCAL)
+    audit = _by_url(read_audit(str(tmp_path / "o")))
+    assert audit[rows[0]["url"]]["status"] == "success"
+    bad = audit[rows[1]["url"]]
+    assert (bad["status"], bad["reason"]) == ("failed_to_download", "hash_mismatch")
+    assert digest(changed).hexdigest() in bad["evidence"] and rows[1]["h"] in bad["evidence"]
+    assert audit[rows[2]["url"]]["status"] == "success"
+    import webdataset as wds
+    kept = list(wds.WebDataset(str(tmp_path / "o" / "00000.tar"), shardshuffle=False))
+    assert len(kept) == 2
+
+
+def test_verify_hash_is_validated() -> None:
+    from consentfetch import ConfigError, make_config
+    assert make_config(verify_hash="sha").hash_column == "sha"
+    assert make_config(verify_hash="h, MD5").hash_algorithm == "md5"
+    with pytest.raises(ConfigError, match="--verify-hash"):
+        make_config(verify_hash="h,crc32")

@@ -138,6 +138,11 @@ REASONS = MappingProxyType({
         "Invalid URL",
         "Not a usable http(s) URL (empty, unparseable or another scheme).",
         "it is not a usable http(s) URL: {evidence}."),
+    Reason.HASH_MISMATCH: _W(
+        "Hash mismatch",
+        "--verify-hash: the body's digest is not the one the input row gives.",
+        "the URL serves other bytes than the dataset's published digest, so they were not "
+        "kept: {evidence}."),
     Reason.CRAWL_DELAY_TOO_LONG: _W(
         "Crawl-delay too long",
         "robots.txt asks for a longer Crawl-delay than --max-crawl-delay; not requested.",

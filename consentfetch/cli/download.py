@@ -61,6 +61,9 @@ def _add_download_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--caption-col", help="column with the caption (written as <key>.txt)")
     g.add_argument("--save-additional-columns", metavar="COL[,COL...]",
                    help="input columns to keep in the audit and the sample .json")
+    g.add_argument("--verify-hash", metavar="COLUMN[,sha256|md5]",
+                   help="the input column holding each URL's expected digest (sha256 unless "
+                        "named): a body with another digest is hash_mismatch and not kept")
     g = p.add_argument_group("image")
     g.add_argument("--image-size", type=int, default=d["image_size"].default)
     g.add_argument("--resize-mode", choices=cfg.RESIZE_MODES, default=d["resize_mode"].default)

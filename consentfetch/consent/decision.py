@@ -45,6 +45,7 @@ class Reason(enum.StrEnum):
     BLOCKED_ADDRESS = "blocked_address"
     INVALID_URL = "invalid_url"
     CRAWL_DELAY_TOO_LONG = "crawl_delay_too_long"
+    HASH_MISMATCH = "hash_mismatch"  # --verify-hash: the URL serves other bytes now
     # failed_to_resize
     DECODE_ERROR = "decode_error"
     IMAGE_TOO_SMALL = "image_too_small"
