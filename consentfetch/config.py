@@ -85,6 +85,7 @@ class FetchConfig:
     image_size: int = 256
     resize_mode: str = "border"
     resize_only_if_bigger: bool = False
+    skip_reencode: bool = False  # keep the downloaded bytes when nothing but encoding changes
     encode_format: str = "jpg"
     encode_quality: int = DEFAULT_ENCODE_QUALITY["jpg"]  # make_config: the format's default
     min_image_size: int = 0
@@ -180,6 +181,7 @@ class FetchOptions(TypedDict, total=False):
     image_size: int
     resize_mode: str
     resize_only_if_bigger: bool
+    skip_reencode: bool
     encode_format: str
     encode_quality: int
     min_image_size: int

@@ -145,6 +145,9 @@ class ResizeOptions:
     min_image_size: int = 0
     max_aspect_ratio: float = math.inf
     max_image_pixels: int = 100_000_000
+    # keep the downloaded bytes when no resize is needed and they are already in
+    # encode_format (img2dataset's skip_reencode): the tar holds what the site served
+    skip_reencode: bool = False
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -274,21 +277,34 @@ def _process(data: bytes, options: ResizeOptions, budget: DecodeBudget) -> Resiz
                       f"image {w}x{h} needs {need} bytes decoded; --max-decoded-bytes "
                       f"{budget.limit} stayed in use by other images for {budget.max_wait:g} s")
     try:
-        return _decode_and_resize(im, header, options)
+        return _decode_and_resize(im, header, options, data)
     finally:
         budget.give(need)
 
 
-def _decode_and_resize(im: Image.Image, header: tuple[int, int],
-                       options: ResizeOptions) -> ResizedImage | Denial:
-    im.load()
+def _decode_and_resize(im: Image.Image, header: tuple[int, int], options: ResizeOptions,
+                       data: bytes) -> ResizedImage | Denial:
+    im.load()  # decoded even when kept as it is: a corrupt file is never kept
     orientation = _orientation(im)
     original = _oriented(header, orientation)
     denial = check_shape(original, options.min_image_size, options.max_aspect_ratio)
     if denial is not None:
         return denial
+    if keeps_original(im.format, header, orientation, options):
+        return ResizedImage(data, *original, *original)
     out = fit(im, header, orientation, options)
     return _encode(out, original, options)
+
+
+def keeps_original(fmt: str | None, size: tuple[int, int], orientation: int,
+                   options: ResizeOptions) -> bool:
+    """``--skip-reencode``: whether the downloaded bytes are kept as they are, because
+    nothing would change but the encoding: no resize, no EXIF turn, and already in
+    ``encode_format``."""
+    return (options.skip_reencode and orientation == 1
+            and fmt == _ENCODERS[options.encode_format][0]
+            and _scale(size, options.image_size, options.resize_mode,
+                       options.resize_only_if_bigger) is None)
 
 
 def check_pixels(size: tuple[int, int], max_pixels: int) -> Denial | None:

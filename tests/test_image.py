@@ -957,3 +957,31 @@ def test_alpha_image_peak_memory_is_what_the_budget_counts() -> None:
     decoded_size = 3000 * 3000 * 4
     assert grown <= need
     assert grown < 3 * decoded_size
+
+
+@pytest.mark.parametrize(("fmt", "options", "kept"), [
+    ("jpg", {"resize_mode": "no"}, True),
+    ("jpg", {"resize_mode": "border", "image_size": 64}, False),  # resized
+    ("jpg", {"resize_mode": "keep_ratio", "image_size": 500, "resize_only_if_bigger": True},
+     True),  # smaller than the target: not resized
+    ("png", {"resize_mode": "no"}, False),  # png, but jpg wanted
+    ("png", {"resize_mode": "no", "encode_format": "png", "encode_quality": 9}, True),
+    ("webp", {"resize_mode": "no", "encode_format": "webp"}, True),
+])
+def test_skip_reencode_keeps_the_bytes_only_when_nothing_else_changes(
+        fmt: str, options: dict, kept: bool) -> None:
+    from consentfetch.testsite import make_image
+    data = make_image(120, 90, fmt)
+    out = process_image(data, ResizeOptions(skip_reencode=True, **options))
+    assert not isinstance(out, Denial)
+    assert (out.data == data) is kept
+    assert (out.original_width, out.original_height) == (120, 90)
+    plain = process_image(data, ResizeOptions(**options))
+    assert not isinstance(plain, Denial) and plain.data != data
+
+
+def test_skip_reencode_still_refuses_a_corrupt_file() -> None:
+    from consentfetch.testsite import make_image
+    data = make_image(120, 90)[:400]
+    assert isinstance(process_image(data, ResizeOptions(resize_mode="no", skip_reencode=True)),
+                      Denial)

@@ -302,3 +302,37 @@ def test_verify_hash_is_validated() -> None:
     assert make_config(verify_hash="h, MD5").hash_algorithm == "md5"
     with pytest.raises(ConfigError, match="--verify-hash"):
         make_config(verify_hash="h,crc32")
+
+
+def test_skip_reencode_keeps_what_the_site_served(site: LocalSite, url_list,
+                                                  tmp_path: Path) -> None:
+    """--resize-mode no re-encoded every image, so the audit's sha256 never matched the
+    tar member; with --skip-reencode the tar holds the bytes served, where nothing but
+    the encoding would change (img2dataset's skip_reencode)."""
+    import hashlib
+    import io
+
+    import webdataset as wds
+    from PIL import Image
+
+    jpeg = make_image(120, 90, seed=3)
+    png = make_image(120, 90, "png", seed=4)
+    turned = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation: rotate 90°
+    Image.open(io.BytesIO(jpeg)).save(turned, "JPEG", exif=exif)
+    rows = [{"url": site.put(0, "/a.jpg", jpeg)}, {"url": site.put(0, "/b.png", png)},
+            {"url": site.put(0, "/c.jpg", turned.getvalue())}]
+    fetch_shards(url_list(rows), str(tmp_path / "o"), resize_mode="no", skip_reencode=True,
+                 **LOCAL)
+    audit = {r["key"]: r for r in read_audit(str(tmp_path / "o")).to_pylist()}
+    samples = {s["__key__"]: s["jpg"] for s in
+               wds.WebDataset(str(tmp_path / "o" / "00000.tar"), shardshuffle=False)}
+    kept = {key: hashlib.sha256(data).hexdigest() == audit[key]["sha256"]
+            for key, data in samples.items()}
+    assert kept == {"000000000": True, "000000001": False, "000000002": False}
+    assert samples["000000000"] == jpeg
+    assert (audit["000000002"]["width"], audit["000000002"]["height"]) == (90, 120)
+    fetch_shards(url_list(rows), str(tmp_path / "p"), resize_mode="no", **LOCAL)
+    plain = next(iter(wds.WebDataset(str(tmp_path / "p" / "00000.tar"), shardshuffle=False)))
+    assert plain["jpg"] != jpeg  # without the flag, every image is re-encoded, as before

@@ -68,6 +68,10 @@ def _add_download_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--image-size", type=int, default=d["image_size"].default)
     g.add_argument("--resize-mode", choices=cfg.RESIZE_MODES, default=d["resize_mode"].default)
     g.add_argument("--resize-only-if-bigger", action="store_true")
+    g.add_argument("--skip-reencode", action="store_true",
+                   help="keep the downloaded bytes when no resize is needed and they are "
+                        "already in --encode-format: the tar holds what the site served, "
+                        "and the audit's sha256 is the sha256 of the tar member")
     g.add_argument("--encode-format", choices=cfg.ENCODE_FORMATS,
                    default=d["encode_format"].default)
     g.add_argument("--encode-quality", type=int,
