@@ -81,6 +81,8 @@ class FetchConfig:
     # "COLUMN" or "COLUMN,sha256|md5": the digest each downloaded body must have
     # (img2dataset's --verify_hash; DataComp publishes a sha256 per URL)
     verify_hash: str | None = None
+    # a column of [x0, y0, x1, y1] relative boxes blurred before encoding (DataComp's faces)
+    bbox_col: str | None = None
     # image
     image_size: int = 256
     resize_mode: str = "border"
@@ -177,6 +179,7 @@ class FetchOptions(TypedDict, total=False):
     caption_col: str | None
     save_additional_columns: Sequence[str] | str
     verify_hash: str | None
+    bbox_col: str | None
     # image
     image_size: int
     resize_mode: str

@@ -40,10 +40,11 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from .config import DEFAULT_MAX_DECODED_BYTES, ENCODE_FORMATS, RESIZE_MODES
 from .consent.decision import Denial, Reason
@@ -162,6 +163,7 @@ class ResizedImage:
     height: int
     original_width: int  # after EXIF orientation, before resize
     original_height: int
+    blurred: int = 0  # --bbox-col boxes blurred
 
 
 class DecodeBudget:
@@ -237,18 +239,19 @@ def resize_options_from(config: Any) -> ResizeOptions:
     return ResizeOptions(**{name: getattr(config, name) for name in names})
 
 
-def process_image(data: bytes, options: ResizeOptions, *,
-                  budget: DecodeBudget | None = None) -> ResizedImage | Denial:
+def process_image(data: bytes, options: ResizeOptions, *, budget: DecodeBudget | None = None,
+                  boxes: Sequence[Box] = ()) -> ResizedImage | Denial:
     """Decode, check, resize and encode ``data``; a Denial if it cannot be used.
 
     ``budget`` is the process's :class:`DecodeBudget`, shared by every thread
     that calls this; without one, the image gets a budget of its own of
-    ``DEFAULT_MAX_DECODED_BYTES``.
+    ``DEFAULT_MAX_DECODED_BYTES``. ``boxes`` (``--bbox-col``: relative
+    ``(x0, y0, x1, y1)`` of the upright image) are blurred before encoding.
     """
     if budget is None:
         budget = DecodeBudget(DEFAULT_MAX_DECODED_BYTES)
     try:
-        return _process(data, options, budget)
+        return _process(data, options, budget, tuple(boxes))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return _bomb_denial(data, exc, options.max_image_pixels)
     except UnidentifiedImageError:
@@ -257,7 +260,8 @@ def process_image(data: bytes, options: ResizeOptions, *,
         return Denial(Reason.DECODE_ERROR, _short(f"cannot decode image: {_describe(exc)}"))
 
 
-def _process(data: bytes, options: ResizeOptions, budget: DecodeBudget) -> ResizedImage | Denial:
+def _process(data: bytes, options: ResizeOptions, budget: DecodeBudget,
+             boxes: tuple[Box, ...]) -> ResizedImage | Denial:
     denial = check_declared(data, options.max_image_pixels)
     if denial is not None:
         return denial
@@ -277,23 +281,25 @@ def _process(data: bytes, options: ResizeOptions, budget: DecodeBudget) -> Resiz
                       f"image {w}x{h} needs {need} bytes decoded; --max-decoded-bytes "
                       f"{budget.limit} stayed in use by other images for {budget.max_wait:g} s")
     try:
-        return _decode_and_resize(im, header, options, data)
+        return _decode_and_resize(im, header, options, data, boxes)
     finally:
         budget.give(need)
 
 
 def _decode_and_resize(im: Image.Image, header: tuple[int, int], options: ResizeOptions,
-                       data: bytes) -> ResizedImage | Denial:
+                       data: bytes, boxes: tuple[Box, ...] = ()) -> ResizedImage | Denial:
     im.load()  # decoded even when kept as it is: a corrupt file is never kept
     orientation = _orientation(im)
     original = _oriented(header, orientation)
     denial = check_shape(original, options.min_image_size, options.max_aspect_ratio)
     if denial is not None:
         return denial
-    if keeps_original(im.format, header, orientation, options):
+    if not boxes and keeps_original(im.format, header, orientation, options):
         return ResizedImage(data, *original, *original)
-    out = fit(im, header, orientation, options)
-    return _encode(out, original, options)
+    out, blurred = fit(im, header, orientation, options, boxes)
+    encoded = _encode(out, original, options)
+    return dataclasses.replace(encoded, blurred=blurred) if boxes \
+        and isinstance(encoded, ResizedImage) else encoded
 
 
 def keeps_original(fmt: str | None, size: tuple[int, int], orientation: int,
@@ -478,26 +484,50 @@ def _scale(size: tuple[int, int], image_size: int, resize_mode: str,
     return _Scale((max(1, round(w * factor)), max(1, round(h * factor))), downscale)
 
 
-def fit(im: Image.Image, size: tuple[int, int], orientation: int,
-        options: ResizeOptions) -> Image.Image:
+def fit(im: Image.Image, size: tuple[int, int], orientation: int, options: ResizeOptions,
+        boxes: Sequence[Box] = ()) -> tuple[Image.Image, int]:
     """``im`` (decoded; full-resolution size ``size``, both as stored, before the
-    EXIF ``orientation``) as RGB on white, resized, turned upright, cropped or padded.
+    EXIF ``orientation``) as RGB on white, resized, turned upright, ``boxes``
+    blurred, then cropped or padded; and how many boxes were blurred.
 
     The output size is the same whether computed before or after turning (the
     scale depends on the smaller or larger side only), so the image is resized
-    as stored and only the small result is turned.
+    as stored and only the small result is turned. The boxes are relative to the
+    upright image, so they are blurred after the turn and before a crop or pad.
     """
     target, resample = _target(size, options)
     rgb = to_rgb_resized(im, target, resample)
     im = _transpose(rgb, orientation)
+    blurred = blur_boxes(im, boxes)
     if _scale(size, options.image_size, options.resize_mode,
               options.resize_only_if_bigger) is None:
-        return im
+        return im, blurred
     if options.resize_mode == "center_crop":
-        return _center_crop(im, options.image_size)
+        return _center_crop(im, options.image_size), blurred
     if options.resize_mode == "border":
-        return _pad(im, options.image_size)
-    return im
+        return _pad(im, options.image_size), blurred
+    return im, blurred
+
+
+Box = tuple[float, float, float, float]  # relative x0, y0, x1, y1 (img2dataset's format)
+
+
+def blur_boxes(im: Image.Image, boxes: Sequence[Box]) -> int:
+    """Blur each relative box of ``im`` in place (faces, as DataComp ships them): a
+    Gaussian blur whose radius grows with the box, strong enough that a face is not
+    recognisable. Returns how many boxes covered at least one pixel."""
+    w, h = im.size
+    done = 0
+    for x0, y0, x1, y1 in boxes:
+        left, top = max(0, math.floor(x0 * w)), max(0, math.floor(y0 * h))
+        right, bottom = min(w, math.ceil(x1 * w)), min(h, math.ceil(y1 * h))
+        if right <= left or bottom <= top:
+            continue
+        region = im.crop((left, top, right, bottom))
+        radius = max(2.0, max(right - left, bottom - top) / 4)
+        im.paste(region.filter(ImageFilter.GaussianBlur(radius)), (left, top))
+        done += 1
+    return done
 
 
 def _target(size: tuple[int, int],

@@ -24,7 +24,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +47,7 @@ from .consent.origins import (
     PolicyStore,
 )
 from .consent.robots import CrawlDelay
-from .image import ResizedImage, ResizeOptions, process_image, resize_options_from
+from .image import Box, ResizedImage, ResizeOptions, process_image, resize_options_from
 from .layout import compute_key
 from .net.client import Fetched, HttpClient, SmallFetch, parse_http_url
 from .net.politeness import HostScheduler, HostSlots
@@ -224,13 +224,13 @@ class _Shard:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self.pool, self._inspect, fetched, permits,
-                                              row.expected_hash,
+                                              row.expected_hash, row.boxes,
                                               decide_only)
         except Exception as exc:  # a body no check foresaw: this row's failure only
             return unforeseen(row, exc, Reason.DECODE_ERROR, http_status=fetched.http_status)
 
     def _inspect(self, fetched: Fetched, permits: Permits, expected_hash: str | None,
-                 decide_only: bool) -> RowResult:
+                 boxes: Sequence[Box], decide_only: bool) -> RowResult:
         """Body checks, then decode and resize: CPU work, run in a thread."""
         digest = hashlib.sha256(fetched.body).hexdigest()
         mime = fetched.headers.get("Content-Type")
@@ -241,9 +241,10 @@ class _Shard:
             return RowResult(status=Status.SUCCESS, http_status=fetched.http_status,
                              sha256=digest)
         if denial is None:
-            image = process_image(fetched.body, self.resize, budget=self.budget)
+            image = process_image(fetched.body, self.resize, budget=self.budget, boxes=boxes)
             if not isinstance(image, Denial):
-                return _success(image, fetched.http_status, digest)
+                blurred = image.blurred if self.config.bbox_col else None
+                return _success(image, fetched.http_status, digest, blurred)
             denial = image
         return _denied(denial, http_status=fetched.http_status, sha256=digest)
 
@@ -254,7 +255,8 @@ class _Shard:
         if expected is None or self.config.verify_hash is None:
             return None
         algorithm = self.config.hash_algorithm
-        actual = sha256 if algorithm == "sha256" else hashlib.md5(body).hexdigest()
+        known = {hashlib.sha256().name: sha256}  # computed already, for every body
+        actual = known.get(algorithm) or hashlib.new(algorithm, body).hexdigest()
         if actual == expected:
             return None
         return Denial(Reason.HASH_MISMATCH, f"--verify-hash {self.config.hash_column}: expected "
@@ -310,11 +312,13 @@ def _denied(denial: Denial, *, http_status: int | None = None,
                      sha256=sha256)
 
 
-def _success(image: ResizedImage, http_status: int, sha256: str) -> RowResult:
+def _success(image: ResizedImage, http_status: int, sha256: str,
+             blurred: int | None = None) -> RowResult:
     return RowResult(status=Status.SUCCESS, http_status=http_status, sha256=sha256,
                      width=image.width, height=image.height,
                      original_width=image.original_width,
-                     original_height=image.original_height, image=image.data)
+                     original_height=image.original_height, image=image.data,
+                     blurred=blurred)
 
 
 def make_client(config: FetchConfig) -> HttpClient:

@@ -57,6 +57,7 @@ class InputRow:
     extra: dict[str, Any]  # the save_additional_columns values, by name
     error: str | None = None  # why the row is malformed, if it is
     expected_hash: str | None = None  # the --verify-hash column's value, if any
+    boxes: tuple[tuple[float, float, float, float], ...] = ()  # --bbox-col, to blur
 
 
 @dataclass(slots=True)
@@ -82,13 +83,14 @@ class _Columns:
     extra: tuple[str, ...]
     where: str = ""  # "" for a single file, "name.jsonl " inside a directory
     hash: str | None = None  # the --verify-hash column
+    bbox: str | None = None  # the --bbox-col column
 
     def for_file(self, name: str) -> _Columns:
-        return _Columns(self.url, self.caption, self.extra, f"{name} ", self.hash)
+        return _Columns(self.url, self.caption, self.extra, f"{name} ", self.hash, self.bbox)
 
     def needed(self) -> list[str]:
         names = [self.url, *([self.caption] if self.caption else []), *self.extra,
-                 *([self.hash] if self.hash else [])]
+                 *([self.hash] if self.hash else []), *([self.bbox] if self.bbox else [])]
         return list(dict.fromkeys(names))
 
     def error_row(self, where: str, message: str) -> InputRow:
@@ -208,8 +210,35 @@ def _row(values: dict[str, Any], cols: _Columns, extra: Callable[[Any], Any]) ->
     caption = _to_text(values.get(cols.caption)) if cols.caption else None
     kept = {name: extra(values.get(name)) for name in cols.extra}
     expected = _to_text(values.get(cols.hash)) if cols.hash else None
-    return InputRow(_to_url(values.get(cols.url)), caption, kept,
-                    expected_hash=expected.strip().lower() if expected else None)
+    url = _to_url(values.get(cols.url))
+    try:
+        boxes = to_boxes(values.get(cols.bbox)) if cols.bbox else ()
+    except ValueError as exc:  # never download a picture whose faces we cannot blur
+        return InputRow(url, caption, kept, f"--bbox-col {cols.bbox}: {exc}")
+    return InputRow(url, caption, kept, expected_hash=expected.strip().lower() if expected
+                    else None, boxes=boxes)
+
+
+def to_boxes(value: Any) -> tuple[tuple[float, float, float, float], ...]:
+    """A ``--bbox-col`` cell as boxes: a list of ``[x0, y0, x1, y1]`` in relative
+    coordinates (img2dataset's format; JSON text in csv/tsv). Null or empty: none.
+    Anything else raises ValueError."""
+    if _is_null(value):
+        return ()
+    if isinstance(value, str):
+        value = tables.json_cell(value) if value.strip() else []
+    if hasattr(value, "tolist"):  # numpy arrays from some parquet writers
+        value = value.tolist()
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"not a list of [x0, y0, x1, y1] boxes: {value!r:.80}")
+    boxes = []
+    for box in value:
+        if not isinstance(box, list | tuple) or len(box) != 4 \
+                or not all(isinstance(v, int | float) and math.isfinite(v) for v in box):
+            raise ValueError(f"a box is not [x0, y0, x1, y1] numbers: {box!r:.80}")
+        x0, y0, x1, y1 = (float(v) for v in box)
+        boxes.append((x0, y0, x1, y1))
+    return tuple(boxes)
 
 
 def _txt_row(values: dict[str, Any], cols: _Columns, extra: Callable[[Any], Any]) -> InputRow:
@@ -278,7 +307,7 @@ class InputSource:
                  url_col: str = "url", caption_col: str | None = None,
                  additional_columns: Sequence[str] = (), shard_size: int = 10_000,
                  storage_options: dict[str, Any] | None = None,
-                 hash_col: str | None = None) -> None:
+                 hash_col: str | None = None, bbox_col: str | None = None) -> None:
         if not isinstance(shard_size, int) or shard_size < 1:
             raise ConfigError(f"--shard-size: a positive integer (got {shard_size!r})")
         self.path = os.fspath(path)
@@ -289,7 +318,7 @@ class InputSource:
         self.format = self._detect(root, input_format)
         self._files = self._select_files(root, explicit=input_format is not None)
         extra = tuple(dict.fromkeys(additional_columns))
-        self._cols = _Columns(url_col, caption_col, extra, hash=hash_col)
+        self._cols = _Columns(url_col, caption_col, extra, hash=hash_col, bbox=bbox_col)
         self.total_rows = None
         self.extra_fields = self._validate()
         logger.debug("input %s: %s, %d file(s), %s rows", self.path, self.format,

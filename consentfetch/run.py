@@ -90,7 +90,7 @@ def fetch_shards(input: str, output_dir: str, config: FetchConfig | None = None,
                          caption_col=config.caption_col,
                          additional_columns=config.save_additional_columns,
                          shard_size=config.shard_size, storage_options=storage_options,
-                         hash_col=config.hash_column)
+                         hash_col=config.hash_column, bbox_col=config.bbox_col)
     clash = RESERVED_COLUMNS.intersection(f.name for f in source.extra_fields)
     if clash:
         raise ConfigError(f"--save-additional-columns: {', '.join(sorted(clash))} would clash "

@@ -186,6 +186,12 @@ def jsonl_records(f: IO[bytes], *, max_chars: int, strict: bool,
             yield Record(f"line {lineno}", obj, error)
 
 
+def json_cell(text: str) -> Any:
+    """The value of a text cell holding JSON (a list column written to csv); raises
+    ValueError when it is not JSON."""
+    return json.loads(text)
+
+
 def _starts_a_json_array(line: str) -> bool:
     """Whether a file's first line opens a JSON array of objects or strings (``[``,
     ``[{...``, ``["...``) or is one: a JSON document, not JSON Lines."""

@@ -156,6 +156,7 @@ class RowResult:
     original_width: int | None = None
     original_height: int | None = None
     image: bytes | None = None  # the encoded sample, success only
+    blurred: int | None = None  # --bbox-col: boxes blurred (said in the sample .json)
     decided_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -397,6 +398,8 @@ class ShardWriter:
             if self.save_caption:
                 self._add_member(member_name(key, "txt"), (record["caption"] or "").encode())
             meta = {**record, "decided_at": result.decided_at.isoformat()}
+            if result.blurred is not None:
+                meta["blurred_boxes"] = result.blurred
             self._add_member(member_name(key, "json"),
                              json.dumps(meta, ensure_ascii=False, default=str).encode())
 

@@ -117,7 +117,8 @@ def test_invalid_utf8_caption_in_csv(matrix_site: LocalSite, tmp_path: Path) -> 
     path.write_bytes(b"url,caption\n" + url.encode() + b",caf\xe9 \xff\n")
     fetch_shards(str(path), str(tmp_path / "o"), caption_col="caption", **LOCAL)
     (row,) = read_audit(str(tmp_path / "o")).to_pylist()
-    assert row["status"] == "success" and row["caption"] == "caf\ufffd \ufffd"
+    # the bytes kept, as escapes (surrogateescape), not replaced by U+FFFD (issue 15)
+    assert row["status"] == "success" and row["caption"] == "caf\\udce9 \\udcff"
 
 
 def test_429_burst_backs_the_host_off(matrix_site: LocalSite, tmp_path: Path) -> None:

@@ -336,3 +336,54 @@ def test_skip_reencode_keeps_what_the_site_served(site: LocalSite, url_list,
     fetch_shards(url_list(rows), str(tmp_path / "p"), resize_mode="no", **LOCAL)
     plain = next(iter(wds.WebDataset(str(tmp_path / "p" / "00000.tar"), shardshuffle=False)))
     assert plain["jpg"] != jpeg  # without the flag, every image is re-encoded, as before
+
+
+def test_bbox_col_blurs_before_encoding(site: LocalSite, url_list, tmp_path: Path) -> None:
+    """DataComp blurs faces from boxes shipped in its parquet ([x0, y0, x1, y1],
+    relative): blurred before encoding, the sample .json says how many."""
+    import io
+    import json
+
+    import webdataset as wds
+    from PIL import Image, ImageChops, ImageStat
+
+    sharp = Image.new("RGB", (200, 100), "white")
+    for x in range(0, 200, 4):  # stripes: blurring flattens them
+        sharp.paste((0, 0, 0), (x, 0, x + 2, 100))
+    buf = io.BytesIO()
+    sharp.save(buf, "PNG")
+    url = site.put(0, "/face.png", buf.getvalue())
+    rows = [{"url": url, "boxes": [[0.0, 0.0, 0.5, 1.0]]},
+            {"url": site.put(0, "/none.png", buf.getvalue()), "boxes": None},
+            {"url": site.put(0, "/bad.png", buf.getvalue()), "boxes": [[0.1, 0.2]]}]
+    fetch_shards(url_list(rows), str(tmp_path / "o"), bbox_col="boxes", resize_mode="no",
+                 encode_format="png", **LOCAL)
+    samples = {s["__key__"]: s for s in
+               wds.WebDataset(str(tmp_path / "o" / "00000.tar"), shardshuffle=False)}
+    out = Image.open(io.BytesIO(samples["000000000"]["png"])).convert("L")
+    left, right = out.crop((10, 10, 90, 90)), out.crop((110, 10, 190, 90))
+    assert ImageStat.Stat(left).stddev[0] < ImageStat.Stat(right).stddev[0] / 3
+    assert json.loads(samples["000000000"]["json"])["blurred_boxes"] == 1
+    assert json.loads(samples["000000001"]["json"])["blurred_boxes"] == 0
+    untouched = Image.open(io.BytesIO(samples["000000001"]["png"])).convert("RGB")
+    assert ImageChops.difference(untouched, sharp).getbbox() is None
+    bad = {r["key"]: r for r in read_audit(str(tmp_path / "o")).to_pylist()}["000000002"]
+    assert bad["reason"] == "invalid_url" and "--bbox-col boxes" in bad["evidence"]
+    assert site.hit_count(0, "/bad.png") == 0  # faces we cannot blur are never fetched
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, ()), ([], ()), ("", ()), ("[[0, 0.5, 1, 1]]", ((0.0, 0.5, 1.0, 1.0),)),
+    ([[0.1, 0.2, 0.3, 0.4], (0, 0, 1, 1)], ((0.1, 0.2, 0.3, 0.4), (0.0, 0.0, 1.0, 1.0))),
+])
+def test_to_boxes(value, expected) -> None:
+    from consentfetch.reader import to_boxes
+    assert to_boxes(value) == expected
+
+
+@pytest.mark.parametrize("value", ["[[1, 2, 3]]", "nonsense", [[0, 0, 1, "x"]],
+                                   [[0, 0, 1, float("nan")]], 7, [5]])
+def test_to_boxes_refuses(value) -> None:
+    from consentfetch.reader import to_boxes
+    with pytest.raises(ValueError):
+        to_boxes(value)

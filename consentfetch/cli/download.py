@@ -61,6 +61,9 @@ def _add_download_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--caption-col", help="column with the caption (written as <key>.txt)")
     g.add_argument("--save-additional-columns", metavar="COL[,COL...]",
                    help="input columns to keep in the audit and the sample .json")
+    g.add_argument("--bbox-col", metavar="COLUMN",
+                   help="a column of [x0, y0, x1, y1] boxes (relative coordinates, "
+                        "img2dataset's format) blurred before encoding, e.g. DataComp's faces")
     g.add_argument("--verify-hash", metavar="COLUMN[,sha256|md5]",
                    help="the input column holding each URL's expected digest (sha256 unless "
                         "named): a body with another digest is hash_mismatch and not kept")
