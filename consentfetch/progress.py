@@ -35,7 +35,28 @@ class ProgressSnapshot:
             head = f"{self.done}/{self.total} rows ({100 * self.done / self.total:.0f}%)"
         else:
             head = f"{self.done} rows"
-        return f"{head}, {self.successes} images ({share} success), {rate:.1f} images/s"
+        line = f"{head}, {self.successes} images ({share} success), {rate:.1f} images/s"
+        eta = self.eta
+        return line if eta is None else f"{line}, ETA {duration(eta)}"
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the rate so far, when the input's size is known."""
+        if not self.total or not self.done or self.done >= self.total:
+            return None
+        return (self.total - self.done) * self.elapsed / self.done
+
+
+def duration(seconds: float) -> str:
+    """``"42 s"``, ``"3 min 05 s"``, ``"2 h 07 min"``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 class ProgressView(Protocol):

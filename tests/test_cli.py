@@ -227,3 +227,12 @@ def test_a_header_only_csv_says_the_input_is_empty(tmp_path: Path) -> None:
     result = run_cli("download", str(src), str(tmp_path / "o"))
     assert result.returncode == 0, result.stderr
     assert "0 URLs: the input holds no rows" in result.stdout
+
+
+def test_the_summary_says_how_fast(site: LocalSite, url_list, tmp_path: Path) -> None:
+    rows = [{"url": site.put(0, f"/{i}.jpg", make_image(40, 40, seed=i))} for i in range(3)]
+    result = run_cli("download", url_list(rows), str(tmp_path / "o"), "--allow-private-networks",
+                     "--processes", "1")
+    assert result.returncode == 0, result.stderr
+    import re
+    assert re.search(r"^in \d+ s: [0-9.]+ images/s, [0-9.]+ rows/s$", result.stdout, re.M)

@@ -41,7 +41,9 @@ class Recorder:
 
 def test_snapshot_line() -> None:
     assert ProgressSnapshot(3, 2, 4, 2.0).line() == \
-        "3/4 rows (75%), 2 images (66.7% success), 1.0 images/s"
+        "3/4 rows (75%), 2 images (66.7% success), 1.0 images/s, ETA 1 s"
+    assert ProgressSnapshot(100, 50, 10_000, 60.0).line().endswith("ETA 1 h 39 min")
+    assert ProgressSnapshot(4, 4, 4, 2.0).line().endswith("images/s")  # done: no ETA
     assert ProgressSnapshot(3, 0, None, 1.0).line() == \
         "3 rows, 0 images (0.0% success), 0.0 images/s"
     assert ProgressSnapshot(0, 0, 0, 0.0).line() == "0 rows, 0 images (- success), 0.0 images/s"
@@ -56,9 +58,11 @@ def test_terminal_bar_redraws_one_line_and_ends_it() -> None:
     frames = screen.getvalue().split("\r")[1:]
     assert len(frames) == 2
     assert re.fullmatch(r"\[#{12}\.{12}\] 2/4 rows \(50%\), 1 images \(50\.0% success\), "
-                        r"[0-9.]+ images/s", frames[0])
+                        r"[0-9.]+ images/s, ETA \d+ s", frames[0])
     assert frames[1].startswith(f"[{'#' * 24}] 4/4 rows (100%), 2 images") and \
-        frames[1].endswith("images/s\n")
+        frames[1].endswith("\n") and frames[1][:-1].rstrip(" ").endswith("images/s")
+    # the last line is shorter (no ETA): padded, so nothing of the longer one stays on screen
+    assert len(frames[1]) - 1 >= len(frames[0])
 
 
 def test_terminal_bar_without_a_total() -> None:
@@ -101,3 +105,9 @@ def test_the_library_never_draws_on_the_terminal(site: LocalSite, url_list, tmp_
     rows = [{"url": site.put(0, f"/{i}.jpg", make_image(40, 40, seed=i))} for i in range(2)]
     fetch_shards(url_list(rows), str(tmp_path / "o"), progress=True, **LOCAL)
     assert screen.getvalue() == ""
+
+
+def test_durations() -> None:
+    from consentfetch.progress import duration
+    assert [duration(s) for s in (0, 42.4, 65, 3599, 3600, 7620)] == [
+        "0 s", "42 s", "1 min 05 s", "59 min 59 s", "1 h 00 min", "2 h 07 min"]

@@ -18,6 +18,7 @@ from typing import Any
 from .. import config as cfg
 from ..consent.metadata import C2PA_AVAILABLE
 from ..distribute import StopRequested
+from ..progress import duration
 from ..run import Report, fetch_shards
 from .common import EXIT_OK, Handler
 from .progress import progress_view
@@ -180,6 +181,10 @@ def print_report(report: Report, out: Any = None) -> None:
               file=out)
     for reason, n in sorted(report.reasons.items(), key=lambda kv: -kv[1]):
         print(f"  {reason:<22} {n}", file=out)
+    if total and report.duration > 0:
+        images = report.counts.get("success", 0)
+        print(f"in {duration(report.duration)}: {images / report.duration:.1f} images/s, "
+              f"{total / report.duration:.1f} rows/s", file=out)
     print(f"shards written: {report.shards_written}"
           + (f" (+{report.shards_skipped} complete from an earlier run)"
              if report.shards_skipped else ""), file=out)

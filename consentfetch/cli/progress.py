@@ -23,15 +23,18 @@ class TerminalBar:
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
+        self._width = 0  # of the line on screen, so a shorter one leaves no stray characters
 
     def show(self, snapshot: ProgressSnapshot) -> None:
         total = snapshot.total
         if total:
             filled = int(BAR_WIDTH * snapshot.done / total)
             bar = "#" * filled + "." * (BAR_WIDTH - filled)
-            self._stream.write(f"\r[{bar}] {snapshot.line()}")
+            text = f"[{bar}] {snapshot.line()}"
         else:
-            self._stream.write(f"\r{snapshot.line()}")
+            text = snapshot.line()
+        self._stream.write(f"\r{text.ljust(self._width)}")
+        self._width = len(text)
         self._stream.flush()
 
     def close(self) -> None:
