@@ -533,7 +533,36 @@ def test_scheduler_round_robin_is_fair(b_first: bool) -> None:
 
     order = run(scenario)
     assert len(order) == 53
-    assert order[:6].count("b") == 3
+    # Picks alternate between the biggest queue (a) and round robin (a, b):
+    # the small host still gets every other round-robin turn.
+    assert order[:7].count("b") == 3
+
+
+def test_scheduler_keeps_a_big_hosts_slots_busy_from_the_start() -> None:
+    """The big host was added last, behind 100 one-row hosts; it must not wait for them."""
+    async def scenario() -> list[str]:
+        scheduler: HostScheduler[int] = HostScheduler(HostSlots(2), 2)
+        for i in range(100):
+            scheduler.add(f"tail{i}", i)
+        for i in range(30):
+            scheduler.add("big", i)
+        order = []
+        for _ in range(4):  # tail rows are never finished: their workers stay busy
+            got = await scheduler.next()
+            assert got is not None
+            order.append(got[0])
+        for _ in range(10):  # a big row finishes: its slot is taken again within two picks
+            scheduler.done("big")
+            for _ in range(2):
+                got = await scheduler.next()
+                assert got is not None
+                order.append(got[0])
+        return order
+
+    order = run(scenario)
+    assert order[:4].count("big") == 2  # both slots taken within the first four picks
+    assert order.count("big") == 2 + 10  # refilled each time, never above per_host
+    assert len(set(order) - {"big"}) == 24 - 12  # while the tail keeps flowing
 
 
 def test_scheduler_respects_the_per_host_in_flight_limit() -> None:
