@@ -9,7 +9,11 @@ Two pieces share one per-host state (:class:`HostSlots`):
 * Every attempt's outcome is **reported**. A 429, a 5xx or a network failure
   backs the host off exponentially, with jitter, or for ``Retry-After`` when
   that is longer. An error never shortens the delay. After
-  ``max_failures`` failures in a row the host is **given up** for the run.
+  ``max_failures`` failures in a row, or once a host has kept failing for
+  ``failing_budget`` seconds (two failures at least) without a success in
+  between, the host is **given up** for the run: one slow host cannot hold
+  a shard. Only a success ends a run of failures; an answer that is not one
+  (a 404, a refusal by header) neither counts nor resets it.
 
 :class:`HostScheduler` hands rows to the shard's workers so that a worker
 is only given a row whose host has a free slot and is not backing off.
@@ -35,6 +39,7 @@ T = TypeVar("T")
 BACKOFF_BASE = 1.0  # seconds of host backoff after the first failure; doubles after each
 BACKOFF_CAP = 300.0  # the longest backoff we impose on ourselves
 _SWEEP_MIN = 1024  # hosts remembered before idle ones are first swept
+FAILING_BUDGET = 60.0  # seconds a host may keep failing, without a success, before it is given up
 
 
 @dataclass(slots=True)
@@ -44,6 +49,7 @@ class _Host:
     last_start: float = -1e18
     blocked_until: float = 0.0  # backoff after errors; only ever moves later
     failures: int = 0  # in a row
+    failing_since: float = 0.0  # when the first of those failures was reported
     given_up: str | None = None  # why, once the circuit breaker opened
     last_failure: object = None  # the outcome of the last failed attempt
     users: int = 0
@@ -66,10 +72,12 @@ class HostSlots:
 
     def __init__(self, per_host: int, *, min_delay: float = 0.0, max_failures: int = 0,
                  backoff_base: float = BACKOFF_BASE, clock: Callable[[], float] | None = None,
-                 jitter: Callable[[float], float] | None = None) -> None:
+                 jitter: Callable[[float], float] | None = None,
+                 failing_budget: float = FAILING_BUDGET) -> None:
         self._per_host = per_host
         self._min_delay = min_delay
         self._max_failures = max_failures  # 0: never give a host up
+        self._failing_budget = failing_budget  # 0: no time budget
         self._backoff_base = backoff_base
         self._clock = clock
         self._jitter = jitter or (lambda span: random.uniform(0, span))
@@ -158,6 +166,8 @@ class HostSlots:
             self._forget_if_idle(host)
             return 0.0
         state.failures += 1
+        if state.failures == 1:
+            state.failing_since = self.now()
         state.last_failure = outcome
         doublings = min(state.failures - 1, 32)  # 2**32 s is past any cap
         backoff: float = min(BACKOFF_CAP, self._backoff_base * 2.0 ** doublings)
@@ -165,12 +175,23 @@ class HostSlots:
         if retry_after is not None:
             backoff = max(backoff, retry_after)
         state.blocked_until = max(state.blocked_until, self.now() + backoff)
-        if self._max_failures and state.failures >= self._max_failures \
-                and state.given_up is None:
-            state.given_up = (f"{host} failed {state.failures} times in a row (last: "
-                              f"{evidence}); given up for this run")
+        if state.given_up is None:
+            state.given_up = self._give_up(host, state, evidence)
         self.changed.set()
         return backoff
+
+    def _give_up(self, host: str, state: _Host, evidence: str) -> str | None:
+        """Why the host is given up after this failure, or None (the breaker stays shut)."""
+        if not self._max_failures:
+            return None
+        if state.failures >= self._max_failures:
+            return (f"{host} failed {state.failures} times in a row (last: {evidence}); "
+                    f"given up for this run")
+        failing = self.now() - state.failing_since
+        if self._failing_budget and state.failures >= 2 and failing >= self._failing_budget:
+            return (f"{host} kept failing for {failing:.0f} s without a success "
+                    f"({state.failures} failures, last: {evidence}); given up for this run")
+        return None
 
 
 class HostScheduler(Generic[T]):
@@ -285,9 +306,10 @@ class HostScheduler(Generic[T]):
     def _candidate(self) -> str | None:
         """The next candidate host, alternating between the two orders."""
         self._biggest_turn = not self._biggest_turn
-        if self._biggest_turn:
-            return self._from_biggest() or self._from_ring()
-        return self._from_ring() or self._from_biggest()
+        first, second = (self._from_biggest, self._from_ring) if self._biggest_turn \
+            else (self._from_ring, self._from_biggest)
+        host = first()
+        return host if host is not None else second()  # "" is a host: rows without one
 
     def _wake_timed(self, now: float) -> None:
         while self._timed and self._timed[0][0] <= now:
