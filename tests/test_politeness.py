@@ -438,14 +438,16 @@ def test_circuit_breaker_counts_only_failures_in_a_row() -> None:
 def test_a_host_failing_past_the_budget_is_given_up_before_max_failures() -> None:
     clock = FakeClock()
     slots = HostSlots(2, max_failures=8, clock=clock, jitter=no_jitter, failing_budget=60.0)
-    slots.report("h", ok=False, evidence="timeout")
-    clock.advance(59.0)
-    slots.report("h", ok=False, evidence="timeout")
-    assert slots.given_up("h") is None  # 59 s of failing: within the budget
+    slots.report("h", ok=False, evidence="timeout")  # t=0, backoff 1 s
+    clock.advance(50.0)
+    slots.report("h", ok=False, evidence="timeout")  # t=50, until 52
+    clock.advance(5.0)
+    slots.report("h", ok=False, evidence="timeout")  # t=55, until 59: within the budget
+    assert slots.given_up("h") is None
     clock.advance(1.0)
-    slots.report("h", ok=False, evidence="timeout")
+    slots.report("h", ok=False, evidence="timeout")  # t=56, until 64: past it
     why = slots.given_up("h")
-    assert why is not None and "kept failing for 60 s" in why and "3 failures" in why
+    assert why is not None and "failed 4 times over 56 s" in why and "60 s budget" in why
 
 
 def test_one_failure_alone_never_exhausts_the_budget() -> None:

@@ -9,11 +9,12 @@ Two pieces share one per-host state (:class:`HostSlots`):
 * Every attempt's outcome is **reported**. A 429, a 5xx or a network failure
   backs the host off exponentially, with jitter, or for ``Retry-After`` when
   that is longer. An error never shortens the delay. After
-  ``max_failures`` failures in a row, or once a host has kept failing for
-  ``failing_budget`` seconds (two failures at least) without a success in
-  between, the host is **given up** for the run: one slow host cannot hold
-  a shard. Only a success ends a run of failures; an answer that is not one
-  (a 404, a refusal by header) neither counts nor resets it.
+  ``max_failures`` failures in a row, or once a host's failures (two at
+  least) and the backoff they earned would span ``failing_budget`` seconds
+  without a success in between, the host is **given up** for the run: one
+  slow host cannot hold a shard, nor idle it waiting out a long backoff.
+  Only a success ends a run of failures; an answer that is not one (a 404,
+  a refusal by header) neither counts nor resets it.
 
 :class:`HostScheduler` hands rows to the shard's workers so that a worker
 is only given a row whose host has a free slot and is not backing off.
@@ -39,7 +40,7 @@ T = TypeVar("T")
 BACKOFF_BASE = 1.0  # seconds of host backoff after the first failure; doubles after each
 BACKOFF_CAP = 300.0  # the longest backoff we impose on ourselves
 _SWEEP_MIN = 1024  # hosts remembered before idle ones are first swept
-FAILING_BUDGET = 60.0  # seconds a host may keep failing, without a success, before it is given up
+FAILING_BUDGET = 60.0  # seconds of failures and backoff without a success before a host is given up
 
 
 @dataclass(slots=True)
@@ -187,10 +188,12 @@ class HostSlots:
         if state.failures >= self._max_failures:
             return (f"{host} failed {state.failures} times in a row (last: {evidence}); "
                     f"given up for this run")
-        failing = self.now() - state.failing_since
-        if self._failing_budget and state.failures >= 2 and failing >= self._failing_budget:
-            return (f"{host} kept failing for {failing:.0f} s without a success "
-                    f"({state.failures} failures, last: {evidence}); given up for this run")
+        span = state.blocked_until - state.failing_since
+        if self._failing_budget and state.failures >= 2 and span >= self._failing_budget:
+            failing = self.now() - state.failing_since
+            return (f"{host} failed {state.failures} times over {failing:.0f} s without a "
+                    f"success (last: {evidence}), and its backoff would pass the "
+                    f"{self._failing_budget:g} s budget; given up for this run")
         return None
 
 
