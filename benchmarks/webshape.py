@@ -2,6 +2,8 @@
 
     python benchmarks/webshape.py                       # 40,000 rows, consentfetch vs img2dataset
     python benchmarks/webshape.py --rows 4000 --rounds 1 --no-img2dataset   # quick look
+    python benchmarks/webshape.py --rows 4000 --rounds 1 --no-img2dataset \
+        --cf-arg=--per-host-concurrency=4                 # A/B of a consentfetch option
     python benchmarks/webshape.py --bookkeeping --rows 100000 1000000     # many origins, no latency
 
 One server process, bound to 0.0.0.0, plays every origin: each address
@@ -382,7 +384,8 @@ def compare(args: argparse.Namespace) -> None:
             origins = len({u.split("/")[2] for u in table.column("url").to_pylist()})
             print(f"{shape.rows} rows over {origins} origins; server on port {server.port}",
                   flush=True)
-            tools = {"consentfetch": consentfetch_cmd(urls, work / "cf", args.processes)}
+            tools = {"consentfetch": consentfetch_cmd(urls, work / "cf", args.processes)
+                     + list(args.cf_arg)}
             if venv is not None:
                 tools["img2dataset"] = img2dataset_cmd(venv, urls, work / "i2d", args.processes)
             for round_no in range(1, args.rounds + 1):
@@ -457,6 +460,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--no-img2dataset", action="store_true")
     parser.add_argument("--timeline", action="store_true")
+    parser.add_argument("--cf-arg", action="append", default=[],
+                        help="an extra consentfetch download argument (repeat), for A/B runs")
     parser.add_argument("--bookkeeping", action="store_true")
     args = parser.parse_args()
     if args.bookkeeping:

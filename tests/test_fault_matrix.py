@@ -7,6 +7,7 @@ slow host does not stall the fast ones (asserted by request order, not time).
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -153,6 +154,29 @@ def test_circuit_breaker_gives_a_dead_host_up(matrix_site: LocalSite, tmp_path: 
     given_up = [r for r in dead if r["evidence"].startswith("not requested:")]
     assert len(given_up) >= 25 and "given up" in given_up[0]["evidence"]
     assert site.hit_count(0, "/fault/status") <= 6  # 4 failures trip it (+ in flight)
+
+
+def test_not_requested_evidence_is_true(matrix_site: LocalSite, tmp_path: Path) -> None:
+    """A row says "not requested" only if its URL was never requested (issue 15).
+
+    With retries, a row requested once or twice before its host was given up
+    keeps the outcome of its own last request, and says it was not retried.
+    """
+    site = matrix_site
+    rows = [{"url": site.url(0, f"/fault/status?code=500&i={i}")} for i in range(12)]
+    path = tmp_path / "urls.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    fetch_shards(str(path), str(tmp_path / "o"),
+                 **with_local({"retries": 2, "retry_backoff": 0.01, "max_host_failures": 3,
+                               "per_host_concurrency": 2}))
+    audit = read_audit(str(tmp_path / "o")).to_pylist()
+    requested = Counter(p for _, _, p in site.log if p.startswith("/fault/status"))
+    assert sum(requested.values()) <= 3 + 2  # the breaker tripped (+ in flight)
+    for row in audit:
+        own = requested["/fault/status?" + row["url"].split("?", 1)[1]]
+        assert row["evidence"].startswith("not requested:") == (own == 0), (row, own)
+        if own:  # the row's own last answer
+            assert row["evidence"].startswith("HTTP 500"), row
 
 
 def test_slow_host_does_not_stall_fast_hosts(tmp_path: Path) -> None:

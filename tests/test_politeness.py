@@ -435,6 +435,39 @@ def test_circuit_breaker_counts_only_failures_in_a_row() -> None:
     assert slots.given_up("h") is None
 
 
+def test_a_host_failing_past_the_budget_is_given_up_before_max_failures() -> None:
+    clock = FakeClock()
+    slots = HostSlots(2, max_failures=8, clock=clock, jitter=no_jitter, failing_budget=60.0)
+    slots.report("h", ok=False, evidence="timeout")  # t=0, backoff 1 s
+    clock.advance(50.0)
+    slots.report("h", ok=False, evidence="timeout")  # t=50, until 52
+    clock.advance(5.0)
+    slots.report("h", ok=False, evidence="timeout")  # t=55, until 59: within the budget
+    assert slots.given_up("h") is None
+    clock.advance(1.0)
+    slots.report("h", ok=False, evidence="timeout")  # t=56, until 64: past it
+    why = slots.given_up("h")
+    assert why is not None and "failed 4 times over 56 s" in why and "60 s budget" in why
+
+
+def test_one_failure_alone_never_exhausts_the_budget() -> None:
+    clock = FakeClock()
+    slots = HostSlots(2, max_failures=8, clock=clock, jitter=no_jitter, failing_budget=1.0)
+    slots.report("h", ok=False)
+    clock.advance(1000.0)
+    slots.report("h", ok=True)  # a success ends the run of failures
+    slots.report("h", ok=False)
+    assert slots.given_up("h") is None
+
+
+def test_client_timeouts_between_404s_give_the_host_up() -> None:
+    client = make_client(max_failures=3)
+    for _ in range(3):
+        client._report(URL_, Denial(Reason.TIMEOUT, "slow"))
+        client._report(URL_, http(404))
+    assert client.given_up(URL_) is not None
+
+
 def test_max_failures_zero_never_gives_up() -> None:
     slots = HostSlots(1, max_failures=0, clock=FakeClock(), jitter=no_jitter)
     for _ in range(200):
@@ -533,7 +566,52 @@ def test_scheduler_round_robin_is_fair(b_first: bool) -> None:
 
     order = run(scenario)
     assert len(order) == 53
-    assert order[:6].count("b") == 3
+    # Picks alternate between the biggest queue (a) and round robin (a, b):
+    # the small host still gets every other round-robin turn.
+    assert order[:7].count("b") == 3
+
+
+def test_scheduler_hands_out_rows_without_a_host() -> None:
+    """Host "" (rows that make no request) is a host like any other, though falsy."""
+    async def scenario() -> list[str]:
+        scheduler: HostScheduler[int] = HostScheduler(HostSlots(2), 2)
+        for i in range(5):
+            scheduler.add("", i)
+        scheduler.add("a", 0)
+        order = []
+        while (got := await scheduler.next()) is not None:
+            order.append(got[0])
+            scheduler.done(got[0])
+        return order
+
+    assert sorted(run(scenario)) == ["", "", "", "", "", "a"]
+
+
+def test_scheduler_keeps_a_big_hosts_slots_busy_from_the_start() -> None:
+    """The big host was added last, behind 100 one-row hosts; it must not wait for them."""
+    async def scenario() -> list[str]:
+        scheduler: HostScheduler[int] = HostScheduler(HostSlots(2), 2)
+        for i in range(100):
+            scheduler.add(f"tail{i}", i)
+        for i in range(30):
+            scheduler.add("big", i)
+        order = []
+        for _ in range(4):  # tail rows are never finished: their workers stay busy
+            got = await scheduler.next()
+            assert got is not None
+            order.append(got[0])
+        for _ in range(10):  # a big row finishes: its slot is taken again within two picks
+            scheduler.done("big")
+            for _ in range(2):
+                got = await scheduler.next()
+                assert got is not None
+                order.append(got[0])
+        return order
+
+    order = run(scenario)
+    assert order[:4].count("big") == 2  # both slots taken within the first four picks
+    assert order.count("big") == 2 + 10  # refilled each time, never above per_host
+    assert len(set(order) - {"big"}) == 24 - 12  # while the tail keeps flowing
 
 
 def test_scheduler_respects_the_per_host_in_flight_limit() -> None:
@@ -791,10 +869,12 @@ AS_FAILURE, AS_OK, NOT_REPORTED = 4.0, 1.0, 2.0
     (Denial(Reason.CONNECTION_ERROR, "reset"), AS_FAILURE),
     (Denial(Reason.DNS_ERROR, "no such host"), AS_FAILURE),
     (Denial(Reason.TLS_ERROR, "bad cert"), AS_FAILURE),
-    (http(404), AS_OK),  # the host answered
-    (http(403), AS_OK),
-    (Denial(Reason.TOO_LARGE, "big", 200), AS_OK),
-    (Denial(Reason.X_ROBOTS_TAG, "noai", 200), AS_OK),
+    # An answer that is not a success neither counts nor resets the failures in a row:
+    # a host whose images time out between quick 404s is still given up.
+    (http(404), NOT_REPORTED),
+    (http(403), NOT_REPORTED),
+    (Denial(Reason.TOO_LARGE, "big", 200), NOT_REPORTED),
+    (Denial(Reason.X_ROBOTS_TAG, "noai", 200), NOT_REPORTED),
     (fetched(), AS_OK),
     (URL("https://img.example/next.jpg"), AS_OK),  # a redirect
     (Denial(Reason.BLOCKED_ADDRESS, "10.0.0.1"), NOT_REPORTED),  # no request made
@@ -832,7 +912,7 @@ def test_client_long_retry_after_is_not_retried_but_backs_the_host_off() -> None
     assert client.slots.ready_at(HOST) == clock() + 60.0
 
 
-def test_client_404_is_reported_ok() -> None:
+def test_client_404_leaves_no_host_state() -> None:
     client = make_client()
     client._report(URL_, http(404))
     assert client.slots.ready_at(HOST) == 0.0

@@ -396,39 +396,40 @@ class OriginPolicies:
             .with_fragment(None)
 
     async def _load_files(self, url: URL, origin: str) -> OriginPolicy:
+        """Fetch the origin's files all at once (within the host's slots) and read them.
+
+        robots.txt, ai.txt and tdmrep.json go out together, so a new origin
+        costs one round trip of waiting rather than two. If robots.txt turns
+        out unreachable, nothing of the origin will be fetched and the other
+        two answers are dropped unread: never used, nor recorded.
+        """
+        robots_file, ai_file, tdmrep_file = await asyncio.gather(
+            self._fetch_file(url, FileKind.ROBOTS_TXT), self._fetch_file(url, FileKind.AI_TXT),
+            self._fetch_file(url, FileKind.TDMREP_JSON))
         files: dict[FileKind, OriginFile] = {}
         robots: RobotsPolicy | None = RobotsPolicy.allow_all()
-        unreached = None
-        if self._want[FileKind.ROBOTS_TXT]:
-            target = self._file_url(url, FileKind.ROBOTS_TXT)
-            fetched = await self._fetch(target)
+        if robots_file is not None:
+            target, fetched = robots_file
             robots, files[FileKind.ROBOTS_TXT] = robots_from_fetch(
-                origin, str(target), fetched, self._keep)
-            if not fetched.reached:
-                unreached = fetched.error
-        if robots is None:  # unreachable: nothing of this origin will be fetched
-            return OriginPolicy(origin, None, time.monotonic(), files, unreached)
-        ai_txt, tdmrep = await asyncio.gather(self._ai_txt(url, origin, files),
-                                              self._tdmrep(url, origin, files))
+                origin, target, fetched, self._keep)
+            if robots is None:  # unreachable: nothing of this origin will be fetched
+                return OriginPolicy(origin, None, time.monotonic(), files,
+                                    None if fetched.reached else fetched.error)
+        ai_txt: RobotsPolicy | None = None
+        if ai_file is not None:
+            ai_txt, files[FileKind.AI_TXT] = ai_txt_from_fetch(origin, *ai_file, self._keep)
+        tdmrep: TdmRepFile | None = None
+        if tdmrep_file is not None:
+            tdmrep, files[FileKind.TDMREP_JSON] = tdmrep_from_fetch(
+                origin, *tdmrep_file, self._keep)
         return OriginPolicy(origin, robots, time.monotonic(), files, None, ai_txt, tdmrep)
 
-    async def _ai_txt(self, url: URL, origin: str,
-                      files: dict[FileKind, OriginFile]) -> RobotsPolicy | None:
-        if not self._want[FileKind.AI_TXT]:
+    async def _fetch_file(self, url: URL, kind: FileKind) -> tuple[str, FetchOutcome] | None:
+        """(file URL, fetch outcome) of one origin file, or None if its check is off."""
+        if not self._want[kind]:
             return None
-        target = self._file_url(url, FileKind.AI_TXT)
-        parsed, files[FileKind.AI_TXT] = ai_txt_from_fetch(
-            origin, str(target), await self._fetch(target), self._keep)
-        return parsed
-
-    async def _tdmrep(self, url: URL, origin: str,
-                      files: dict[FileKind, OriginFile]) -> TdmRepFile | None:
-        if not self._want[FileKind.TDMREP_JSON]:
-            return None
-        target = self._file_url(url, FileKind.TDMREP_JSON)
-        parsed, files[FileKind.TDMREP_JSON] = tdmrep_from_fetch(
-            origin, str(target), await self._fetch(target), self._keep)
-        return parsed
+        target = self._file_url(url, kind)
+        return str(target), await self._fetch(target)
 
 
 # -- RSL licences: fetched once per licence URL, shared by every origin naming it ------

@@ -294,8 +294,10 @@ class HttpClient:
             self.slots.report(host, ok=False, outcome=outcome, evidence=outcome.evidence,
                               retry_after=min(outcome.retry_after, self.max_retry_after)
                               if outcome.retry_after is not None else None)
-        elif not isinstance(outcome, Denial) or outcome.http_status is not None:
+        elif not isinstance(outcome, Denial):  # a body or a redirect: the host works
             self.slots.report(host, ok=True)
+        # Any other answer (a 404, a refusal by header) says nothing of the host's health:
+        # a host whose images time out between quick 404s must still be given up.
 
     def given_up(self, url: URL) -> Denial | None:
         """The denial for a URL whose host the circuit breaker gave up, else None."""
@@ -356,32 +358,57 @@ class HttpClient:
         outcome = await self._attempt(url, check_hop, check_headers)
         if self.retries == 0 or not self.is_transient(outcome):
             return outcome
+
+        async def again() -> Fetched | Denial:
+            nonlocal outcome
+            assert isinstance(outcome, Denial)  # only a transient failure is retried
+            outcome = await self._attempt(url, check_hop, check_headers, previous=outcome)
+            return outcome
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retries), wait=wait_none(),
-            retry=retry_if_result(self.is_transient),
+            retry=retry_if_result(lambda result: self.is_transient(result)
+                                  and self.given_up(url) is None),
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
-        retried: Fetched | Denial | None = await retrying(
-            self._attempt, url, check_hop, check_headers)
+        retried: Fetched | Denial | None = await retrying(again)
         assert isinstance(retried, (Fetched, Denial))
         return retried
 
-    async def _attempt(self, url: URL, check_hop: HopCheck,
-                       check_headers: HeaderCheck) -> Fetched | Denial:
+    def _stopped(self, url: URL, previous: Denial | None) -> Denial | None:
+        """The denial for a URL whose host was given up, true to what was requested.
+
+        A first attempt says "not requested"; a retry keeps the row's own last
+        outcome, since that URL was requested, and says it was not retried.
+        """
+        denial = self.given_up(url)
+        if denial is None or previous is None:
+            return denial
+        why = self.slots.given_up(url.host or "")
+        return Denial(previous.reason, f"{previous.evidence}; not retried: {why}",
+                      previous.http_status)
+
+    async def _attempt(self, url: URL, check_hop: HopCheck, check_headers: HeaderCheck,
+                       previous: Denial | None = None) -> Fetched | Denial:
         """One attempt: every hop of the redirect chain, within one ``--timeout``.
 
         The deadline budget covers the network time of all hops together
         (connect, headers, body); the politeness waits between hops do not
-        count against it.
+        count against it. ``previous`` is the outcome of the attempt this one
+        retries.
         """
         loop = asyncio.get_running_loop()
         budget = self.timeout
         current = url
         for _ in range(self.max_redirects + 1):
-            denial = self._guard(current) or self.given_up(current) or await check_hop(current)
+            denial = self._guard(current) or self._stopped(current, previous) \
+                or await check_hop(current)
             if denial:
                 return denial
             async with self.slots.slot(current.host or ""):
+                stopped = self._stopped(current, previous)  # given up while this waited
+                if stopped:
+                    return stopped
                 started = loop.time()
                 outcome = await self._one_hop(current, check_headers, budget)
                 budget -= loop.time() - started

@@ -9,12 +9,19 @@ Two pieces share one per-host state (:class:`HostSlots`):
 * Every attempt's outcome is **reported**. A 429, a 5xx or a network failure
   backs the host off exponentially, with jitter, or for ``Retry-After`` when
   that is longer. An error never shortens the delay. After
-  ``max_failures`` failures in a row the host is **given up** for the run.
+  ``max_failures`` failures in a row, or once a host's failures (two at
+  least) and the backoff they earned would span ``failing_budget`` seconds
+  without a success in between, the host is **given up** for the run: one
+  slow host cannot hold a shard, nor idle it waiting out a long backoff.
+  Only a success ends a run of failures; an answer that is not one (a 404,
+  a refusal by header) neither counts nor resets it.
 
 :class:`HostScheduler` hands rows to the shard's workers so that a worker
 is only given a row whose host has a free slot and is not backing off.
-Hosts take turns. A slow or rate-limited host therefore holds at most
-``per_host`` workers, and requests to the other hosts keep flowing.
+Picks alternate between the host with the most rows queued (big hosts start
+early) and round robin (the long tail keeps flowing). A slow or
+rate-limited host holds at most ``per_host`` workers, and requests to the
+other hosts keep flowing.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ T = TypeVar("T")
 BACKOFF_BASE = 1.0  # seconds of host backoff after the first failure; doubles after each
 BACKOFF_CAP = 300.0  # the longest backoff we impose on ourselves
 _SWEEP_MIN = 1024  # hosts remembered before idle ones are first swept
+FAILING_BUDGET = 60.0  # seconds of failures and backoff without a success before a host is given up
 
 
 @dataclass(slots=True)
@@ -42,6 +50,7 @@ class _Host:
     last_start: float = -1e18
     blocked_until: float = 0.0  # backoff after errors; only ever moves later
     failures: int = 0  # in a row
+    failing_since: float = 0.0  # when the first of those failures was reported
     given_up: str | None = None  # why, once the circuit breaker opened
     last_failure: object = None  # the outcome of the last failed attempt
     users: int = 0
@@ -64,10 +73,12 @@ class HostSlots:
 
     def __init__(self, per_host: int, *, min_delay: float = 0.0, max_failures: int = 0,
                  backoff_base: float = BACKOFF_BASE, clock: Callable[[], float] | None = None,
-                 jitter: Callable[[float], float] | None = None) -> None:
+                 jitter: Callable[[float], float] | None = None,
+                 failing_budget: float = FAILING_BUDGET) -> None:
         self._per_host = per_host
         self._min_delay = min_delay
         self._max_failures = max_failures  # 0: never give a host up
+        self._failing_budget = failing_budget  # 0: no time budget
         self._backoff_base = backoff_base
         self._clock = clock
         self._jitter = jitter or (lambda span: random.uniform(0, span))
@@ -156,6 +167,8 @@ class HostSlots:
             self._forget_if_idle(host)
             return 0.0
         state.failures += 1
+        if state.failures == 1:
+            state.failing_since = self.now()
         state.last_failure = outcome
         doublings = min(state.failures - 1, 32)  # 2**32 s is past any cap
         backoff: float = min(BACKOFF_CAP, self._backoff_base * 2.0 ** doublings)
@@ -163,22 +176,46 @@ class HostSlots:
         if retry_after is not None:
             backoff = max(backoff, retry_after)
         state.blocked_until = max(state.blocked_until, self.now() + backoff)
-        if self._max_failures and state.failures >= self._max_failures \
-                and state.given_up is None:
-            state.given_up = (f"{host} failed {state.failures} times in a row (last: "
-                              f"{evidence}); given up for this run")
+        if state.given_up is None:
+            state.given_up = self._give_up(host, state, evidence)
         self.changed.set()
         return backoff
 
+    def _give_up(self, host: str, state: _Host, evidence: str) -> str | None:
+        """Why the host is given up after this failure, or None (the breaker stays shut)."""
+        if not self._max_failures:
+            return None
+        if state.failures >= self._max_failures:
+            return (f"{host} failed {state.failures} times in a row (last: {evidence}); "
+                    f"given up for this run")
+        span = state.blocked_until - state.failing_since
+        if self._failing_budget and state.failures >= 2 and span >= self._failing_budget:
+            failing = self.now() - state.failing_since
+            return (f"{host} failed {state.failures} times over {failing:.0f} s without a "
+                    f"success (last: {evidence}), and its backoff would pass the "
+                    f"{self._failing_budget:g} s budget; given up for this run")
+        return None
+
 
 class HostScheduler(Generic[T]):
-    """Fair, politeness-aware hand-out of work items grouped by host.
+    """Politeness-aware hand-out of work items grouped by host: big hosts early, tail flowing.
 
     ``next()`` returns ``(host, item)`` for a host that has a free slot and is
-    not waiting out a gap or a backoff. Hosts take turns. It returns None when
-    every item has been handed out. Call ``done(host)`` when an item is
-    finished. Items of a host that was given up are handed out at once, for
-    the caller to record without a request.
+    not waiting out a gap or a backoff. It returns None when every item has
+    been handed out. Call ``done(host)`` when an item is finished. Items of a
+    host that was given up are handed out at once, for the caller to record
+    without a request.
+
+    Picks alternate between two orders over the hosts that may be ready:
+
+    * **most queued first**: the host with the most items still queued. A big
+      host's rows are serial work (at most ``per_host`` at a time), so its
+      slots are kept busy from the start instead of waiting a turn behind
+      every one-row host, and it is not left alone at the end of a shard.
+    * **round robin**: hosts take turns in the order they became ready, so
+      the long tail keeps flowing whatever the big hosts hold.
+
+    The in-flight limit still caps every host at ``per_host`` workers.
     """
 
     def __init__(self, slots: HostSlots, per_host: int) -> None:
@@ -186,7 +223,13 @@ class HostScheduler(Generic[T]):
         self._per_host = per_host
         self._queues: dict[str, deque[T]] = {}
         self._inflight: dict[str, int] = {}
-        self._ring: deque[str] = deque()  # hosts that may be ready
+        # A host that may be ready sits in both orders under one token; an entry
+        # whose token is no longer the host's (picked through the other order) is stale.
+        self._token: dict[str, int] = {}
+        self._tokens = 0
+        self._ring: deque[tuple[str, int]] = deque()  # round robin
+        self._biggest: list[tuple[int, int, str]] = []  # (-queued, token, host)
+        self._biggest_turn = True
         self._timed: list[tuple[float, str]] = []  # (ready time, host): waiting out a gap
         self._full: set[str] = set()  # hosts at their concurrency limit
         self.pending = 0
@@ -194,10 +237,22 @@ class HostScheduler(Generic[T]):
     def add(self, host: str, item: T) -> None:
         queue = self._queues.setdefault(host, deque())
         self._inflight.setdefault(host, 0)
-        if not queue:  # new or drained: the host (re)joins the ring
-            self._ring.append(host)
         queue.append(item)
         self.pending += 1
+        token = self._token.get(host)
+        if token is not None:  # a candidate already: rank it by its new size too
+            heapq.heappush(self._biggest, (-len(queue), token, host))
+        elif len(queue) == 1:  # new or drained: the host becomes a candidate again
+            self._offer(host)
+
+    def _offer(self, host: str) -> None:
+        """Make a host with queued items a candidate in both orders, once."""
+        if host in self._token:
+            return
+        self._tokens += 1
+        token = self._token[host] = self._tokens
+        self._ring.append((host, token))
+        heapq.heappush(self._biggest, (-len(self._queues.get(host) or ()), token, host))
 
     async def next(self) -> tuple[str, T] | None:
         while True:
@@ -219,7 +274,7 @@ class HostScheduler(Generic[T]):
         self._inflight[host] -= 1
         if host in self._full:
             self._full.discard(host)
-            self._ring.append(host)
+            self._offer(host)
         self._drop_if_finished(host)
         self._slots.changed.set()
 
@@ -234,23 +289,50 @@ class HostScheduler(Generic[T]):
         """Hosts with work queued or in flight."""
         return len(self._queues)
 
-    def _pick(self) -> tuple[str, T] | None:
-        now = self._slots.now()
+    def _from_ring(self) -> str | None:
+        while self._ring:
+            host, token = self._ring.popleft()
+            if self._token.get(host) == token:
+                del self._token[host]
+                return host
+        return None
+
+    def _from_biggest(self) -> str | None:
+        # A host's entries share its token; the first valid one popped is its largest.
+        while self._biggest:
+            _, token, host = heapq.heappop(self._biggest)
+            if self._token.get(host) == token:
+                del self._token[host]
+                return host
+        return None
+
+    def _candidate(self) -> str | None:
+        """The next candidate host, alternating between the two orders."""
+        self._biggest_turn = not self._biggest_turn
+        first, second = (self._from_biggest, self._from_ring) if self._biggest_turn \
+            else (self._from_ring, self._from_biggest)
+        host = first()
+        return host if host is not None else second()  # "" is a host: rows without one
+
+    def _wake_timed(self, now: float) -> None:
         while self._timed and self._timed[0][0] <= now:
-            self._ring.append(heapq.heappop(self._timed)[1])
+            self._offer(heapq.heappop(self._timed)[1])
         if any(self._slots.given_up(host) for _, host in self._timed):
             # A host given up while it waited out a backoff: its rows go now.
             waiting, self._timed = self._timed, []
             for ready, host in waiting:
                 if self._slots.given_up(host):
-                    self._ring.append(host)
+                    self._offer(host)
                 else:
                     heapq.heappush(self._timed, (ready, host))
-        for _ in range(len(self._ring)):
-            host = self._ring.popleft()
+
+    def _pick(self) -> tuple[str, T] | None:
+        now = self._slots.now()
+        self._wake_timed(now)
+        while (host := self._candidate()) is not None:  # each candidate is taken once
             queue = self._queues.get(host)
             if not queue:
-                continue  # emptied (or finished and forgotten): the host leaves the ring
+                continue  # emptied (or finished and forgotten): no longer a candidate
             if self._slots.given_up(host) is None:
                 if self._inflight[host] >= self._per_host:
                     self._full.add(host)
@@ -263,6 +345,6 @@ class HostScheduler(Generic[T]):
             self._inflight[host] += 1
             self.pending -= 1
             if queue:
-                self._ring.append(host)
+                self._offer(host)
             return host, item
         return None
