@@ -9,6 +9,8 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from consentfetch.testsite import LocalSite, running_site
+from consentfetch.consent.decision import Denial
+from consentfetch.testsite import RUDE, Delivery, LocalSite, running_site
 
 SITE_HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
 
@@ -65,3 +68,28 @@ def png_bomb(side: int) -> bytes:
 def with_local(options: dict[str, Any]) -> dict[str, Any]:
     """:data:`LOCAL` with ``options`` on top."""
     return {**LOCAL, **options}
+
+
+# Each consent end-to-end test runs against a polite site (every body in one write,
+# plain HTTP) and a rude one (HTTPS from a test authority, every body chunked and
+# written a TCP window at a time), as real links deliver them.
+DELIVERIES = ("polite", "rude-https")
+
+
+@contextmanager
+def delivered_site(hosts: tuple[str, ...], delivery: str) -> Iterator[LocalSite]:
+    """A started site on ``hosts``, delivering as ``delivery`` (one of DELIVERIES) says."""
+    rude = delivery == "rude-https"
+    with running_site(hosts, delivery=RUDE if rude else Delivery(), tls=rude) as site:
+        yield site
+
+
+@dataclass
+class Answer:
+    """An origin-file fetch outcome, shaped like net.client.SmallFetch."""
+
+    http_status: int | None
+    body: bytes = b""
+    error: Denial | None = None
+    truncated: bool = False
+    reached: bool = True

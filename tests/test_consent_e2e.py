@@ -22,9 +22,9 @@ import webdataset as wds
 from PIL import Image
 
 from consentfetch import fetch_shards, read_audit
-from consentfetch.testsite import RUDE, LocalSite, Resource, make_image, running_site
+from consentfetch.testsite import LocalSite, Resource, make_image
 
-from .conftest import LOCAL
+from .conftest import DELIVERIES, LOCAL, delivered_site
 
 HOSTS = tuple(f"127.0.0.{i}" for i in range(10, 20))
 PLAIN = "User-agent: *\nAllow: /\n"
@@ -50,14 +50,10 @@ def xmp_jpeg(value: str) -> bytes:
     return out.getvalue()
 
 
-@pytest.fixture(params=["polite", "rude-https"])
+@pytest.fixture(params=DELIVERIES)
 def wide(request: pytest.FixtureRequest) -> Iterator[LocalSite]:
-    if request.param == "polite":
-        with running_site(HOSTS) as s:
-            yield s
-    else:
-        with running_site(HOSTS, delivery=RUDE, tls=True) as s:
-            yield s
+    with delivered_site(HOSTS, request.param) as s:
+        yield s
 
 
 def local(site: LocalSite) -> dict:

@@ -9,7 +9,6 @@ engine's questions in the pipeline's order and stops at the first denial.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -17,7 +16,6 @@ from multidict import CIMultiDict
 from PIL import Image
 from yarl import URL
 
-from consentfetch.consent.decision import Denial
 from consentfetch.consent.engine import ConsentEngine, Permits
 from consentfetch.consent.origins import (
     FileKind,
@@ -27,20 +25,13 @@ from consentfetch.consent.origins import (
     tdmrep_from_fetch,
 )
 
+from .conftest import Answer
+
 TOKEN = "mybot"
 ORIGIN = "https://example.com:443"
 PROFILES = ("strict", "standard", "opt-in")
 
 
-@dataclass
-class Answer:
-    """A fetch outcome, shaped like net.client.SmallFetch."""
-
-    http_status: int | None
-    body: bytes = b""
-    error: Denial | None = None
-    truncated: bool = False
-    reached: bool = True
 
 
 def ok(text: str) -> Answer:

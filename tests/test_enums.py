@@ -20,7 +20,8 @@ from consentfetch.consent.origins import (
 from consentfetch.consent.registry import KINDS, EntryKind, ListBuilder
 from consentfetch.tables import Record
 
-from .test_engine import Answer, ok
+from .conftest import Answer
+from .test_engine import ok
 
 PACKAGE = Path(__file__).resolve().parent.parent / "consentfetch"
 ORIGIN = "https://example.com:443"

@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from consentfetch import check_url, fetch_shards, read_audit
-from consentfetch.testsite import RUDE, LocalSite, Resource, make_image, running_site
+from consentfetch.testsite import LocalSite, Resource, make_image
 
-from .conftest import LOCAL
+from .conftest import DELIVERIES, LOCAL, delivered_site
 
 HOSTS = tuple(f"127.0.0.{i}" for i in range(30, 34))
 NS = 'xmlns="https://rslstandard.org/rsl"'
@@ -31,14 +31,10 @@ ARTICLES = (f'<rsl {NS}><content url="/"><license><permits type="usage">all</per
 RSL = "application/rsl+xml"
 
 
-@pytest.fixture(params=["polite", "rude-https"])
+@pytest.fixture(params=DELIVERIES)
 def wide(request: pytest.FixtureRequest) -> Iterator[LocalSite]:
-    if request.param == "polite":
-        with running_site(HOSTS) as s:
-            yield s
-    else:
-        with running_site(HOSTS, delivery=RUDE, tls=True) as s:
-            yield s
+    with delivered_site(HOSTS, request.param) as s:
+        yield s
 
 
 def _options(site: LocalSite, **extra: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -31,7 +30,7 @@ from consentfetch.testsite import (
     running_site,
 )
 
-from .conftest import LOCAL
+from .conftest import LOCAL, Answer
 
 HOSTS = tuple(f"127.0.0.{i}" for i in range(30, 36))
 FILLER = "".join(f"# comment line {i:05d}, padding the file as real ones are padded\n"
@@ -74,15 +73,6 @@ def test_a_damaged_byte_order_mark_does_not_hide_the_first_group(prefix: bytes) 
     assert not policy.check("/a.jpg", "mybot").allowed
 
 
-@dataclass
-class Answer:
-    """A fetch outcome, shaped like net.client.SmallFetch."""
-
-    http_status: int | None
-    body: bytes = b""
-    error: Denial | None = None
-    truncated: bool = False
-    reached: bool = True
 
 
 def _Error() -> Denial:
