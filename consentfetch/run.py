@@ -177,15 +177,18 @@ class _Run:
         bases = collect_origins(self._jobs(done, quiet=True), engine)
         fresh = fresh_origins(self.out, set(bases), self.config)
         todo = [base for origin, base in sorted(bases.items()) if origin not in fresh]
+        logger.info("origin phase: %d origin(s) in the input, %d to fetch (%s)",
+                    len(bases), len(todo), dist.name)
         del bases, fresh
-        logger.info("origin phase: %d origin(s) to fetch (%s)", len(todo), dist.name)
         pending: list[dict[str, Any]] = []
-        for rows in dist.fetch_origins(batches(todo, dist.parallelism), self.config):
-            pending += rows
-            if len(pending) >= ORIGIN_PART_ROWS:
-                self._write_origin_part(pending)
-                pending = []
-        self._write_origin_part(pending)
+        try:
+            for rows in dist.fetch_origins(batches(todo, dist.parallelism), self.config):
+                pending += rows
+                if len(pending) >= ORIGIN_PART_ROWS:
+                    self._write_origin_part(pending)
+                    pending = []
+        finally:  # interrupted or not, what was fetched is kept for a resumed run
+            self._write_origin_part(pending)
         logger.info("origin phase: done in %.1f s", time.monotonic() - t0)
 
     def _todo(self, done: set[int], quiet: bool = False) -> Iterator[ShardInput]:
