@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import io
+import itertools
 import json
 import logging
 import shutil
@@ -383,18 +384,24 @@ class OutputDir:
         """
         ordered = sorted(values)
         wanted = pa.array(ordered, pa.string())
-        rows: list[dict[str, Any]] = []
         with self.fs.open(self.path(name), "rb") as f:
             pf = pq.ParquetFile(f)
             index = pf.schema_arrow.get_field_index(column)
-            for group in range(pf.num_row_groups):
-                if not _may_hold(pf.metadata.row_group(group).column(index).statistics,
-                                 ordered):
-                    continue
-                keys = pf.read_row_group(group, columns=[column]).column(column)
-                mask = pc.is_in(keys, value_set=wanted)
-                if pc.any(mask).as_py():
-                    rows += pf.read_row_group(group).filter(mask).to_pylist()
+            groups = [g for g in range(pf.num_row_groups)
+                      if _may_hold(pf.metadata.row_group(g).column(index).statistics, ordered)]
+            if not groups:
+                return []
+            # One read of the column over every candidate group, then one of the
+            # groups that hold a match: few calls, however many groups match.
+            keys = pf.read_row_groups(groups, columns=[column]).column(column)
+            hits = pc.indices_nonzero(pc.is_in(keys, value_set=wanted)).to_pylist()
+            if not hits:
+                return []
+            ends = list(itertools.accumulate(pf.metadata.row_group(g).num_rows for g in groups))
+            matched = sorted({groups[bisect.bisect_right(ends, hit)] for hit in hits})
+            table = pf.read_row_groups(matched)
+        rows: list[dict[str, Any]] = table.filter(
+            pc.is_in(table.column(column), value_set=wanted)).to_pylist()
         return rows
 
     def iter_rows(self, name: str, batch_rows: int = 4096) -> Iterator[dict[str, Any]]:

@@ -75,18 +75,20 @@ def test_read_rows_skips_row_groups_by_statistics(tmp_path: Path,
     name = "origins.parquet/20260101T000000000000Z-000000.parquet"
     out.write_origin_part(name, rows)
     assert pq.ParquetFile(tmp_path / "o" / name).num_row_groups == 50
-    reads: list[int] = []
-    real = pq.ParquetFile.read_row_group
+    reads: list[list[int]] = []
+    real = pq.ParquetFile.read_row_groups
 
-    def counted(self: pq.ParquetFile, i: int, *args: Any, **kwargs: Any) -> pa.Table:
-        reads.append(i)
-        return real(self, i, *args, **kwargs)
+    def counted(self: pq.ParquetFile, groups: list[int], *args: Any,
+                **kwargs: Any) -> pa.Table:
+        reads.append(list(groups))
+        return real(self, groups, *args, **kwargs)
 
-    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counted)
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", counted)
     wanted = {"http://h00003.test", f"http://h{ORIGIN_ROW_GROUP * 7 + 1:05d}.test"}
     found = out.read_rows(name, "origin", wanted)
     assert {r["origin"] for r in found} == wanted
-    assert sorted(set(reads)) == [0, 7]  # 2 of 50 row groups (column, then rows)
+    assert reads == [[0, 7], [0, 7]]  # 2 of 50 row groups (the column, then the rows)
+    assert out.read_rows(name, "origin", {"http://nowhere.test"}) == []
 
 
 def test_an_older_single_origins_file_is_read_and_kept_on_resume(site: LocalSite, url_list,
