@@ -6,7 +6,10 @@ ARCHITECTURE.md §5::
     00000.parquet        one audit row per input row of the shard
     00000_stats.json     counts by status and reason, timings (written last:
                          a shard is complete exactly when it exists)
-    origins.parquet      one row per origin file fetched (robots.txt, ...)
+    origins.parquet/     one row per origin file fetched (robots.txt, ...), in parts:
+                         one per shard that fetched any, one per slice of the
+                         origin phase, each sorted by origin; never rewritten.
+                         Older runs wrote one origins.parquet file instead.
     run.json             version, config, user agent, consent profile, totals
 
 Files being written carry :data:`TMP_SUFFIX` until renamed. Keys and shard
@@ -17,10 +20,12 @@ asks this module rather than spelling a name itself. Pure: no I/O.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 SHARD_DIGITS = 5  # img2dataset's minimum width of a shard number
 TMP_SUFFIX = ".tmp"
 RUN_FILE = "run.json"
-ORIGINS_FILE = "origins.parquet"
+ORIGINS_FILE = "origins.parquet"  # a folder of parts (older runs: one file)
 STATS_SUFFIX = "_stats.json"
 TAR_SUFFIX = ".tar"
 PARQUET_SUFFIX = ".parquet"
@@ -54,6 +59,29 @@ def shard_files(shard_id: int) -> tuple[str, str, str]:
     """The shard's tar, parquet and stats file names, in the order they are completed."""
     stem = shard_name(shard_id)
     return (stem + TAR_SUFFIX, stem + PARQUET_SUFFIX, stem + STATS_SUFFIX)
+
+
+def origin_part(run_stamp: str, seq: int) -> str:
+    """``"origins.parquet/20261127T131520123456Z-000003.parquet"``: part ``seq`` of
+    the run started at ``run_stamp``. Names sort in the order parts were written."""
+    if seq < 0:
+        raise ValueError(f"seq must be non-negative (got {seq})")
+    return f"{ORIGINS_FILE}/{run_stamp}-{seq:06d}{PARQUET_SUFFIX}"
+
+
+def run_stamp(started: datetime) -> str:
+    """A run's start time as the prefix of its origin parts (UTC, sorts by time)."""
+    return started.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+# The name a single origins.parquet file of an older run is moved to, as the
+# oldest part, when a run resumes it.
+LEGACY_ORIGIN_PART = origin_part("00000000T000000000000Z", 0)
+
+
+def is_origin_part(name: str) -> bool:
+    """Whether ``name`` (inside the origins folder) is a finished part."""
+    return name.endswith(PARQUET_SUFFIX) and "/" not in name
 
 
 def temporary(name: str) -> str:

@@ -22,11 +22,10 @@ from ._version import __version__
 from .config import CHECKS, FetchConfig, FetchOptions, resolve_config, resume_conflicts
 from .consent.decision import Retry, Status, retry_when
 from .consent.metadata import C2PA_AVAILABLE
-from .consent.origins import snapshot_key
 from .distribute import Distributor, distributor_for
-from .distribute.originphase import batches, collect_origins, fresh_origins, normalise_row
+from .distribute.originphase import batches, collect_origins, fresh_origins
 from .errors import ConfigError, RunInterrupted
-from .layout import ORIGINS_FILE, RUN_FILE, key_index, parquet_name, stats_name
+from .layout import RUN_FILE, key_index, origin_part, parquet_name, run_stamp, stats_name
 from .pipeline import engine_for
 from .progress import LogLines, Progress, ProgressView
 from .reader import InputRow, InputSource, ShardInput
@@ -35,7 +34,9 @@ from .writer import RESERVED_COLUMNS, OutputDir
 
 logger = logging.getLogger(__name__)
 
-_ORIGIN_ROW_GROUP = 512  # rows of origins.parquet per row group
+# Rows of the origin phase per part of origins.parquet: the most the main process
+# holds at once (bodies included), whatever the number of origins.
+ORIGIN_PART_ROWS = 8192
 
 
 def is_retryable(row: dict[str, Any]) -> bool:
@@ -56,7 +57,7 @@ class Report:
     shards_written: int
     shards_skipped: int  # already complete from an earlier run
     duration: float
-    origins: int = 0
+    origins: int = 0  # origin-file rows this run added to origins.parquet
     leftovers_removed: list[str] = field(default_factory=list)
 
     @property
@@ -112,7 +113,9 @@ class _Run:
         self.input = input
         self.started = datetime.now(UTC)
         self.progress = Progress(source.total_rows, view)
-        self.origin_rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.stamp = run_stamp(self.started)
+        self.origin_parts = 0  # parts of origins.parquet this run wrote
+        self.origin_rows = 0  # rows in them
         self.written = 0
 
     def execute(self) -> Report:
@@ -134,7 +137,9 @@ class _Run:
             logger.info("removed %d temporary file(s) and %d unfinished shard(s) of an "
                         "interrupted run", len(leftovers), len(broken))
         done = self.out.completed_shards()
-        self._load_origins()
+        if self.out.adopt_legacy_origins():
+            logger.info("moved the single origins.parquet of an earlier run into its "
+                        "folder of parts")
         self._write_run_json("running")
         t0 = time.monotonic()
         try:
@@ -143,11 +148,7 @@ class _Run:
             for outcome in dist.run_shards(self._jobs(done), self.config, self.out,
                                            self.source.extra_fields, self.progress):
                 self.written += 1
-                before = len(self.origin_rows)
-                for row in outcome.origin_rows:
-                    self.origin_rows[snapshot_key(row)] = row
-                if len(self.origin_rows) != before:
-                    self._write_origins()  # flushed as shards complete: a crash loses little
+                self._write_origin_part(outcome.origin_rows)  # with its shard, never again
         except KeyboardInterrupt as exc:
             self._finish("interrupted")
             raise RunInterrupted(
@@ -175,14 +176,20 @@ class _Run:
         t0 = time.monotonic()
         engine = engine_for(self.config, self.out.storage_options)
         bases = collect_origins(self._jobs(done, quiet=True), engine)
-        fresh = fresh_origins(self.origin_rows, self.config)
+        fresh = fresh_origins(self.out, set(bases), self.config)
         todo = [base for origin, base in sorted(bases.items()) if origin not in fresh]
         logger.info("origin phase: %d origin(s) in the input, %d to fetch (%s)",
                     len(bases), len(todo), dist.name)
-        for rows in dist.fetch_origins(batches(todo, dist.parallelism), self.config):
-            for row in rows:
-                self.origin_rows[snapshot_key(row)] = row
-        self._write_origins()
+        del bases, fresh
+        pending: list[dict[str, Any]] = []
+        try:
+            for rows in dist.fetch_origins(batches(todo, dist.parallelism), self.config):
+                pending += rows
+                if len(pending) >= ORIGIN_PART_ROWS:
+                    self._write_origin_part(pending)
+                    pending = []
+        finally:  # interrupted or not, what was fetched is kept for a resumed run
+            self._write_origin_part(pending)
         logger.info("origin phase: done in %.1f s", time.monotonic() - t0)
 
     def _todo(self, done: set[int], quiet: bool = False) -> Iterator[ShardInput]:
@@ -239,23 +246,18 @@ class _Run:
             return self.config.processes
         return max(1, min(self.config.processes, math.ceil(total / self.config.shard_size)))
 
-    def _load_origins(self) -> None:
-        if self.out.exists(ORIGINS_FILE):
-            for row in self.out.read_table(ORIGINS_FILE).to_pylist():
-                self.origin_rows[snapshot_key(row)] = normalise_row(row)
-
-    def _write_origins(self) -> None:
-        if self.origin_rows:
-            # Sorted by origin in small row groups: a shard task reads only its origins' rows.
-            rows = sorted(self.origin_rows.values(), key=snapshot_key)
-            self.out.write_rows(ORIGINS_FILE, rows, row_group_size=_ORIGIN_ROW_GROUP)
+    def _write_origin_part(self, rows: list[dict[str, Any]]) -> None:
+        """Add ``rows`` to origins.parquet as a part of their own (none if empty)."""
+        if rows:
+            self.out.write_origin_part(origin_part(self.stamp, self.origin_parts), rows)
+            self.origin_parts += 1
+            self.origin_rows += len(rows)
 
     def _finish(self, state: str, skipped: int = 0, duration: float = 0.0) -> Report:
-        self._write_origins()
         counts, reasons = self._totals()
         self._write_run_json(state, counts, reasons)
         return Report(self.out.url, counts, reasons, self.written, skipped, duration,
-                      len(self.origin_rows))
+                      self.origin_rows)
 
     def _totals(self) -> tuple[dict[str, int], dict[str, int]]:
         counts: Counter[str] = Counter()

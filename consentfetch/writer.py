@@ -20,7 +20,9 @@ removes (:meth:`OutputDir.remove_incomplete`).
 
 from __future__ import annotations
 
+import bisect
 import io
+import itertools
 import json
 import logging
 import shutil
@@ -28,7 +30,7 @@ import tarfile
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -41,8 +43,11 @@ import pyarrow.parquet as pq
 from .consent.decision import Evidence, Status
 from .errors import OutputError
 from .layout import (
+    LEGACY_ORIGIN_PART,
+    ORIGINS_FILE,
     TMP_SUFFIX,
     completed_shard,
+    is_origin_part,
     is_run_file,
     member_key,
     member_name,
@@ -93,6 +98,25 @@ LEAD_FIELDS: tuple[pa.Field, ...] = (
     pa.field("url", pa.string()),
     pa.field("caption", pa.string()),
 )
+# The columns of origins.parquet's parts (consent.origins.OriginFile.to_row), fixed
+# so that every part, whatever its rows hold, reads as one dataset with the others.
+ORIGIN_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("origin", pa.string()),
+    pa.field("kind", pa.string()),
+    pa.field("url", pa.string()),
+    pa.field("http_status", pa.int64()),
+    pa.field("outcome", pa.string()),
+    pa.field("error", pa.string()),
+    pa.field("fetched_at", pa.timestamp("us", tz="UTC")),
+    pa.field("size", pa.int64()),
+    pa.field("sha256", pa.string()),
+    pa.field("body", pa.binary()),
+    pa.field("unreached_reason", pa.string()),
+    pa.field("truncated", pa.bool_()),
+)
+# Rows per row group of an origin part: small, so a reader looking for a few
+# origins skips, by the row groups' min/max statistics, almost all of a part.
+ORIGIN_ROW_GROUP = 64
 RESERVED_COLUMNS = frozenset(f.name for f in LEAD_FIELDS + AUDIT_FIELDS)
 
 
@@ -268,6 +292,7 @@ class OutputDir:
     def remove_temporaries(self) -> list[str]:
         """Delete leftovers of an interrupted run; returns their names."""
         leftovers = [n for n in self.names() if n.endswith(TMP_SUFFIX)]
+        leftovers += [n for n in self._origin_names() if n.endswith(TMP_SUFFIX)]
         for name in leftovers:
             self.fs.rm(self.path(name))
         return leftovers
@@ -276,7 +301,44 @@ class OutputDir:
         """For --overwrite: delete every file a previous run wrote."""
         for name in self.names():
             if is_run_file(name):
-                self.fs.rm(self.path(name))
+                self.fs.rm(self.path(name), recursive=name == ORIGINS_FILE)
+
+    def _origin_names(self) -> list[str]:
+        """Every name in the origins folder (``origins.parquet/...``), sorted."""
+        folder = self.path(ORIGINS_FILE)
+        self.fs.invalidate_cache(folder)
+        try:
+            if not self.fs.isdir(folder):
+                return []
+            listed = self.fs.ls(folder, detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(f"{ORIGINS_FILE}/{p.rsplit('/', 1)[-1]}" for p in listed)
+
+    def origin_parts(self) -> list[str]:
+        """The finished parts of origins.parquet, oldest first: a run's single
+        origins.parquet file if it is an older run's, else the folder's parts."""
+        if self.exists(ORIGINS_FILE) and not self.fs.isdir(self.path(ORIGINS_FILE)):
+            return [ORIGINS_FILE]
+        return [n for n in self._origin_names() if is_origin_part(n.split("/", 1)[1])]
+
+    def adopt_legacy_origins(self) -> bool:
+        """Move an older run's single origins.parquet file into the folder of parts,
+        as its oldest part, so a resumed run can add parts beside it."""
+        if self.origin_parts() != [ORIGINS_FILE]:
+            return False
+        self.fs.mv(self.path(ORIGINS_FILE), self.path(temporary(ORIGINS_FILE)))
+        self.fs.makedirs(self.path(ORIGINS_FILE), exist_ok=True)
+        self.fs.mv(self.path(temporary(ORIGINS_FILE)), self.path(LEGACY_ORIGIN_PART))
+        return True
+
+    def write_origin_part(self, name: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Write origin-file rows as the part ``name``, sorted by origin, kind and URL,
+        in small row groups (see :data:`ORIGIN_ROW_GROUP`)."""
+        ordered = sorted(rows, key=lambda r: (r["origin"], r["kind"], r["url"]))
+        table = pa.Table.from_pylist([storable(r) for r in ordered],
+                                     schema=pa.schema(ORIGIN_FIELDS))
+        self.write_table(name, table, row_group_size=ORIGIN_ROW_GROUP)
 
     def commit(self, name: str) -> None:
         self.fs.mv(self.path(temporary(name)), self.path(name))
@@ -316,18 +378,38 @@ class OutputDir:
     def read_rows(self, name: str, column: str, values: set[str]) -> list[dict[str, Any]]:
         """The rows of a parquet file whose ``column`` is in ``values``.
 
-        Reads ``column`` first, then only the row groups holding a match.
+        Skips the row groups whose min/max statistics of ``column`` hold none of
+        ``values``; of the others reads ``column`` first, then only those
+        holding a match. A file sorted by ``column`` in small row groups is
+        read for the matches only, however many rows it holds.
         """
-        wanted = pa.array(sorted(values), pa.string())
-        rows: list[dict[str, Any]] = []
+        ordered = sorted(values)
+        wanted = pa.array(ordered, pa.string())
         with self.fs.open(self.path(name), "rb") as f:
             pf = pq.ParquetFile(f)
-            for group in range(pf.num_row_groups):
-                keys = pf.read_row_group(group, columns=[column]).column(column)
-                mask = pc.is_in(keys, value_set=wanted)
-                if pc.any(mask).as_py():
-                    rows += pf.read_row_group(group).filter(mask).to_pylist()
+            index = pf.schema_arrow.get_field_index(column)
+            groups = [g for g in range(pf.num_row_groups)
+                      if _may_hold(pf.metadata.row_group(g).column(index).statistics, ordered)]
+            if not groups:
+                return []
+            # One read of the column over every candidate group, then one of the
+            # groups that hold a match: few calls, however many groups match.
+            keys = pf.read_row_groups(groups, columns=[column]).column(column)
+            hits = pc.indices_nonzero(pc.is_in(keys, value_set=wanted)).to_pylist()
+            if not hits:
+                return []
+            ends = list(itertools.accumulate(pf.metadata.row_group(g).num_rows for g in groups))
+            matched = sorted({groups[bisect.bisect_right(ends, hit)] for hit in hits})
+            table = pf.read_row_groups(matched)
+        rows: list[dict[str, Any]] = table.filter(
+            pc.is_in(table.column(column), value_set=wanted)).to_pylist()
         return rows
+
+    def iter_rows(self, name: str, batch_rows: int = 4096) -> Iterator[dict[str, Any]]:
+        """The rows of a parquet file, read ``batch_rows`` at a time."""
+        with self.fs.open(self.path(name), "rb") as f:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows):
+                yield from batch.to_pylist()
 
     def write_rows(self, name: str, rows: Sequence[dict[str, Any]],
                    row_group_size: int | None = None) -> None:
@@ -336,6 +418,8 @@ class OutputDir:
                          row_group_size=row_group_size)
 
     def write_table(self, name: str, table: pa.Table, row_group_size: int | None = None) -> None:
+        if "/" in name:
+            self.fs.makedirs(self.path(name.rsplit("/", 1)[0]), exist_ok=True)
         if not self.local:
             sink = io.BytesIO()
             pq.write_table(table, sink, row_group_size=row_group_size)
@@ -344,6 +428,17 @@ class OutputDir:
         with self.fs.open(self.path(temporary(name)), "wb") as f:
             pq.write_table(table, f, row_group_size=row_group_size)
         self.commit(name)
+
+
+def _may_hold(stats: pq.Statistics | None, ordered: list[str]) -> bool:
+    """Whether a row group with column ``stats`` may hold one of ``ordered`` (sorted)."""
+    if stats is None or not stats.has_min_max:
+        return True
+    low, high = stats.min, stats.max
+    if not isinstance(low, str) or not isinstance(high, str):
+        return True
+    at = bisect.bisect_left(ordered, low)
+    return at < len(ordered) and ordered[at] <= high
 
 
 def _is_local(fs: fsspec.AbstractFileSystem) -> bool:

@@ -66,8 +66,10 @@ def _put_parquet(fs: Any, path: str, rows: list[dict[str, Any]]) -> None:
 
 def _local_copy(fs: Any, prefix: str, dest: Path) -> Path:
     dest.mkdir()
-    for key in fs.ls(prefix, detail=False):
-        fs.get_file(key, str(dest / key.rsplit("/", 1)[-1]))
+    for key in fs.find(prefix):  # origins.parquet is a folder of parts
+        target = dest / key.removeprefix(prefix).lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(key, str(target))
     return dest
 
 

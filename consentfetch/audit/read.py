@@ -8,7 +8,7 @@ be any fsspec URL (``s3://…``, ``memory://…``). Shards written before the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import fsspec
@@ -16,8 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..consent.origins import snapshot_key
 from ..errors import OutputError
-from ..layout import ORIGINS_FILE, RUN_FILE, parquet_name
+from ..layout import RUN_FILE, parquet_name
 from ..writer import EVIDENCE_FIELDS, OutputDir
 from .hosts import host_column, norm_host
 
@@ -117,20 +118,26 @@ def read_run(output_dir: str, storage_options: dict[str, Any] | None = None) -> 
     return value if isinstance(value, dict) else {}
 
 
-def read_origins(output_dir: str,
-                 storage_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def read_origins(output_dir: str, storage_options: dict[str, Any] | None = None, *,
+                 origins: Collection[str] | None = None) -> list[dict[str, Any]]:
     """The rows of ``origins.parquet`` (one per origin file consulted), or ``[]``.
 
-    The file is written when a run ends (or is interrupted), so a run in
-    progress may not have it yet.
+    ``origins.parquet`` is a folder of parts, written as shards complete (an
+    older run's single file reads the same); a file fetched more than once
+    (a resumed run, several worker processes) gives its latest fetch. Bodies
+    are left out. ``origins`` (``"https://example.com"``, scheme + host +
+    port) reads only those origins' rows: each part is sorted by origin in
+    small row groups, so only the row groups that may hold them are read.
     """
     out = open_output(output_dir, storage_options)
-    if not out.exists(ORIGINS_FILE):
-        return []
-    table = out.read_table(ORIGINS_FILE)
-    rows: list[dict[str, Any]] = table.drop_columns(
-        [c for c in ("body",) if c in table.column_names]).to_pylist()
-    return rows
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for part in out.origin_parts():  # oldest first
+        rows = out.iter_rows(part) if origins is None else \
+            iter(out.read_rows(part, "origin", set(origins)))
+        for row in rows:
+            row.pop("body", None)
+            latest[snapshot_key(row)] = row
+    return sorted(latest.values(), key=lambda r: (r["origin"], r["kind"], r["url"]))
 
 
 def completed_shard_count(output_dir: str,

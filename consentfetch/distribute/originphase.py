@@ -12,9 +12,12 @@ the run starts with a phase over the distinct origins of the input:
 2. the origins are fetched in batches, in-process or as tasks on the
    cluster (:func:`fetch_origin_batch`), through the same client, limits and
    interpreters as the shards use;
-3. the results, bodies included, go to ``origins.parquet``, sorted by origin;
-4. every shard task reads the rows of its own origins from that file and
-   seeds its process's origin-policy cache with them before any request
+3. the results, bodies included, go to ``origins.parquet`` as parts of at
+   most a few thousand rows each (the driver holds no more), every part
+   sorted by origin in small row groups;
+4. every shard task reads the rows of its own origins from those parts
+   (skipping, by the row groups' statistics, those that hold none of them)
+   and seeds its process's origin-policy cache with them before any request
    (:func:`seed_policies`).
 
 An origin met only as a redirect target is not in the input: a task fetches
@@ -49,7 +52,6 @@ from ..consent.origins import (
     origin_of,
     policy_from_files,
 )
-from ..layout import ORIGINS_FILE
 from ..net.client import parse_http_url
 from ..reader import ShardInput
 from ..workercache import PolicyView, process_cache
@@ -147,11 +149,12 @@ def seed_policies(out: OutputDir, shard: ShardInput, config: FetchConfig) -> int
         cached = cache.get(origin)
         if cached is None or now - cached.loaded_at >= CACHE_SECONDS:
             wanted.add(origin)
-    if not wanted or not out.exists(ORIGINS_FILE):
+    if not wanted:
         return 0
     grouped: dict[str, dict[str, dict[str, Any]]] = {}
-    for row in out.read_rows(ORIGINS_FILE, "origin", wanted):
-        grouped.setdefault(row["origin"], {})[row["kind"]] = row
+    for part in out.origin_parts():  # oldest first: the latest fetch of a file wins
+        for row in out.read_rows(part, "origin", wanted):
+            grouped.setdefault(row["origin"], {})[row["kind"]] = row
     added = 0
     for origin, rows in grouped.items():
         policy = policy_from_rows(origin, rows, config)
@@ -182,18 +185,26 @@ def new_origin_rows(rows: list[dict[str, Any]], config: FetchConfig) -> list[dic
             if row["kind"] == FileKind.LICENCE or not cache.seeded(row["origin"])]
 
 
-def fresh_origins(origin_rows: dict[tuple[str, str, str], dict[str, Any]],
-                  config: FetchConfig) -> set[str]:
-    """The origins whose snapshot rows can stand in for a fetch (bodies kept, not stale)."""
-    grouped: dict[str, dict[str, dict[str, Any]]] = {}
-    for (origin, kind, _), row in origin_rows.items():
-        if kind == FileKind.LICENCE:
-            continue  # licences are fetched on demand, once per worker process
-        grouped.setdefault(origin, {})[kind] = row
-    return {origin for origin, rows in grouped.items()
-            if policy_from_rows(origin, rows, config) is not None}
+def fresh_origins(out: OutputDir, origins: set[str], config: FetchConfig) -> set[str]:
+    """Those of ``origins`` whose rows in origins.parquet can stand in for a fetch
+    (bodies kept, not stale).
 
-
-def normalise_row(row: dict[str, Any]) -> dict[str, Any]:
-    """An origins.parquet row with every current column (rows of older runs lack some)."""
-    return origin_file_from_row(row).to_row()
+    Read one part at a time, oldest first, so memory holds one part's rows of
+    ``origins`` at most: an origin is fresh when the latest part holding its
+    files says so (a fetch writes all of an origin's files to one part).
+    """
+    fresh: set[str] = set()
+    if not origins:
+        return fresh
+    for part in out.origin_parts():
+        grouped: dict[str, dict[str, dict[str, Any]]] = {}
+        for row in out.iter_rows(part):
+            # Licences are fetched on demand, once per worker process.
+            if row["origin"] in origins and row["kind"] != FileKind.LICENCE:
+                grouped.setdefault(row["origin"], {})[row["kind"]] = row
+        for origin, rows in grouped.items():
+            if policy_from_rows(origin, rows, config) is not None:
+                fresh.add(origin)
+            else:
+                fresh.discard(origin)
+    return fresh

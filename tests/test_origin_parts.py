@@ -1,0 +1,126 @@
+"""origins.parquet as a folder of parts: written with the shards, never rewritten,
+read per origin (row-group statistics), older single-file outputs still read."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from consentfetch import fetch_shards
+from consentfetch.audit import read_origins
+from consentfetch.config import make_config
+from consentfetch.distribute.originphase import fresh_origins
+from consentfetch.testsite import LocalSite, make_image
+from consentfetch.writer import ORIGIN_ROW_GROUP, OutputDir
+
+from .conftest import LOCAL
+
+
+def _rows(site: LocalSite, count: int) -> list[dict[str, Any]]:
+    image = make_image(30, 30)
+    return [{"url": site.put(i % 4, f"/{i}.jpg", image)} for i in range(count)]
+
+
+def _parts(out: Path) -> list[Path]:
+    return sorted((out / "origins.parquet").glob("*.parquet"))
+
+
+def test_each_shard_adds_a_part_and_none_is_rewritten(site: LocalSite, url_list,
+                                                      tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    fetch_shards(url_list(_rows(site, 8)), str(out), shard_size=2, **LOCAL)
+    first = {p.name: p.stat().st_mtime_ns for p in _parts(out)}
+    # Four origins, one per shard's first rows: each shard that fetched wrote its own part.
+    assert len(first) >= 1
+    assert sum(pq.ParquetFile(p).metadata.num_rows for p in _parts(out)) >= 12
+    # A resumed run with more rows adds parts; the earlier ones stay as they were.
+    fetch_shards(url_list(_rows(site, 16)), str(out), shard_size=2, **LOCAL)
+    again = {p.name: p.stat().st_mtime_ns for p in _parts(out)}
+    assert {name: again[name] for name in first} == first
+    assert len(again) > len(first)
+    kinds = {(r["origin"], r["kind"]) for r in read_origins(str(out))}
+    assert len(kinds) == 4 * 3  # four origins, robots.txt + ai.txt + tdmrep.json each
+
+
+def test_read_origins_keeps_the_latest_fetch_and_filters_by_origin(tmp_path: Path) -> None:
+    out = OutputDir(str(tmp_path / "o"))
+    row = {"origin": "http://a.test", "kind": "robots.txt", "url": "http://a.test/robots.txt",
+           "http_status": 404, "outcome": "absent", "error": None, "size": 0, "sha256": None,
+           "fetched_at": pa.scalar(0, pa.timestamp("us", tz="UTC")).as_py(), "body": None,
+           "unreached_reason": None, "truncated": False}
+    other = {**row, "origin": "http://b.test", "url": "http://b.test/robots.txt"}
+    out.write_origin_part("origins.parquet/20260101T000000000000Z-000000.parquet", [row, other])
+    out.write_origin_part("origins.parquet/20260102T000000000000Z-000000.parquet",
+                          [{**row, "http_status": 200, "outcome": "parsed"}])
+    rows = read_origins(out.url)
+    assert [(r["origin"], r["http_status"]) for r in rows] == [
+        ("http://a.test", 200), ("http://b.test", 404)]
+    assert "body" not in rows[0]
+    assert [r["origin"] for r in read_origins(out.url, origins={"http://b.test"})] == [
+        "http://b.test"]
+
+
+def test_read_rows_skips_row_groups_by_statistics(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader looking for a few origins reads their row groups, not the whole part."""
+    out = OutputDir(str(tmp_path / "o"))
+    rows = [{"origin": f"http://h{i:05d}.test", "kind": "robots.txt",
+             "url": f"http://h{i:05d}.test/robots.txt", "outcome": "absent", "size": 0,
+             "truncated": False} for i in range(ORIGIN_ROW_GROUP * 50)]
+    name = "origins.parquet/20260101T000000000000Z-000000.parquet"
+    out.write_origin_part(name, rows)
+    assert pq.ParquetFile(tmp_path / "o" / name).num_row_groups == 50
+    reads: list[list[int]] = []
+    real = pq.ParquetFile.read_row_groups
+
+    def counted(self: pq.ParquetFile, groups: list[int], *args: Any,
+                **kwargs: Any) -> pa.Table:
+        reads.append(list(groups))
+        return real(self, groups, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", counted)
+    wanted = {"http://h00003.test", f"http://h{ORIGIN_ROW_GROUP * 7 + 1:05d}.test"}
+    found = out.read_rows(name, "origin", wanted)
+    assert {r["origin"] for r in found} == wanted
+    assert reads == [[0, 7], [0, 7]]  # 2 of 50 row groups (the column, then the rows)
+    assert out.read_rows(name, "origin", {"http://nowhere.test"}) == []
+
+
+def test_an_older_single_origins_file_is_read_and_kept_on_resume(site: LocalSite, url_list,
+                                                                 tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    fetch_shards(url_list(_rows(site, 4)), str(out), shard_size=2, **LOCAL)
+    # Make it look like an older run's output: one origins.parquet file.
+    table = pa.concat_tables([pq.read_table(p) for p in _parts(out)])
+    for part in _parts(out):
+        part.unlink()
+    (out / "origins.parquet").rmdir()
+    pq.write_table(table, out / "origins.parquet")
+    assert len(read_origins(str(out))) == 4 * 3
+    fetch_shards(url_list(_rows(site, 8)), str(out), shard_size=2, **LOCAL)
+    assert (out / "origins.parquet").is_dir()
+    assert _parts(out)[0].name == "00000000T000000000000Z-000000.parquet"  # the old file
+    assert pq.read_table(_parts(out)[0]).num_rows == table.num_rows
+    assert len(read_origins(str(out))) == 4 * 3
+
+
+def test_fresh_origins_follows_the_latest_part(tmp_path: Path) -> None:
+    """An origin whose latest part lacks bodies must be fetched again."""
+    out = OutputDir(str(tmp_path / "o"))
+    now = datetime.now(UTC)
+    base = {"origin": "http://a.test", "http_status": 404, "outcome": "absent",
+            "fetched_at": now, "size": 0, "truncated": False, "body": b""}
+    files = [{**base, "kind": k, "url": f"http://a.test/{k}"}
+             for k in ("robots.txt", "ai.txt", "tdmrep.json")]
+    config = make_config(**LOCAL)
+    out.write_origin_part("origins.parquet/20260101T000000000000Z-000000.parquet", files)
+    assert fresh_origins(out, {"http://a.test", "http://b.test"}, config) == {"http://a.test"}
+    out.write_origin_part("origins.parquet/20260102T000000000000Z-000000.parquet",
+                          [{**f, "http_status": 200, "outcome": "parsed", "body": None}
+                           for f in files])
+    assert fresh_origins(out, {"http://a.test"}, config) == set()
