@@ -147,6 +147,13 @@ def input_rows(shape: Shape, port: int) -> pa.Table:
     return pa.table({"url": urls, "caption": captions})
 
 
+def write_input(shape: Shape, port: int, path: Path) -> int:
+    """Write the URL list to ``path``; returns how many origins it names."""
+    table = input_rows(shape, port)
+    pq.write_table(table, path)
+    return len({u.split("/")[2] for u in table.column("url").to_pylist()})
+
+
 def _accumulate(values: list[float]) -> list[float]:
     total, out = 0.0, []
     for v in values:
@@ -379,9 +386,7 @@ def compare(args: argparse.Namespace) -> None:
     try:
         with Server(shape) as server:
             urls = work / "urls.parquet"
-            table = input_rows(shape, server.port)
-            pq.write_table(table, urls)
-            origins = len({u.split("/")[2] for u in table.column("url").to_pylist()})
+            origins = write_input(shape, server.port, urls)
             print(f"{shape.rows} rows over {origins} origins; server on port {server.port}",
                   flush=True)
             tools = {"consentfetch": consentfetch_cmd(urls, work / "cf", args.processes)
@@ -433,10 +438,7 @@ def bookkeeping(args: argparse.Namespace) -> None:
         try:
             with Server(shape) as server:
                 urls = work / "urls.parquet"
-                table = input_rows(shape, server.port)
-                pq.write_table(table, urls)
-                origins = len({u.split("/")[2] for u in table.column("url").to_pylist()})
-                del table
+                origins = write_input(shape, server.port, urls)
                 stats = measure(consentfetch_cmd(urls, work / "cf", args.processes))
                 if stats.returncode != 0:
                     sys.exit(f"consentfetch failed:\n{stats.stderr[-3000:]}")

@@ -35,13 +35,14 @@ PERMIT_ALL = '<permits type="usage">all</permits>'
 NO_TRAIN = '<prohibits type="usage">ai-train</prohibits>'
 
 # rslstandard.org/guide/ai-preferences, "define the licensing terms for train-ai in
-# the corresponding RSL license file" (verbatim): train-ai permitted for a subscription.
+# the corresponding RSL license file" (verbatim, but for its placeholder host
+# your-website.com, renamed to a reserved example domain): train-ai for a subscription.
 RSL_GUIDE_EXAMPLE = """<rsl xmlns="https://rslstandard.org/rsl">
   <content url="/">
     <license>
       <permits type="usage">train-ai</permits>
       <payment type="subscription">
-        <custom>https://your-website.com/contact-form.html</custom>
+        <custom>https://example.com/contact-form.html</custom>
       </payment>
     </license>
   </content>
@@ -69,7 +70,7 @@ CASES: list[tuple[str, str, bool | None, str]] = [
     (doc(content("/", lic(PERMIT_ALL)), content("/articles/", lic(NO_TRAIN))),
      "https://example.com/news/a.jpg", True, "all"),
     # RSL's own guide example: permitted for a subscription only
-    (RSL_GUIDE_EXAMPLE, "https://your-website.com/img.png", False, "subscription"),
+    (RSL_GUIDE_EXAMPLE, "https://example.com/img.png", False, "subscription"),
     # no usage permits: everything not prohibited
     (doc(content("/", lic())), "https://example.com/a.jpg", True, "no usage permits"),
     (doc(content("/", lic('<payment type="free"/>', PERMIT_ALL))),
