@@ -59,3 +59,8 @@ def test_hostile_smoke() -> None:
     breaks a promise (completes, one audit row per row, no opted-out bytes, memory)."""
     out = run("hostile.py", "--rounds", "1", "--quick", "--processes", "1")
     assert "promises kept" in out and "BROKEN" not in out
+
+
+def test_webshape_smoke() -> None:
+    out = run("webshape.py", "--rows", "200", "--rounds", "1", "--no-img2dataset")
+    assert "200 rows over" in out and "requests per origin" in out and "tail" in out
