@@ -26,7 +26,7 @@ from typing import NoReturn
 from .._version import __version__
 from ..errors import ConsentFetchError, RunInterrupted
 from . import audit, check, demo, download
-from .common import EXIT_ERROR, EXIT_INTERRUPTED, Handler, shown
+from .common import EXIT_ERROR, EXIT_INTERRUPTED, Handler, failed, shown
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "build_parser", "main"]
 
@@ -109,8 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nconsentfetch: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except ConsentFetchError as exc:
-        print(f"consentfetch: error: {shown(str(exc))}", file=sys.stderr)
-        return EXIT_ERROR
+        return failed(exc)
     except BrokenPipeError:
         # The reader went away (`consentfetch audit out/ | head`): stop quietly.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
