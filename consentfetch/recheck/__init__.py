@@ -1,0 +1,7 @@
+"""Consent again, as of now, for the samples a run already downloaded (``consentfetch recheck``).
+
+A recheck never touches the run it reads: it writes
+``rechecks/<UTC stamp>/recheck.parquet`` (one row per rechecked ``success``
+sample, :mod:`.table`) and ``summary.json`` beside it. Applying a recheck
+rewrites the affected shards without the withdrawn samples.
+"""
