@@ -33,6 +33,8 @@ from typing import IO, Any, TypeVar
 
 import fsspec
 import pyarrow as pa
+from fsspec.implementations.local import LocalFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
 
 from . import tables
 from .errors import ConfigError, InputError
@@ -46,6 +48,11 @@ __all__ = ["FORMATS", "InputRow", "InputSource", "ShardInput", "detect_format"]
 
 _PARQUET_BATCH = 10_000
 _MAX_LINE_CHARS = 4 << 20  # a line (a csv record) longer than this is an error row
+# Bytes of a local text input scanned to count its rows (~0.35 s at the ~5 ms/MiB
+# measured; csv with many quotes ~10 ms/MiB); past it the count is extrapolated
+# from the file sizes. Every later file of a directory is sampled this much at least.
+_COUNT_BYTES = 64 << 20
+_COUNT_SAMPLE = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,11 +304,17 @@ class InputSource:
     its format is unknown, or (parquet, csv, tsv) a needed column is missing.
     jsonl keys cannot be checked without reading the file: a missing key gives
     ``None``. :meth:`shards` can be called more than once; each call re-reads.
+
+    ``total_rows`` is the number of input rows: parquet's footers say it; a local,
+    uncompressed text input is counted in a bounded binary scan (an estimate,
+    ``total_is_estimate``, when a csv field holds a newline or the input is larger
+    than the scan); remote or compressed text inputs: ``None``, unknown.
     """
 
     format: str
     extra_fields: list[pa.Field]
     total_rows: int | None
+    total_is_estimate: bool
 
     def __init__(self, path: str | os.PathLike[str], *, input_format: str | None = None,
                  url_col: str = "url", caption_col: str | None = None,
@@ -320,7 +333,10 @@ class InputSource:
         extra = tuple(dict.fromkeys(additional_columns))
         self._cols = _Columns(url_col, caption_col, extra, hash=hash_col, bbox=bbox_col)
         self.total_rows = None
+        self.total_is_estimate = False
         self.extra_fields = self._validate()
+        if self.format != "parquet":
+            self._count_text()
         logger.debug("input %s: %s, %d file(s), %s rows", self.path, self.format,
                      len(self._files), self.total_rows)
 
@@ -370,6 +386,42 @@ class InputSource:
                 table = partial(_csv_table, f, self._delimiter, self._label(name))
                 header = self._translate(table, name).header
             _require_columns(header, self._cols, self._label(name))
+
+    def _count_text(self) -> None:
+        """Set ``total_rows`` of a text input, when it can be counted cheaply."""
+        why = self._uncountable()
+        if why is None:
+            self._scan_counts()
+        else:
+            logger.info("%s: %s, so its rows are not counted: no total or ETA in the "
+                        "progress", self.path, why)
+
+    def _uncountable(self) -> str | None:
+        if not isinstance(self._fs, LocalFileSystem | MemoryFileSystem):
+            return "a remote input"
+        if any(tables.compression_suffix(name) for name in self._files):
+            return "a compressed input"
+        return None
+
+    def _scan_counts(self) -> None:
+        budget, total, estimate = _COUNT_BYTES, 0, False
+        for name in self._files:
+            with self._open(name) as f:
+                found = self._translate(partial(
+                    tables.count_lines, f, max_bytes=max(budget, _COUNT_SAMPLE),
+                    quotes=self.format in ("csv", "tsv")), name)
+            if found.lone_cr:
+                logger.info("%s: lines end in a lone carriage return, so its rows are not "
+                            "counted: no total or ETA in the progress", self._label(name))
+                return
+            budget -= found.scanned
+            header = 1 if self.format in ("csv", "tsv") and found.lines else 0
+            rows = max(0, found.lines - found.quoted_newlines - header)
+            if not found.complete:
+                rows = round(rows * self._fs.size(name) / max(1, found.scanned))
+            estimate = estimate or not found.complete or found.quoted_newlines > 0
+            total += rows
+        self.total_rows, self.total_is_estimate = total, estimate
 
     # -- reading
 

@@ -23,6 +23,7 @@ import json
 import logging
 import lzma
 import os
+import re
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -49,6 +50,10 @@ COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".xz")
 LINE = "line"  # the one column of a txt record: the line, stripped
 _TEXT_ENCODING = "utf-8-sig"  # strips a byte-order mark
 _PARQUET_BUFFER = 1 << 20  # bytes: stream column chunks instead of reading them whole
+_COUNT_CHUNK = 1 << 20  # bytes read at a time when counting lines
+_ASCII_SPACE = b" \t\r\f\v"
+# a newline that ends a blank line (one of ASCII spaces only): the line before the next
+_BLANK_LINE = re.compile(rb"\n[ \t\r\f\v]*(?=\n)")
 
 # what reading a broken, truncated or undecodable file raises (gzip/bz2 errors are OSErrors)
 READ_ERRORS: tuple[type[BaseException], ...] = (
@@ -136,6 +141,48 @@ def parquet_file(f: IO[bytes]) -> pq.ParquetFile:
     """A parquet file read a column chunk at a time (a compressed one too: it is
     decompressed as a stream, never whole)."""
     return pq.ParquetFile(f, buffer_size=_PARQUET_BUFFER)
+
+
+# ----------------------------------------------------------------- counting
+
+
+class LineCount(NamedTuple):
+    """What one binary scan of a text file found (see :func:`count_lines`)."""
+
+    lines: int  # non-blank lines, a last one without a newline included
+    quoted_newlines: int  # newlines between double quotes (counted only if asked)
+    scanned: int  # bytes read
+    complete: bool  # the whole file was read
+    lone_cr: bool  # a carriage return not before a newline: lines the count cannot see
+
+
+def count_lines(f: IO[bytes], *, max_bytes: int, quotes: bool = False) -> LineCount:
+    """Count the non-blank lines of ``f`` in a binary scan of at most ``max_bytes``,
+    a chunk of :data:`_COUNT_CHUNK` bytes at a time (memory stays bounded by one
+    chunk, however long a line is). A line of ASCII spaces is blank, as the readers
+    skip it. ``quotes``: also count the newlines inside double quotes (csv), which
+    do not end a record; a well-formed file's quotes pair up."""
+    lines = quoted = scanned = 0
+    carry = b"\n"  # the newline before the file; + b"x" while the open line has content
+    inside = lone_cr = False
+    while (want := min(_COUNT_CHUNK, max_bytes - scanned)) > 0:
+        chunk = f.read(want)
+        if not chunk:
+            break
+        scanned += len(chunk)
+        buf = carry + chunk
+        lines += chunk.count(b"\n") - len(_BLANK_LINE.findall(buf))
+        lone_cr = lone_cr or chunk[:-1].count(b"\r") > chunk.count(b"\r\n")
+        if quotes and (inside or b'"' in chunk):
+            parts = chunk.split(b'"')
+            quoted += sum(part.count(b"\n") for part in parts[0 if inside else 1::2])
+            inside ^= len(parts) % 2 == 0
+        tail = buf[buf.rfind(b"\n") + 1:]
+        carry = b"\n" + (b"x" if tail.strip(_ASCII_SPACE) else b"")
+    complete = want > 0 or not f.read(1)
+    if complete and carry != b"\n":
+        lines += 1  # the last line, without a newline
+    return LineCount(lines, quoted, scanned, complete, lone_cr)
 
 
 # ----------------------------------------------------------------- records

@@ -157,7 +157,9 @@ def test_text_formats_with_caption_and_extra(
     path = write_bytes(tmp_path / f"in.{fmt}{suffix}", make())
     source = InputSource(path, caption_col="caption", additional_columns=["n"])
     assert source.format == fmt
-    assert source.total_rows is None
+    # counted when local and uncompressed; compressed: unknown
+    assert source.total_rows == (len(SAMPLE) if suffix == "" else None)
+    assert source.total_is_estimate is False
     assert source.extra_fields == [pa.field("n", pa.string())]
     rows = all_rows(source)
     assert [r.url for r in rows] == EXPECTED_URLS
@@ -834,3 +836,53 @@ def test_ragged_csv_records_are_counted_in_a_warning(tmp_path, caplog) -> None:
     assert [r.caption for r in rows] == ["a", None, "c"]
     assert "1 record(s) with more fields than the header's 2" in caplog.text
     assert "1 with fewer" in caplog.text
+
+
+# ------------------------------------------------------------- row counts
+
+
+def test_csv_with_a_newline_in_a_field_gives_an_estimated_total(tmp_path: Path) -> None:
+    text = 'url,caption\nu1,"two\nlines"\nu2,plain\n"u3","a ""quoted"" word"\n'
+    source = InputSource(write_bytes(tmp_path / "in.csv", text.encode()),
+                         caption_col="caption")
+    assert (source.total_rows, source.total_is_estimate) == (3, True)
+    assert len(all_rows(source)) == 3
+
+
+def test_quotes_without_newlines_keep_the_count_exact(tmp_path: Path) -> None:
+    text = 'url,caption\nu1,"a, b"\n\n  \nu2,"c ""d"""\n'
+    source = InputSource(write_bytes(tmp_path / "in.csv", text.encode()),
+                         caption_col="caption")
+    assert (source.total_rows, source.total_is_estimate) == (2, False)
+    assert len(all_rows(source)) == 2
+
+
+def test_a_directory_of_text_files_sums_their_counts(tmp_path: Path) -> None:
+    for i in range(3):
+        write_bytes(tmp_path / "d" / f"part-{i}.jsonl",
+                    "".join(f'{{"url": "u{i}-{j}"}}\n' for j in range(i + 1)).encode())
+    source = InputSource(tmp_path / "d")
+    assert (source.total_rows, source.total_is_estimate) == (6, False)
+
+
+def test_a_text_input_past_the_scan_is_estimated(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the first bytes are read; the rest is extrapolated from the size."""
+    monkeypatch.setattr(reader, "_COUNT_BYTES", 1000)
+    monkeypatch.setattr(reader, "_COUNT_SAMPLE", 1000)
+    lines = [f"https://a.example/{i:06d}.jpg\n" for i in range(2000)]  # 30 bytes each
+    source = InputSource(write_bytes(tmp_path / "in.txt", "".join(lines).encode()))
+    assert source.total_is_estimate is True
+    assert source.total_rows is not None and abs(source.total_rows - 2000) <= 40
+
+
+def test_lone_carriage_returns_leave_the_total_unknown(tmp_path: Path) -> None:
+    """Universal newlines make a lone CR end a line; the byte scan would not see it."""
+    source = InputSource(write_bytes(tmp_path / "in.txt", b"u1\ru2\ru3\r"))
+    assert source.total_rows is None
+    assert [r.url for r in all_rows(source)] == ["u1", "u2", "u3"]
+
+
+def test_a_compressed_text_input_is_not_counted(tmp_path: Path) -> None:
+    assert InputSource(write_bytes(tmp_path / "in.jsonl.gz", b'{"url": "u"}\n')
+                       ).total_rows is None
