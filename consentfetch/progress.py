@@ -21,23 +21,30 @@ LOG_EVERY = 10.0  # seconds between log lines
 
 @dataclass(frozen=True)
 class ProgressSnapshot:
-    """The counts at one moment of a run."""
+    """The counts at one moment of a run: of the work this run does, so a resumed
+    run's rate and ETA leave out the rows an earlier run did (``resumed``)."""
 
-    done: int  # input rows with an audit row
+    done: int  # rows this run gave an audit row
     successes: int  # of them, images saved
-    total: int | None  # input rows, when the input says
+    total: int | None  # rows this run will give one, when the input says
     elapsed: float  # seconds since the run started
+    resumed: int = 0  # rows of the input already done by an earlier run, not redone
+    estimate: bool = False  # total is an estimate (shown with "~")
 
     def line(self) -> str:
         rate = self.successes / max(1e-9, self.elapsed)
         share = f"{100 * self.successes / self.done:.1f}%" if self.done else "-"
+        about = "~" if self.estimate else ""
         if self.total:
-            head = f"{self.done}/{self.total} rows ({100 * self.done / self.total:.0f}%)"
+            head = (f"{self.done}/{about}{self.total} rows "
+                    f"({about}{100 * self.done / self.total:.0f}%)")
         else:
             head = f"{self.done} rows"
+        if self.resumed:
+            head += f" + {self.resumed} already done"
         line = f"{head}, {self.successes} images ({share} success), {rate:.1f} images/s"
         eta = self.eta
-        return line if eta is None else f"{line}, ETA {duration(eta)}"
+        return line if eta is None else f"{line}, ETA {about}{duration(eta)}"
 
     @property
     def eta(self) -> float | None:
@@ -84,10 +91,18 @@ class LogLines:
 
 
 class Progress:
-    """Counts rows done and successes; thread-safe; shows itself now and then."""
+    """Counts rows done and successes; thread-safe; shows itself now and then.
 
-    def __init__(self, total: int | None, view: ProgressView | None = None) -> None:
+    ``total`` is the rows this run will do; ``resumed`` the input rows an earlier
+    run did, shown apart. An ``estimate`` total that the count passes is raised to
+    the count, so done never exceeds total.
+    """
+
+    def __init__(self, total: int | None, view: ProgressView | None = None, *,
+                 resumed: int = 0, estimate: bool = False) -> None:
         self.total = total
+        self.resumed = resumed
+        self.estimate = estimate
         self.done = 0
         self.successes = 0
         self._view = view
@@ -100,6 +115,8 @@ class Progress:
         with self._lock:
             self.done += done
             self.successes += successes
+            if self.estimate and self.total is not None and self.done > self.total:
+                self.total = self.done
             now = time.monotonic()
             view = self._view
             if view is not None and now - self._last_show >= view.interval:
@@ -108,7 +125,8 @@ class Progress:
 
     def snapshot(self, now: float | None = None) -> ProgressSnapshot:
         elapsed = (now or time.monotonic()) - self._started
-        return ProgressSnapshot(self.done, self.successes, self.total, elapsed)
+        return ProgressSnapshot(self.done, self.successes, self.total, elapsed,
+                                self.resumed, self.estimate)
 
     def _show(self, view: ProgressView, now: float) -> None:
         self._shown_done = self.done

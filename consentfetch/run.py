@@ -112,7 +112,7 @@ class _Run:
         self.out = out
         self.input = input
         self.started = datetime.now(UTC)
-        self.progress = Progress(source.total_rows, view)
+        self.view = view
         self.stamp = run_stamp(self.started)
         self.origin_parts = 0  # parts of origins.parquet this run wrote
         self.origin_rows = 0  # rows in them
@@ -141,12 +141,13 @@ class _Run:
             logger.info("moved the single origins.parquet of an earlier run into its "
                         "folder of parts")
         self._write_run_json("running")
+        progress = self._progress(done)
         t0 = time.monotonic()
         try:
             if dist.shared_origins:
                 self._origin_phase(dist, done)
             for outcome in dist.run_shards(self._jobs(done), self.config, self.out,
-                                           self.source.extra_fields, self.progress):
+                                           self.source.extra_fields, progress):
                 self.written += 1
                 self._write_origin_part(outcome.origin_rows)  # with its shard, never again
         except KeyboardInterrupt as exc:
@@ -158,7 +159,7 @@ class _Run:
             self._finish("failed")  # run.json must not go on saying "running"
             raise
         finally:
-            self.progress.close()
+            progress.close()
         report = self._finish("complete", len(done), time.monotonic() - t0)
         if report.total == 0:
             logger.warning("%s holds no rows: nothing to download", redact_userinfo(self.input))
@@ -192,13 +193,23 @@ class _Run:
             self._write_origin_part(pending)
         logger.info("origin phase: done in %.1f s", time.monotonic() - t0)
 
+    def _progress(self, done: set[int]) -> Progress:
+        """The progress of the work this run does: the input's rows less those of the
+        shards complete before it, plus the rows --retry-failed redoes."""
+        kept = sum(int(self.out.read_json(stats_name(i))["count"]) for i in done)
+        retried = 0
+        if self.config.retry_failed:
+            retried = sum(len(self._retryable(shard_id)) for shard_id in done)
+        total = self.source.total_rows
+        todo = None if total is None else max(0, total - kept) + retried
+        return Progress(todo, self.view, resumed=kept - retried,
+                        estimate=self.source.total_is_estimate)
+
     def _todo(self, done: set[int], quiet: bool = False) -> Iterator[ShardInput]:
         skipped = 0
         for shard in self.source.shards():
             if shard.shard_id in done:
                 skipped += 1
-                if not quiet:
-                    self.progress.update(len(shard.rows), 0)
                 continue
             yield shard
         if skipped and not quiet:
@@ -210,8 +221,7 @@ class _Run:
         total = 0
         inputs: Iterator[ShardInput] | None = None  # the input, read only if needed
         for shard_id in sorted(done):
-            rows = [r for r in self.out.read_table(parquet_name(shard_id)).to_pylist()
-                    if is_retryable(r)]
+            rows = self._retryable(shard_id)
             if not rows:
                 continue
             total += len(rows)
@@ -224,6 +234,11 @@ class _Run:
             yield ShardInput(shard_id, retried, indices)
         if not quiet:
             logger.info("--retry-failed: %d transient failure(s) retried", total)
+
+    def _retryable(self, shard_id: int) -> list[dict[str, Any]]:
+        """The audit rows of a complete shard that --retry-failed redoes."""
+        return [r for r in self.out.read_table(parquet_name(shard_id)).to_pylist()
+                if is_retryable(r)]
 
     def _check_resumable(self) -> None:
         """Refuse to add to a folder holding a run made with other options."""

@@ -7,11 +7,13 @@ import logging
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from consentfetch import fetch_shards
 from consentfetch.cli.progress import TerminalBar, progress_view
+from consentfetch.layout import stats_name
 from consentfetch.progress import LogLines, Progress, ProgressSnapshot
 from consentfetch.testsite import LocalSite, make_image
 
@@ -111,3 +113,69 @@ def test_durations() -> None:
     from consentfetch.progress import duration
     assert [duration(s) for s in (0, 42.4, 65, 3599, 3600, 7620)] == [
         "0 s", "42 s", "1 min 05 s", "59 min 59 s", "1 h 00 min", "2 h 07 min"]
+
+
+def _all_within_total(view: Recorder) -> bool:
+    return all(s.total is not None and s.done <= s.total for s in view.shown)
+
+
+def test_a_resumed_run_counts_only_the_rows_it_does(site: LocalSite, url_list,
+                                                    tmp_path: Path) -> None:
+    """Rows of shards complete before the run are shown apart, not as rows done
+    (they would make the rate and the ETA lie)."""
+    rows = [{"url": site.put(0, f"/{i}.jpg", make_image(40, 40, seed=i))} for i in range(7)]
+    path, out = url_list(rows), tmp_path / "o"
+    fetch_shards(path, str(out), shard_size=3, **LOCAL)
+    (out / stats_name(2)).unlink()  # shard 2 (1 row) is now unfinished: it is redone
+    view = Recorder()
+    fetch_shards(path, str(out), shard_size=3, progress=view, **LOCAL)
+    last = view.shown[-1]
+    assert (last.done, last.successes, last.total, last.resumed) == (1, 1, 1, 6)
+    assert _all_within_total(view)
+    assert last.line().startswith("1/1 rows (100%) + 6 already done, 1 images")
+
+
+def test_retry_failed_counts_the_rows_it_retries(site: LocalSite, url_list,
+                                                 tmp_path: Path) -> None:
+    """--retry-failed's total is the failures it retries, so done never passes it."""
+    rows = [{"url": site.put(0, f"/ok/{i}.jpg", make_image(40, 40, seed=i))} for i in range(4)]
+    rows += [{"url": site.url(0, f"/fault/flaky?id={i}&fail=1&code=503")} for i in range(3)]
+    rows += [{"url": site.url(0, "/missing.jpg")}]  # a 404: not retried
+    path, out = url_list(rows), tmp_path / "o"
+    options: dict[str, Any] = {**LOCAL, "retries": 0, "shard_size": 5}
+    fetch_shards(path, str(out), **options)
+    view = Recorder()
+    fetch_shards(path, str(out), retry_failed=True, progress=view, **options)
+    last = view.shown[-1]
+    assert (last.done, last.successes, last.total, last.resumed) == (3, 3, 3, 5)
+    assert _all_within_total(view)
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("urls.csv", "url,caption\n{0},a\n\n{1},\"b, c\"\n{2},d"),
+    ("urls.tsv", "url\tcaption\n{0}\ta\n{1}\tb\n{2}\tc\n\n"),
+    ("urls.jsonl", '{{"url": "{0}"}}\n  \n{{"url": "{1}"}}\n{{"url": "{2}"}}\n'),
+    ("urls.txt", "{0}\n{1}\r\n\n{2}\n"),
+])
+def test_text_inputs_have_a_total(site: LocalSite, tmp_path: Path, name: str,
+                                  text: str) -> None:
+    urls = [site.put(0, f"/{i}.jpg", make_image(40, 40, seed=i)) for i in range(3)]
+    path = tmp_path / name
+    path.write_text(text.format(*urls), encoding="utf-8")
+    view = Recorder()
+    fetch_shards(str(path), str(tmp_path / "o"), progress=view, **LOCAL)
+    last = view.shown[-1]
+    assert (last.done, last.total, last.estimate) == (3, 3, False)
+    assert last.eta is None and "3/3 rows (100%)" in last.line()
+
+
+def test_an_estimated_total_is_shown_as_one_and_never_passed() -> None:
+    assert ProgressSnapshot(1, 1, 4, 1.0, estimate=True).line() == \
+        "1/~4 rows (~25%), 1 images (100.0% success), 1.0 images/s, ETA ~3 s"
+    view = Recorder()
+    progress = Progress(2, view, estimate=True)
+    progress.update(3, 0)  # the estimate was low: it becomes the count
+    assert (view.shown[-1].done, view.shown[-1].total) == (3, 3)
+    exact = Progress(2, Recorder())
+    exact.update(1, 0)
+    assert exact.snapshot().total == 2
