@@ -522,3 +522,18 @@ def test_filter_tar_of_a_tarstream_tar_is_what_tarstream_writes() -> None:
     filtered = io.BytesIO()
     filter_tar(io.BytesIO(write(parts)), filtered, {"002"})
     assert filtered.getvalue() == write([p for p in parts if not p[0].startswith("002")])
+
+
+def test_a_resumed_download_keeps_the_applied_recheck(run: Path, base_run: Path) -> None:
+    """Resuming the download (every shard complete: nothing is requested) must not
+    forget that the dataset was rechecked, nor bring withdrawn samples back."""
+    apply_recheck(str(run))
+    applied = json.loads((run / "run.json").read_text())
+    report = fetch_shards(str(base_run.parent / "urls.parquet"), str(run),
+                          **{**LOCAL, "shard_size": 4, "caption_col": "caption"})
+    assert report.counts == {"success": N_IMAGES - 3, "failed_to_download": 1,
+                             "disallowed": 3}
+    resumed = json.loads((run / "run.json").read_text())
+    assert resumed["rechecks"] == applied["rechecks"]
+    assert resumed["consent_checked_as_of"] == applied["consent_checked_as_of"]
+    assert set(samples(sorted(run.glob("*.tar")))).isdisjoint(WITHDRAW)

@@ -86,6 +86,9 @@ from .table import (
 logger = logging.getLogger(__name__)
 
 JOURNAL_FILE = "apply.json"
+#: What an apply adds to run.json; a resumed download keeps them (the shards it kept
+#: are still the rechecked ones).
+RUN_JSON_KEYS = ("rechecks", "consent_checked_as_of")
 #: The audit column a withdrawal adds: when the sample left the shard (null on other rows).
 WITHDRAWN_AT = pa.field("withdrawn_at", pa.timestamp("us", tz="UTC"))
 # The recheck columns a withdrawal copies into the audit row.
@@ -456,10 +459,10 @@ class _Apply:
                  "withdrawn": self.journal["samples_withdrawn"],
                  "applied_at": self.journal["withdrawn_at"],
                  "source": self.journal["source"], "output": self.journal["output"]}
-        history = [h for h in run.get("rechecks", []) if h.get("stamp") != self.stamp]
+        history = [h for h in run.get(RUN_JSON_KEYS[0], []) if h.get("stamp") != self.stamp]
         history = sorted([*history, entry], key=lambda h: str(h.get("decided_at")))
-        run["rechecks"] = history
-        run["consent_checked_as_of"] = history[-1]["decided_at"]
+        run[RUN_JSON_KEYS[0]] = history
+        run[RUN_JSON_KEYS[1]] = history[-1]["decided_at"]
         if not self.in_place:
             run["output"] = self.journal["output"]
         self.target.write_json(RUN_FILE, run)
