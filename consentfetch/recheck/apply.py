@@ -22,8 +22,13 @@ journal, written atomically)::
     4. rename 00000.tar.tmp     -> 00000.tar
     5. rename 00000.parquet.tmp -> 00000.parquet
     6. rename 00000_stats.json.tmp -> 00000_stats.json   complete again, new
-    7. J: shard 0 done, staged = none
+    7. J: shards below 1 done, staged = none
     ... every affected shard, then run.json (its history), then J: finished.
+
+Shards go in ascending order, so the journal says "done below shard N" and
+keeps one size however many shards the run has; a shard that keeps every
+sample is not rewritten and not journaled on its own (a rerun reads its
+parquet again and finds, again, nothing to withdraw).
 
 A reader sees an old shard until step 3, no shard (it is not complete: no
 stats file) from 3 to 6, the new shard after 6: never a tar without the
@@ -64,6 +69,7 @@ import pyarrow.parquet as pq
 from ..audit.read import open_output, with_evidence_columns
 from ..errors import OutputError, RecheckNotFound
 from ..layout import (
+    ORIGINS_FILE,
     RUN_FILE,
     TMP_SUFFIX,
     member_key,
@@ -174,14 +180,18 @@ def _find_recheck(first: OutputDir, then: OutputDir,
 
 def _stamps(out: OutputDir) -> list[str]:
     """The stamps of the rechecks in ``out`` that wrote their table, oldest first."""
-    folder = out.path(RECHECKS_DIR)
-    out.fs.invalidate_cache(folder)
+    return [s for s in _names_in(out, RECHECKS_DIR) if out.exists(recheck_file(s))]
+
+
+def _names_in(out: OutputDir, folder: str) -> list[str]:
+    """The names in ``out``'s ``folder``, sorted ([] when there is no such folder)."""
+    path = out.path(folder)
+    out.fs.invalidate_cache(path)
     try:
-        listed = out.fs.ls(folder, detail=False) if out.fs.isdir(folder) else []
+        listed = out.fs.ls(path, detail=False) if out.fs.isdir(path) else []
     except FileNotFoundError:
         return []
-    stamps = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in listed)
-    return [s for s in stamps if out.exists(recheck_file(s))]
+    return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in listed)
 
 
 @dataclass(slots=True)
@@ -294,9 +304,9 @@ class _Apply:
         self.withdrawn_at = datetime.fromisoformat(self.journal["withdrawn_at"])
         # A shard staged in place has no stats file from step 3 on: it is still to finish.
         staged = {self.journal["staged"]} - {None}
-        done = set(self.journal["done"])
-        for shard_id in sorted((self.source.completed_shards() | staged) - done):
-            self._shard(shard_id, withdrawals.by_shard.get(shard_id, {}))
+        for shard_id in sorted(self.source.completed_shards() | staged):
+            if shard_id >= self.journal["done_below"]:
+                self._shard(shard_id, withdrawals.by_shard.get(shard_id, {}))
         if not self.in_place:
             self._copy_origins()
             self._copy_recheck()
@@ -317,7 +327,7 @@ class _Apply:
         self.journal = {
             "stamp": self.stamp, "source": redact_userinfo(self.source.url),
             "output": redact_userinfo(self.target.url), "started_at": now,
-            "withdrawn_at": now, "finished_at": None, "staged": None, "done": [],
+            "withdrawn_at": now, "finished_at": None, "staged": None, "done_below": 0,
             "shards_rewritten": 0, "shards_copied": 0, "samples_withdrawn": 0,
             "bytes_removed": 0}
         self.target.fs.makedirs(self.target.path(recheck_folder(self.stamp)), exist_ok=True)
@@ -332,18 +342,23 @@ class _Apply:
         self._checkpoint(f"journal {step}")
 
     def _remove_leftovers(self) -> None:
-        """Delete the ``.tmp`` files an interrupted apply left, but a staged shard's."""
+        """Delete the ``.tmp`` files an interrupted apply left, but a staged shard's:
+        in the folder, the recheck's folder and (into a new folder) origins.parquet/."""
         staged = self.journal["staged"]
-        for name in self.target.names():
+        folders = [recheck_folder(self.stamp)] + ([] if self.in_place else [ORIGINS_FILE])
+        names = self.target.names() + [f"{folder}/{n}" for folder in folders
+                                       for n in _names_in(self.target, folder)]
+        for name in names:
             shard_id = shard_of(name.removesuffix(TMP_SUFFIX))
             if name.endswith(TMP_SUFFIX) and (shard_id is None or shard_id != staged):
                 self.target.fs.rm(self.target.path(name))
+
 
     def _shard(self, shard_id: int, withdrawn: dict[str, dict[str, Any]]) -> None:
         if self.journal["staged"] != shard_id:
             changed = self._stage(shard_id, withdrawn)
             if changed is None:  # nothing to withdraw, and in place: nothing to write
-                self._mark_done(shard_id)
+                self.journal["done_below"] = shard_id + 1  # saved with the next change
                 return
             self.journal["staged"] = shard_id
             self.journal["shards_rewritten" if changed[0] else "shards_copied"] += 1
@@ -355,7 +370,7 @@ class _Apply:
 
     def _mark_done(self, shard_id: int) -> None:
         self.journal["staged"] = None
-        self.journal["done"].append(shard_id)
+        self.journal["done_below"] = shard_id + 1
         self._save_journal(f"done {shard_id}")
 
     def _stage(self, shard_id: int,
@@ -442,10 +457,7 @@ class _Apply:
         """The recheck's own files beside the filtered dataset (not the source's journal)."""
         if self.where is self.target:
             return
-        folder = self.source.path(recheck_folder(self.stamp))
-        self.source.fs.invalidate_cache(folder)
-        for path in sorted(self.source.fs.ls(folder, detail=False)):
-            base = path.rstrip("/").rsplit("/", 1)[-1]
+        for base in _names_in(self.source, recheck_folder(self.stamp)):
             if base != JOURNAL_FILE and not base.endswith(TMP_SUFFIX):
                 self._copy(f"{recheck_folder(self.stamp)}/{base}", commit=True)
 
