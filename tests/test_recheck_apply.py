@@ -537,3 +537,33 @@ def test_a_resumed_download_keeps_the_applied_recheck(run: Path, base_run: Path)
     assert resumed["rechecks"] == applied["rechecks"]
     assert resumed["consent_checked_as_of"] == applied["consent_checked_as_of"]
     assert set(samples(sorted(run.glob("*.tar")))).isdisjoint(WITHDRAW)
+
+
+def test_leftovers_of_an_interrupted_apply_are_removed(run: Path) -> None:
+    for name in ("00000.tar.tmp", "00002_stats.json.tmp", f"rechecks/{STAMP}/apply.json.tmp"):
+        (run / name).write_bytes(b"partial")
+    apply_recheck(str(run))
+    assert not list(run.rglob("*.tmp"))
+    assert_consistent(run)
+
+
+def test_retry_failed_after_an_apply_keeps_the_withdrawals(site: Any, url_list: Any,
+                                                         tmp_path: Path) -> None:
+    """--retry-failed rewrites a shard from its parquet: withdrawn rows and their
+    withdrawn_at stay, and withdrawn samples do not come back."""
+    rows = [{"url": site.put(0, f"/img/{i}.jpg", make_image(24, 24, seed=i))} for i in range(3)]
+    rows.append({"url": site.url(0, "/fault/flaky?id=apply&fail=1&code=503")})
+    path, out = url_list(rows), tmp_path / "o"
+    options = {**LOCAL, "retries": 0, "shard_size": 4}
+    assert fetch_shards(path, str(out), **options).counts == {"success": 3,
+                                                              "failed_to_download": 1}
+    write_recheck(out, withdraw={"000001"}, changed=None)
+    apply_recheck(str(out))
+
+    report = fetch_shards(path, str(out), retry_failed=True, **options)
+    assert report.counts == {"success": 3, "disallowed": 1}
+    audit = {r["key"]: r for r in read_audit(str(out)).to_pylist()}
+    assert audit["000001"]["status"] == "disallowed"
+    assert audit["000001"]["withdrawn_at"] is not None
+    assert audit["000003"]["withdrawn_at"] is None
+    assert set(samples([out / "00000.tar"])) == {"000000", "000002", "000003"}
