@@ -290,6 +290,7 @@ class _Apply:
         self.in_place = source is target
         self.journal_name = f"{recheck_folder(stamp)}/{JOURNAL_FILE}"
         self.journal: dict[str, Any] = {}
+        self.withdrawn_at = datetime.now(UTC)  # replaced by the journal's, fixed at the start
 
     def run(self) -> ApplyReport:
         resumed = self.target.exists(self.journal_name)
@@ -352,7 +353,6 @@ class _Apply:
             shard_id = shard_of(name.removesuffix(TMP_SUFFIX))
             if name.endswith(TMP_SUFFIX) and (shard_id is None or shard_id != staged):
                 self.target.fs.rm(self.target.path(name))
-
 
     def _shard(self, shard_id: int, withdrawn: dict[str, dict[str, Any]]) -> None:
         if self.journal["staged"] != shard_id:
