@@ -26,6 +26,7 @@ import pytest
 import webdataset as wds
 
 from consentfetch import ConsentFetchError, OutputError, fetch_shards, read_audit
+from consentfetch.audit.read import read_columns
 from consentfetch.errors import RecheckNotFound
 from consentfetch.recheck import apply as apply_module
 from consentfetch.recheck.apply import apply_recheck, filter_tar
@@ -567,3 +568,17 @@ def test_retry_failed_after_an_apply_keeps_the_withdrawals(site: Any, url_list: 
     assert audit["000001"]["withdrawn_at"] is not None
     assert audit["000003"]["withdrawn_at"] is None
     assert set(samples([out / "00000.tar"])) == {"000000", "000002", "000003"}
+
+
+def test_the_audit_reads_shards_with_and_without_withdrawn_at(run: Path) -> None:
+    shutil.rmtree(run / "rechecks")
+    write_recheck(run, withdraw={"000010"}, changed=None)  # shard 1 only
+    # the run's own folder as output is in place (a new folder holding a dataset is refused)
+    apply_recheck(str(run), output=str(run))
+    audit = read_audit(str(run))
+    assert audit.num_rows == N_IMAGES + 1
+    withdrawn = {r["key"] for r in audit.to_pylist() if r["withdrawn_at"] is not None}
+    assert withdrawn == {"000010"}
+    columns = read_columns(str(run), ["key", "withdrawn_at"]).to_pylist()
+    assert [r["key"] for r in columns if r["withdrawn_at"]] == ["000010"]
+    assert len(read_audit(str(run), status="disallowed")) == 1
