@@ -7,11 +7,20 @@ from ._version import __version__
 from .audit import explain_url, read_audit, summarize_audit
 from .check import CheckResult, check_url
 from .config import FetchConfig, FetchOptions, make_config
-from .errors import ConfigError, ConsentFetchError, InputError, OutputError, RunInterrupted
+from .errors import (
+    ConfigError,
+    ConsentFetchError,
+    InputError,
+    OutputError,
+    RecheckNotFound,
+    RunInterrupted,
+)
 from .progress import ProgressSnapshot, ProgressView
+from .recheck.apply import ApplyReport, apply_recheck
 from .run import Report, fetch_shards
 
 __all__ = [
+    "ApplyReport",
     "CheckResult",
     "ConfigError",
     "ConsentFetchError",
@@ -21,9 +30,11 @@ __all__ = [
     "OutputError",
     "ProgressSnapshot",
     "ProgressView",
+    "RecheckNotFound",
     "Report",
     "RunInterrupted",
     "__version__",
+    "apply_recheck",
     "check_url",
     "explain_url",
     "fetch_shards",

@@ -11,6 +11,7 @@ we cannot use, an interrupted run.
     │                                   or names an unknown column
     ├── InputError (ValueError)         the URL list cannot be read
     ├── OutputError (OSError)           the output folder cannot be written
+    │   └── RecheckNotFound             no recheck to apply in the folder(s) given
     └── RunInterrupted (KeyboardInterrupt-like, but an Exception)
                                         the run was stopped before it finished
 """
@@ -37,6 +38,10 @@ class InputError(ConsentFetchError, ValueError):
 
 class OutputError(ConsentFetchError, OSError):
     """The output folder cannot be created or written."""
+
+
+class RecheckNotFound(OutputError):
+    """``apply_recheck`` found no ``rechecks/<stamp>/recheck.parquet`` to apply."""
 
 
 class RunInterrupted(ConsentFetchError):

@@ -29,6 +29,7 @@ from .layout import RUN_FILE, key_index, origin_part, parquet_name, run_stamp, s
 from .pipeline import engine_for
 from .progress import LogLines, Progress, ProgressView
 from .reader import InputRow, InputSource, ShardInput
+from .recheck.apply import RUN_JSON_KEYS
 from .safetext import lost_userinfo, redact_userinfo
 from .writer import RESERVED_COLUMNS, OutputDir
 
@@ -117,6 +118,7 @@ class _Run:
         self.origin_parts = 0  # parts of origins.parquet this run wrote
         self.origin_rows = 0  # rows in them
         self.written = 0
+        self.rechecked: dict[str, Any] = {}  # an applied recheck's keys in run.json, kept
 
     def execute(self) -> Report:
         if not self.config.overwrite:
@@ -245,6 +247,7 @@ class _Run:
         if not self.out.exists(RUN_FILE):
             return
         previous = self.out.read_json(RUN_FILE)
+        self.rechecked = {k: previous[k] for k in RUN_JSON_KEYS if k in previous}
         conflicts = resume_conflicts(previous.get("config", {}), self.config)
         shown = redact_userinfo(self.input)  # run.json keeps no credentials
         if previous.get("input") not in (None, shown):
@@ -305,6 +308,7 @@ class _Run:
             "checks_off": self._checks_off(),
             "config": self.config.to_dict(),
             "totals": {"status": counts or {}, "reasons": reasons or {}},
+            **self.rechecked,
         })
 
 

@@ -37,6 +37,15 @@ class TarStream:
         self._f.write(b"".join((header, data, b"\0" * padding)))
         self._offset += len(header) + len(data) + padding
 
+    def add_blocks(self, blocks: bytes) -> None:
+        """Append bytes already in tar form: a member copied whole (its header
+        blocks, data and padding) from another archive, in one or more calls.
+        ``blocks`` is a whole number of 512-byte blocks."""
+        if len(blocks) % BLOCK:
+            raise ValueError(f"{len(blocks)} bytes is not a whole number of tar blocks")
+        self._f.write(blocks)
+        self._offset += len(blocks)
+
     def close(self) -> None:
         """Write the end-of-archive blocks (does not close ``fileobj``)."""
         if self.closed:

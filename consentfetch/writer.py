@@ -477,6 +477,11 @@ class ShardWriter:
     def _carry_over(self, replace_keys: set[str]) -> None:
         """Start from the existing shard: its samples and audit rows but ``replace_keys``."""
         table = self.out.read_table(self.parquet)
+        # Columns the shard gained after its download (an applied recheck's
+        # withdrawn_at) stay, null on the rewritten rows.
+        for column in table.schema:
+            if column.name not in self.schema.names:
+                self.schema = self.schema.append(column)
         self._rows = [r for r in table.to_pylist() if r["key"] not in replace_keys]
         with self.out.fs.open(self.out.path(self.tar), "rb") as f, \
                 tarfile.open(fileobj=f, mode="r:") as old:

@@ -64,3 +64,9 @@ def test_hostile_smoke() -> None:
 def test_webshape_smoke() -> None:
     out = run("webshape.py", "--rows", "200", "--rounds", "1", "--no-img2dataset")
     assert "200 rows over" in out and "requests per origin" in out and "tail" in out
+
+
+def test_apply_smoke() -> None:
+    out = run("apply.py", "--samples", "60", "--shard-size", "20", "--kb", "1", "--every", "7")
+    assert "60 samples of 1 kB" in out and "9 withdrawn from 3 shard(s)" in out
+    assert "apply into a new folder" in out
