@@ -9,6 +9,7 @@ from .check import CheckResult, check_url
 from .config import FetchConfig, FetchOptions, make_config
 from .errors import ConfigError, ConsentFetchError, InputError, OutputError, RunInterrupted
 from .progress import ProgressSnapshot, ProgressView
+from .recheck.decide import RecheckReport, recheck_shards
 from .run import Report, fetch_shards
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "OutputError",
     "ProgressSnapshot",
     "ProgressView",
+    "RecheckReport",
     "Report",
     "RunInterrupted",
     "__version__",
@@ -29,5 +31,6 @@ __all__ = [
     "fetch_shards",
     "make_config",
     "read_audit",
+    "recheck_shards",
     "summarize_audit",
 ]
