@@ -20,13 +20,13 @@ from typing import Any
 import fsspec
 import pyarrow.parquet as pq
 import pytest
+from multidict import CIMultiDict
 
 from consentfetch import ConfigError, OutputError, fetch_shards, recheck_shards
 from consentfetch.recheck.decide import changed_evidence
 from consentfetch.recheck.settings import recheck_settings
 from consentfetch.recheck.table import recheck_file, summary_file
 from consentfetch.testsite import Delivery, LocalSite, Resource, make_image
-from multidict import CIMultiDict
 
 from .conftest import LOCAL
 

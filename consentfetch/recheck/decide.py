@@ -236,7 +236,10 @@ class _Recheck:
             raise
         finally:
             progress.close()
-        requests = {_KINDS.get(k, k): n for k, n in sorted(client.sent.items())}
+        order = list(_KINDS)
+        requests = {_KINDS[k]: client.sent[k] for k in sorted(
+            client.sent, key=lambda k: order.index(k) if k in order else len(order))
+            if k in _KINDS}
         report = RecheckReport(
             redact_userinfo(self.dest.url), stamp, self._counts(), dict(sorted(
                 self.reasons.items())), requests, self.policy_cache.loads,
