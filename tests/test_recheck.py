@@ -22,7 +22,9 @@ import pyarrow.parquet as pq
 import pytest
 from multidict import CIMultiDict
 
-from consentfetch import ConfigError, OutputError, fetch_shards, recheck_shards
+from consentfetch import ConfigError, OutputError, explain_url, fetch_shards, recheck_shards
+from consentfetch.audit.report import render_report
+from consentfetch.cli import main
 from consentfetch.recheck.decide import changed_evidence
 from consentfetch.recheck.settings import recheck_settings
 from consentfetch.recheck.table import recheck_file, summary_file
@@ -240,3 +242,30 @@ def test_cli_recheck(site: LocalSite, url_list: Any, tmp_path: Path) -> None:
                               str(tmp_path / "nothing")], capture_output=True, text=True,
                              timeout=60)
     assert missing.returncode == 2 and "no output folder" in missing.stderr
+
+
+def test_why_audit_and_report_show_the_latest_recheck(site: LocalSite, url_list: Any,
+                                                     tmp_path: Path, capsys: Any) -> None:
+    site.put(0, "/robots.txt", ALLOW_ALL)
+    kept = site.put(0, "/a.jpg", make_image(64, 64))
+    gone = site.put(0, "/b/c.jpg", make_image(65, 64))
+    out = tmp_path / "run"
+    fetch_shards(url_list([{"url": kept}, {"url": gone}]), str(out), **LOCAL)
+    assert "recheck" not in explain_url(str(out), gone)[0]  # none yet
+    site.put(0, "/robots.txt", "User-agent: *\nDisallow: /b/\n")
+    report = recheck_shards(str(out), **NET)
+
+    (row,) = explain_url(str(out), gone)
+    assert row["recheck"]["status"] == "disallowed"
+    assert row["recheck"]["reason"] == "robots_disallowed"
+    text = row["explanation"]
+    assert "; on 20" in text and " the site opted out: " in text and "Disallow: /b/" in text
+    assert text.index("Downloaded on") < text.index("the site opted out")
+    assert "consent still held" in explain_url(str(out), kept)[0]["explanation"]
+
+    assert main(["audit", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert f"latest recheck {report.stamp}: 1 kept, 1 withdrawn (robots_disallowed 1)" in shown
+    page = render_report(str(out))
+    assert "Consent checked again: the latest recheck" in page
+    assert "robots_disallowed 1" in page
