@@ -64,3 +64,10 @@ def test_hostile_smoke() -> None:
 def test_webshape_smoke() -> None:
     out = run("webshape.py", "--rows", "200", "--rounds", "1", "--no-img2dataset")
     assert "200 rows over" in out and "requests per origin" in out and "tail" in out
+
+
+def test_recheck_smoke() -> None:
+    out = run("recheck.py", "--n", "40", "--origins", "4", "--repeats", "1")
+    assert "download: 40 URLs on 4 origins" in out
+    assert "recheck: 40 samples, 0 withdrawn, 12 requests" in out
+    assert "recheck --headers: 40 samples, 0 withdrawn, 52 requests" in out

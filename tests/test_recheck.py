@@ -223,6 +223,12 @@ def test_remote_source_into_local_output(site: LocalSite, url_list: Any,
     assert report.counts["disallowed"] == 1
     assert _rows(tmp_path / "r", report.stamp)[url]["reason"] == "robots_disallowed"
     assert sorted(fs.find(source)) == before  # the source was only read
+    remote = f"memory://recheck-out-{uuid.uuid4().hex}"
+    again = recheck_shards(source, output=remote, **NET)
+    with fs.open(f"{remote}/{recheck_file(again.stamp)}", "rb") as f:
+        assert pq.ParquetFile(f).read().column("reason").to_pylist() == ["robots_disallowed"]
+    assert fs.exists(f"{remote}/{summary_file(again.stamp)}")
+    assert not [p for p in fs.find(remote) if p.endswith(".tmp")]
 
 
 def test_cli_recheck(site: LocalSite, url_list: Any, tmp_path: Path) -> None:
