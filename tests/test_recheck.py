@@ -28,7 +28,7 @@ from consentfetch.cli import main
 from consentfetch.recheck.decide import changed_evidence
 from consentfetch.recheck.settings import recheck_settings
 from consentfetch.recheck.table import recheck_file, summary_file
-from consentfetch.testsite import Delivery, LocalSite, Resource, make_image
+from consentfetch.testsite import Delivery, LocalSite, Resource, make_image, running_site
 
 from .conftest import LOCAL
 
@@ -275,3 +275,16 @@ def test_why_audit_and_report_show_the_latest_recheck(site: LocalSite, url_list:
     page = render_report(str(out))
     assert "Consent checked again: the latest recheck" in page
     assert "robots_disallowed 1" in page
+
+
+def test_origin_gone_keeps_the_sample_unchecked(url_list: Any, tmp_path: Path) -> None:
+    """A site that cannot be reached now said nothing new: failed_to_download, kept."""
+    out = tmp_path / "run"
+    with running_site(("127.0.0.6",)) as site:
+        site.put(0, "/robots.txt", ALLOW_ALL)
+        url = site.put(0, "/a.jpg", make_image(64, 64))
+        fetch_shards(url_list([{"url": url}]), str(out), **LOCAL)
+    report = recheck_shards(str(out), **NET)  # the site is gone: connection refused
+    row = _rows(out, report.stamp)[url]
+    assert (row["status"], row["reason"]) == ("failed_to_download", "connection_error")
+    assert report.withdrawn == 0 and report.counts["failed_to_download"] == 1
