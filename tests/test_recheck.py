@@ -33,7 +33,7 @@ from consentfetch.testsite import Delivery, LocalSite, Resource, make_image, run
 from .conftest import LOCAL
 
 ALLOW_ALL = "User-agent: *\nAllow: /\n"
-NET = {"allow_private_networks": True}
+NET: dict[str, Any] = {"allow_private_networks": True}
 SLOW = Delivery(piece=256, pause=0.01)  # a body that takes ~0.5 s to write
 
 
