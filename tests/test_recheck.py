@@ -288,3 +288,18 @@ def test_origin_gone_keeps_the_sample_unchecked(url_list: Any, tmp_path: Path) -
     row = _rows(out, report.stamp)[url]
     assert (row["status"], row["reason"]) == ("failed_to_download", "connection_error")
     assert report.withdrawn == 0 and report.counts["failed_to_download"] == 1
+
+
+def test_the_runs_own_list_is_read_as_it_is_now(site: LocalSite, url_list: Any,
+                                                tmp_path: Path) -> None:
+    site.put(0, "/robots.txt", ALLOW_ALL)
+    url = site.put(0, "/a.jpg", make_image(64, 64))
+    lists = tmp_path / "optout.txt"
+    lists.write_text("https://elsewhere.example/x.jpg\n")
+    out = tmp_path / "run"
+    fetch_shards(url_list([{"url": url}]), str(out), opt_out_lists=[str(lists)], **LOCAL)
+    lists.write_text("https://elsewhere.example/x.jpg\n" + url + "\n# added later\n")
+    report = recheck_shards(str(out), **NET)
+    row = _rows(out, report.stamp)[url]
+    assert (row["status"], row["reason"]) == ("disallowed", "registry_opt_out")
+    assert report.summary["opt_out_lists"] == [str(lists)]
