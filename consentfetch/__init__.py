@@ -17,6 +17,7 @@ from .errors import (
 )
 from .progress import ProgressSnapshot, ProgressView
 from .recheck.apply import ApplyReport, apply_recheck
+from .recheck.decide import RecheckReport, recheck_shards
 from .run import Report, fetch_shards
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "ProgressSnapshot",
     "ProgressView",
     "RecheckNotFound",
+    "RecheckReport",
     "Report",
     "RunInterrupted",
     "__version__",
@@ -40,5 +42,6 @@ __all__ = [
     "fetch_shards",
     "make_config",
     "read_audit",
+    "recheck_shards",
     "summarize_audit",
 ]

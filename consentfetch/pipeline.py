@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -140,17 +141,24 @@ class _Shard:
     """The per-shard context: client, origin policies, consent engine, image pool."""
 
     def __init__(self, config: FetchConfig, client: HttpClient, pool: ThreadPoolExecutor,
-                 storage_options: dict[str, Any] | None = None) -> None:
+                 storage_options: dict[str, Any] | None = None, *,
+                 policy_cache: PolicyStore | None = None,
+                 licence_cache: LicenceStore | None = None) -> None:
+        """``policy_cache``/``licence_cache``: where origin policies and licences are
+        kept (default: this process's caches, shared by the shards of a run; a
+        recheck passes its own, so every origin's files are fetched anew)."""
         self.config = config
         self.client = client
         self.pool = pool
         self.engine = engine_for(config, storage_options)
-        cache = process_cache().policy_view(config, keep_bodies=config.save_consent_files)
-        self.policies = origin_policies(config, client, cache=cache,
+        if policy_cache is None:
+            policy_cache = process_cache().policy_view(
+                config, keep_bodies=config.save_consent_files)
+        self.policies = origin_policies(config, client, cache=policy_cache,
                                         keep_bodies=config.save_consent_files)
         self.licences = licence_fetcher(
-            config, client, cache=process_cache().licence_view(config),
-            keep_bodies=config.save_consent_files)
+            config, client, cache=licence_cache if licence_cache is not None
+            else process_cache().licence_view(config), keep_bodies=config.save_consent_files)
         self.resize: ResizeOptions = resize_options_from(config)
         self.budget = process_cache().decode_budget(config.max_decoded_bytes)
         self.token = config.user_agent_token
@@ -178,6 +186,25 @@ class _Shard:
         self.client.slots.set_delay(url.host or "", delay.seconds)
         return None
 
+    async def check_hop(self, hop: URL, permits: Permits) -> tuple[OriginPolicy, Denial | None]:
+        """The origin phase for one hop: its policy, and its files' (and licences')
+        verdict, Crawl-delay included."""
+        policy = await self.policy(hop)
+        licences = await self.licences.get_all(self.engine.robots_licence_urls(policy))
+        return policy, self.engine.check_origin(policy, hop, permits, licences) \
+            or self.pace(policy, hop)
+
+    async def judge_headers(self, policy: OriginPolicy | None, final: URL,
+                            headers: CIMultiDictProxy[str], permits: Permits) -> Denial | None:
+        """The header phase: the response's own signals, then the RSL licences its
+        ``Link`` headers name (fetched while this hop's slot is held)."""
+        denial = self.engine.check_headers(policy, final, headers, permits)
+        urls = self.engine.link_licence_urls(final, headers)
+        if denial is not None or not urls:
+            return denial
+        licences = await self.licences.get_all(urls, held_host=final.host or "")
+        return self.engine.check_headers(policy, final, headers, permits, licences)
+
     async def process(self, row: InputRow, *, url: URL | Denial | None = None,
                       seen: Observation | None = None, decide_only: bool = False) -> RowResult:
         """One row through every stage. ``url`` is the row's URL if the caller has
@@ -196,26 +223,19 @@ class _Shard:
         # judged with it (held here, so a cache eviction cannot take it away).
         hop_policy: list[OriginPolicy] = []
 
+        seen = seen if seen is not None else Observation()
+
         async def check_hop(hop: URL) -> Denial | None:
-            if seen is not None:
-                seen.hops.append(str(hop))
-            hop_policy[:] = [await self.policy(hop)]
-            licences = await self.licences.get_all(
-                self.engine.robots_licence_urls(hop_policy[0]))
-            return self.engine.check_origin(hop_policy[0], hop, permits, licences) \
-                or self.pace(hop_policy[0], hop)
+            seen.hops.append(str(hop))
+            policy, denial = await self.check_hop(hop, permits)
+            hop_policy[:] = [policy]
+            return denial
 
         async def check_headers(final: URL, headers: CIMultiDictProxy[str]) -> Denial | None:
-            if seen is not None:
-                seen.headers = {name: headers.getall(name) for name in CONSENT_HEADERS
-                                if name in headers}
+            seen.headers = {name: headers.getall(name) for name in CONSENT_HEADERS
+                            if name in headers}
             policy = hop_policy[0] if hop_policy else None
-            denial = self.engine.check_headers(policy, final, headers, permits)
-            urls = self.engine.link_licence_urls(final, headers)
-            if denial is not None or not urls:
-                return denial
-            licences = await self.licences.get_all(urls, held_host=final.host or "")
-            return self.engine.check_headers(policy, final, headers, permits, licences)
+            return await self.judge_headers(policy, final, headers, permits)
 
         fetched = await self.client.fetch_image(url, check_hop=check_hop,
                                                 check_headers=check_headers)
@@ -223,11 +243,12 @@ class _Shard:
             return _denied(fetched)
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self.pool, self._inspect, fetched, permits,
-                                              row.expected_hash, row.boxes,
-                                              decide_only)
+            result = await loop.run_in_executor(self.pool, self._inspect, fetched, permits,
+                                                row.expected_hash, row.boxes, decide_only)
         except Exception as exc:  # a body no check foresaw: this row's failure only
             return unforeseen(row, exc, Reason.DECODE_ERROR, http_status=fetched.http_status)
+        return dataclasses.replace(result, body_size=len(fetched.body),
+                                   redirects=redirects_of(str(url), seen.hops))
 
     def _inspect(self, fetched: Fetched, permits: Permits, expected_hash: str | None,
                  boxes: Sequence[Box], decide_only: bool) -> RowResult:
@@ -289,6 +310,14 @@ def unforeseen(row: InputRow, exc: Exception, reason: Reason, *,
 
 
 _SHOWN_VALUE = 40  # characters of a Crawl-delay value quoted in evidence
+
+
+def redirects_of(url: str, hops: Sequence[str]) -> list[str] | None:
+    """The URLs the last attempt at ``url`` was redirected to, in order (the last one
+    served the body), or None without a redirect. ``hops`` lists every hop of every
+    attempt; the last attempt is the one that starts at the last ``url``."""
+    start = max((i for i, hop in enumerate(hops) if hop == url), default=0)
+    return list(hops[start + 1:]) or None
 
 
 def crawl_delay_evidence(policy: OriginPolicy, url: URL, delay: CrawlDelay,

@@ -90,6 +90,7 @@ class Resource:
     content_type: str | None = None
     cut: int | None = None  # drop the connection after this many body bytes
     delivery: Delivery | None = None  # None: the site's own
+    head: bool = True  # False: HEAD is answered 405 Method Not Allowed, as some servers do
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,11 @@ class LocalSite:
         self._ssl = self._tls_context() if tls else None
         self._resources: dict[tuple[str, str], Resource | RawResource] = {}
         self.hits: Counter[tuple[str, str]] = Counter()  # (host, path) -> requests
+        self.methods: Counter[tuple[str, str, str]] = Counter()  # (host, path, method)
+        # (host, path) -> bodies written to their end, of the responses written in
+        # pieces (a Delivery that is not polite): a client that closed the connection
+        # after the headers is not counted
+        self.bodies_sent: Counter[tuple[str, str]] = Counter()
         self.log: list[tuple[float, str, str]] = []  # (monotonic time, host, path_qs) in order
         self.counters: Counter[str] = Counter()  # state of the stateful faults
         self.user_agents: set[str] = set()
@@ -180,6 +186,7 @@ class LocalSite:
         path = request.path
         with self._lock:
             self.hits[(host, path)] += 1
+            self.methods[(host, path, request.method)] += 1
             self.log.append((time.monotonic(), host, request.path_qs))
             self.user_agents.add(request.headers.get("User-Agent", ""))
             if "Authorization" in request.headers:
@@ -223,6 +230,8 @@ class LocalSite:
             else list(resource.headers)
         ctype = resource.content_type or _CONTENT_TYPES.get(path.rsplit(".", 1)[-1].lower(),
                                                             "application/octet-stream")
+        if request.method == "HEAD" and not resource.head:
+            return web.Response(status=405, headers={"Allow": "GET"})
         return await self._deliver(request, resource.status,
                                    [("Content-Type", ctype), *headers], resource.body,
                                    cut=resource.cut, delivery=resource.delivery)
@@ -266,6 +275,9 @@ class LocalSite:
             request.transport.abort()
             return stream
         await stream.write_eof()
+        host = request.transport.get_extra_info("sockname")[0] if request.transport else ""
+        with self._lock:
+            self.bodies_sent[(host, request.path)] += 1
         return stream
 
     def _tls_context(self) -> ssl.SSLContext:

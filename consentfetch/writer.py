@@ -92,6 +92,10 @@ AUDIT_FIELDS: tuple[pa.Field, ...] = (
     pa.field("consent_profile", pa.string()),
     pa.field("ignored_checks", pa.string()),  # comma-separated; null when none
     *EVIDENCE_FIELDS,
+    # Where the body came from, for ``consentfetch recheck``: the URLs the request was
+    # redirected to, in order (null: no redirect), and the body's size in bytes.
+    pa.field("redirects", pa.list_(pa.string())),
+    pa.field("body_size", pa.int64()),
 )
 LEAD_FIELDS: tuple[pa.Field, ...] = (
     pa.field("key", pa.string()),
@@ -181,6 +185,8 @@ class RowResult:
     original_height: int | None = None
     image: bytes | None = None  # the encoded sample, success only
     blurred: int | None = None  # --bbox-col: boxes blurred (said in the sample .json)
+    redirects: list[str] | None = None  # the URLs redirected to, in order; None: none
+    body_size: int | None = None  # bytes of the downloaded body
     decided_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -516,7 +522,9 @@ class ShardWriter:
             http_status=result.http_status, width=result.width, height=result.height,
             original_width=result.original_width, original_height=result.original_height,
             sha256=result.sha256, decided_at=result.decided_at, **self.run_columns,
-            **evidence_columns(result.proof))
+            **evidence_columns(result.proof),
+            redirects=None if result.redirects is None
+            else [redact_userinfo(u) for u in result.redirects], body_size=result.body_size)
         return {name: storable(value) for name, value in record.items()}
 
     def _add_member(self, name: str, data: bytes) -> None:

@@ -70,3 +70,10 @@ def test_apply_smoke() -> None:
     out = run("apply.py", "--samples", "60", "--shard-size", "20", "--kb", "1", "--every", "7")
     assert "60 samples of 1 kB" in out and "9 withdrawn from 3 shard(s)" in out
     assert "apply into a new folder" in out
+
+
+def test_recheck_smoke() -> None:
+    out = run("recheck.py", "--n", "40", "--origins", "4", "--repeats", "1")
+    assert "download: 40 URLs on 4 origins" in out
+    assert "recheck: 40 samples, 0 withdrawn, 12 requests" in out
+    assert "recheck --headers: 40 samples, 0 withdrawn, 52 requests" in out

@@ -95,7 +95,7 @@ def test_audit_columns_and_keys(site: LocalSite, url_list, tmp_path: Path) -> No
         "width", "height", "original_width", "original_height", "sha256", "decided_at",
         "consent_profile", "ignored_checks", "evidence_signal", "evidence_file",
         "evidence_file_sha256", "evidence_fetched_at", "evidence_line", "evidence_rule",
-        "evidence_agent"]
+        "evidence_agent", "redirects", "body_size"]
     first, second = table.to_pylist()
     assert first["key"] == "000000000" and second["key"] == "000000001"
     assert (first["status"], first["width"], first["original_width"]) == ("success", 256, 400)
@@ -387,3 +387,19 @@ def test_to_boxes_refuses(value) -> None:
     from consentfetch.reader import to_boxes
     with pytest.raises(ValueError):
         to_boxes(value)
+
+
+def test_audit_records_redirects_and_body_size(site: LocalSite, url_list,
+                                                tmp_path: Path) -> None:
+    """What a recheck needs to ask again: every origin the body came through, its size."""
+    body = make_image(120, 90)
+    site.put(1, "/final.jpg", body)
+    direct = site.put(0, "/direct.jpg", body)
+    hop = site.url(0, f"/fault/redirect?n=2&to={site.url(1, '/final.jpg')}")
+    fetch_shards(url_list([{"url": direct}, {"url": hop}]), str(tmp_path / "o"), **LOCAL)
+    first, second = pq.read_table(tmp_path / "o" / "00000.parquet").to_pylist()
+    assert first["redirects"] is None and first["body_size"] == len(body)
+    assert second["status"] == "success" and second["body_size"] == len(body)
+    assert second["redirects"] == [
+        site.url(0, f"/fault/redirect?n=1&delay=0.0&to={site.url(1, '/final.jpg')}"),
+        site.url(1, "/final.jpg")]

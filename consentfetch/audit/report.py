@@ -29,6 +29,7 @@ from ..consent.decision import Reason, status_of
 from ..errors import OutputError
 from .catalogue import STATUSES, reason_label, reason_wording
 from .read import completed_shard_count, read_columns, read_run
+from .rechecks import latest_recheck
 from .summary import summarize_audit
 
 COLOURS = {
@@ -130,7 +131,8 @@ def _build(output_dir: str, examples: int, top: int,
     summary = summarize_audit(table, by="reason", top=top)
     run = read_run(output_dir, storage_options)
     shards = completed_shard_count(output_dir, storage_options)
-    page = _Page(output_dir, summary, run, shards, _examples(table, summary, examples)).html()
+    page = _Page(output_dir, summary, run, shards, _examples(table, summary, examples),
+                 latest_recheck(output_dir, storage_options)).html()
     return page, summary
 
 
@@ -150,8 +152,10 @@ def _examples(table: pa.Table, summary: Mapping[str, Any],
 
 class _Page:
     def __init__(self, output_dir: str, summary: Mapping[str, Any], run: Mapping[str, Any],
-                 shards: int, examples: Mapping[str, list[dict[str, Any]]]) -> None:
+                 shards: int, examples: Mapping[str, list[dict[str, Any]]],
+                 recheck: Mapping[str, Any] | None = None) -> None:
         self.output_dir = output_dir
+        self.recheck = recheck
         self.s = summary
         self.run = run
         self.shards = shards
@@ -161,7 +165,8 @@ class _Page:
     def html(self) -> str:
         parts = [self._head(), "<body>", self._header(), '<main class="wrap">',
                  self._callouts(), self._cards(), self._stacked(), self._reasons(),
-                 self._hosts(), self._consent(), self._examples(), self._config(),
+                 self._hosts(), self._consent(), self._recheck(), self._examples(),
+                 self._config(),
                  "</main>", self._footer(), "</body></html>"]
         return "\n".join(p for p in parts if p)
 
@@ -310,6 +315,30 @@ class _Page:
         body = "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in rows)
         return ('<section class="panel"><h2>Consent settings of this run</h2>'
                 f'<table class="kv">{body}</table></section>')
+
+    # -- the latest recheck -------------------------------------------------------
+    def _recheck(self) -> str:
+        r = self.recheck
+        if not r:
+            return ""
+        counts = r.get("counts") or {}
+        withdrawn = (r.get("reasons") or {}).get("disallowed") or {}
+        rows = [("Rechecked", f'{_e(_when(r.get("finished_at")))} '
+                              f'<span class="muted">(profile {_e(r.get("consent_profile"))}, '
+                              f'{"with" if r.get("headers") else "without"} --headers)</span>'),
+                ("Consent still holds", _e(counts.get("success", 0))),
+                ("Withdrawn", _e(counts.get("disallowed", 0)) + "".join(
+                    f' <span class="chip off">{_e(k)} {_e(n)}</span>'
+                    for k, n in sorted(withdrawn.items(), key=lambda kv: -kv[1]))),
+                ("Serving other bytes", _e(counts.get("changed", 0))),
+                ("Could not be asked", _e(counts.get("failed_to_download", 0)))]
+        notes = "".join(f'<p class="hint">{_e(r[k])}</p>'
+                        for k in ("robots_unreachable_note", "hops_note") if r.get(k))
+        body = "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in rows)
+        return ('<section class="panel"><h2>Consent checked again: the latest recheck</h2>'
+                f'<p class="hint">{_e(r.get("recheck_file"))}: the downloaded samples, '
+                f'decided again as of that date.</p><table class="kv">{body}</table>'
+                f'{notes}</section>')
 
     # -- examples ------------------------------------------------------------
     def _examples(self) -> str:

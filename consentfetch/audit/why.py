@@ -22,7 +22,8 @@ from ..consent.headers import AI_DIRECTIVES, SEARCH_DIRECTIVES, parse_x_robots_t
 from ..consent.robots import RobotsPolicy
 from .catalogue import reason_wording, status_wording
 from .hosts import find_url, origin_of
-from .read import ROW_COLUMNS, read_audit
+from .read import ROW_COLUMNS, open_output, read_audit
+from .rechecks import recheck_rows, recheck_sentence, recheck_stamps
 
 Row = Mapping[str, Any]
 
@@ -259,7 +260,10 @@ def _when(value: Any) -> str | None:
 # ---------------------------------------------------------------- rows of a folder
 
 
-def _explained(table: pa.Table) -> list[dict[str, Any]]:
+def _explained(table: pa.Table, rechecked: Mapping[str, Row] | None = None
+               ) -> list[dict[str, Any]]:
+    """Each row explained; a sample in ``rechecked`` (its latest recheck row, by key)
+    also says what that recheck found."""
     out = []
     for row in table.to_pylist():
         item = {c: row.get(c) for c in ROW_COLUMNS}
@@ -268,8 +272,29 @@ def _explained(table: pa.Table) -> list[dict[str, Any]]:
                     consent_profile=row.get("consent_profile"),
                     ignored_checks=row.get("ignored_checks"),
                     explanation=explain_row(row))
+        again = (rechecked or {}).get(str(row.get("key")))
+        if again is not None and row.get("status") == Status.SUCCESS:
+            item["recheck"] = {"status": again.get("status"), "reason": again.get("reason"),
+                               "evidence": again.get("evidence"),
+                               "decided_at": _iso(again.get("decided_at"))}
+            item["explanation"] += " " + recheck_sentence(
+                again, _when(row.get("decided_at")), _when(again.get("decided_at")))
         out.append(item)
     return out
+
+
+def _latest_rechecks(output_dir: str, table: pa.Table,
+                     storage_options: dict[str, Any] | None) -> dict[str, Row]:
+    """The latest recheck's rows of the downloaded samples of ``table``, by key."""
+    if table.num_rows == 0:
+        return {}
+    out = open_output(output_dir, storage_options)
+    stamps = recheck_stamps(out)
+    if not stamps:
+        return {}
+    keys = {r["key"] for r in table.select(["key", "status"]).to_pylist()
+            if r["status"] == Status.SUCCESS and r["key"] is not None}
+    return dict(recheck_rows(out, stamps[-1], keys))
 
 
 def _iso(value: Any) -> Any:
@@ -285,15 +310,20 @@ def explain_url(output_dir: str, url: str, *,
     (:func:`~consentfetch.audit.normalize_url`). Each dict holds ``key``,
     ``url``, ``status``, ``reason``, ``evidence``, ``http_status``,
     ``decided_at`` (ISO 8601), ``consent_profile``, ``ignored_checks`` and
-    ``explanation``. An empty list means the URL is in no complete shard::
+    ``explanation``; a downloaded sample that a later ``consentfetch recheck``
+    decided again also has ``recheck`` (that recheck's status, reason,
+    evidence and time) and its explanation says what it found. An empty list
+    means the URL is in no complete shard::
 
         >>> for row in explain_url("out/", "https://example.com/art/a.jpg"):
         ...     print(row["explanation"])
     """
-    return _explained(find_url(read_audit(output_dir, storage_options=storage_options), url))
+    rows = find_url(read_audit(output_dir, storage_options=storage_options), url)
+    return _explained(rows, _latest_rechecks(output_dir, rows, storage_options))
 
 
 def explain_host(output_dir: str, host: str, *,
                  storage_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Like :func:`explain_url`, for every audit row whose URL is on ``host``."""
-    return _explained(read_audit(output_dir, host=host, storage_options=storage_options))
+    rows = read_audit(output_dir, host=host, storage_options=storage_options)
+    return _explained(rows, _latest_rechecks(output_dir, rows, storage_options))

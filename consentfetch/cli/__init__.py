@@ -4,6 +4,7 @@
     consentfetch audit OUTPUT_DIR [--by status|reason|host] [--format table|json|csv] [...]
     consentfetch why URL OUTPUT_DIR | consentfetch why --host HOST OUTPUT_DIR
     consentfetch report OUTPUT_DIR -o report.html
+    consentfetch recheck OUTPUT_DIR [--headers] [--output NEW_DIR] [...]
     consentfetch check URL [URL...]
     consentfetch demo [OUTPUT_DIR]
 
@@ -25,13 +26,13 @@ from typing import NoReturn
 
 from .._version import __version__
 from ..errors import ConsentFetchError, RunInterrupted
-from . import audit, check, demo, download
+from . import audit, check, demo, download, recheck
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, Handler, failed, shown
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "build_parser", "main"]
 
 # In the order `consentfetch --help` lists them.
-_COMMAND_MODULES = (audit, download, check, demo)
+_COMMAND_MODULES = (audit, download, recheck, check, demo)
 
 
 class _Parser(argparse.ArgumentParser):

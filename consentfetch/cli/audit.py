@@ -36,6 +36,7 @@ from ..audit import (
     select_rows,
     summarize_audit,
 )
+from ..audit.rechecks import latest_recheck
 from ..consent.decision import Reason, Status, status_of
 from ..errors import ConsentFetchError
 from ..safetext import for_spreadsheet, json_for_terminal
@@ -137,7 +138,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.format == "json":
         run = read_run(args.output_dir)
         summary = {"output_dir": args.output_dir, "run_state": run.get("state"),
-                   "complete_shards": completed_shard_count(args.output_dir), **summary}
+                   "complete_shards": completed_shard_count(args.output_dir), **summary,
+                   "latest_recheck": _recheck_counts(latest_recheck(args.output_dir))}
         print(json_for_terminal(summary, indent=2), file=out)
     elif args.format == "csv":
         _summary_csv(summary, out)
@@ -195,6 +197,24 @@ def _pct(share: float) -> str:
     return f"{share * 100:.1f}%"
 
 
+def recheck_line(summary: dict[str, Any]) -> str:
+    """``latest recheck 20261127T142000Z: 40 kept, 3 withdrawn (robots_disallowed 2, ...)``."""
+    counts = summary.get("counts", {})
+    withdrawn = summary.get("reasons", {}).get("disallowed", {})
+    why = ", ".join(f"{cell(r)} {n}" for r, n in sorted(withdrawn.items(), key=lambda kv: -kv[1]))
+    return (f"latest recheck {cell(summary.get('stamp'))}: {counts.get('success', 0)} kept, "
+            f"{counts.get('disallowed', 0)} withdrawn" + (f" ({why})" if why else "")
+            + f", {counts.get('changed', 0)} changed, "
+            f"{counts.get('failed_to_download', 0)} unchecked")
+
+
+def _recheck_counts(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    if summary is None:
+        return None
+    return {k: summary.get(k) for k in ("stamp", "finished_at", "counts", "reasons",
+                                        "headers", "consent_profile")}
+
+
 def _summary_table(summary: dict[str, Any], output_dir: str, out: TextIO) -> None:
     run = read_run(output_dir)
     shards = completed_shard_count(output_dir)
@@ -204,6 +224,9 @@ def _summary_table(summary: dict[str, Any], output_dir: str, out: TextIO) -> Non
     print(f"{cell(output_dir)}: {total} URLs in {shards} complete shard(s) ({note})", file=out)
     print("  " + ", ".join(f"{n} {s} ({_pct(n / total if total else 0)})"
                            for s, n in summary["by_status"].items() if n), file=out)
+    recheck = latest_recheck(output_dir)
+    if recheck is not None:
+        print("  " + recheck_line(recheck), file=out)
     print(file=out)
     by = summary["by"]
     if by == "status":

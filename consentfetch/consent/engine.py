@@ -299,13 +299,9 @@ class ConsentEngine:
     def check_body(self, body: bytes, sha256: str, mime_type: str | None,
                    permits: Permits) -> Denial | None:
         """Opt-out list by content hash, then embedded metadata. CPU work: run in a thread."""
-        if self.on("registry") and self.opt_out is not None and self.opt_out.has_sha256:
-            hit = self.opt_out.match_sha256(sha256)
-            if hit is not None:
-                return Denial(Reason.REGISTRY_OPT_OUT, proof.list_hit(hit))
-        if self.opt_in is not None and self.opt_in.has_sha256:
-            hit = self.opt_in.match_sha256(sha256)
-            permits.note("list", hit.evidence if hit else None)
+        denial = self.check_digest(sha256, permits)
+        if denial is not None:
+            return denial
         if self.on("iptc"):
             iptc = read_iptc_data_mining(body)
             if iptc.denied:
@@ -320,6 +316,18 @@ class ConsentEngine:
                               proof.metadata(Signal.C2PA, c2pa, "C2PA"))
             if c2pa is not None and c2pa.allowed:
                 permits.note("body", c2pa.evidence)
+        return None
+
+    def check_digest(self, sha256: str, permits: Permits) -> Denial | None:
+        """The lists' verdict on a body's sha256 (no body needed: a recheck passes the
+        stored digest)."""
+        if self.on("registry") and self.opt_out is not None and self.opt_out.has_sha256:
+            hit = self.opt_out.match_sha256(sha256)
+            if hit is not None:
+                return Denial(Reason.REGISTRY_OPT_OUT, proof.list_hit(hit))
+        if self.opt_in is not None and self.opt_in.has_sha256:
+            hit = self.opt_in.match_sha256(sha256)
+            permits.note("list", hit.evidence if hit else None)
         return None
 
     # -- 5. opt-in: was anything explicitly permitted? --------------------------------

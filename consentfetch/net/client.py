@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 BACKOFF_STATUSES = frozenset({429, 503})  # the statuses whose Retry-After we honour
 ORIGIN_FILE_MAX_REDIRECTS = 5  # RFC 9309 §2.3.1.2: follow at least five
 _CHUNK = 64 * 1024
+_FILE_PATHS = ("/robots.txt", "/ai.txt", "/.well-known/tdmrep.json")  # counted apart
 
 MAX_HEADER_LINE = 16 * 1024  # bytes in one response header line
 MAX_HEADERS = 128  # response header lines
@@ -47,9 +49,13 @@ HOST_FAILURES = frozenset({Reason.TIMEOUT, Reason.CONNECTION_ERROR, Reason.DNS_E
                            Reason.TLS_ERROR, Reason.HTTP_ERROR})
 
 HopCheck = Callable[[URL], Awaitable[Denial | None]]
+# Statuses a server answers HEAD with when it does not serve HEAD: ask with GET instead.
+HEAD_REFUSED = frozenset({405, 501})
 # Awaited once the headers are in, before a byte of the body is read (it may fetch
 # what the headers name, such as an RSL licence, while this hop's host slot is held).
 HeaderCheck = Callable[[URL, "CIMultiDictProxy[str]"], Awaitable[Denial | None]]
+# One request of a redirect chain: the next hop's URL, the response, or a denial.
+_OneHop = Callable[[URL, "HeaderCheck", float], Awaitable["Fetched | Denial | URL"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +248,10 @@ class HttpClient:
         self._ca_file = ca_file
         self._concurrency = concurrency
         self._session: aiohttp.ClientSession | None = None
+        #: requests sent by :meth:`fetch_small` (by the path first asked for, "/robots.txt";
+        #: "file" for any other, such as a licence) and by :meth:`fetch_headers`
+        #: ("HEAD", "GET"); image requests are not counted
+        self.sent: Counter[str] = Counter()
 
     async def __aenter__(self) -> HttpClient:
         connector = aiohttp.TCPConnector(
@@ -325,6 +335,7 @@ class HttpClient:
                     denial = self._guard(current)
                     if denial:
                         return SmallFetch(url, None, error=denial, reached=False)
+                    self.sent[url.path if url.path in _FILE_PATHS else "file"] += 1
                     async with self.session.get(current, allow_redirects=False) as response:
                         status = response.status
                         location = response.headers.get("Location")
@@ -355,14 +366,31 @@ class HttpClient:
         attempt runs directly; tenacity steps in only for the retries, since
         nearly every URL needs just one attempt.
         """
-        outcome = await self._attempt(url, check_hop, check_headers)
+        return await self._with_retries(url, check_hop, check_headers, self._one_hop)
+
+    async def fetch_headers(self, url: URL, *, check_hop: HopCheck,
+                            check_headers: HeaderCheck) -> Fetched | Denial:
+        """Like :meth:`fetch_image`, but never reads a byte of the body.
+
+        Each hop is asked with HEAD; a server that answers HEAD with 405 or 501
+        is asked with GET, and that connection is closed as soon as the headers
+        are in. The :class:`Fetched` returned holds the final response's status
+        and headers and an empty body. Same hops, checks, slots and retries as
+        an image request: ``consentfetch recheck --headers``.
+        """
+        return await self._with_retries(url, check_hop, check_headers, self._headers_hop)
+
+    async def _with_retries(self, url: URL, check_hop: HopCheck, check_headers: HeaderCheck,
+                            one_hop: _OneHop) -> Fetched | Denial:
+        outcome = await self._attempt(url, check_hop, check_headers, one_hop=one_hop)
         if self.retries == 0 or not self.is_transient(outcome):
             return outcome
 
         async def again() -> Fetched | Denial:
             nonlocal outcome
             assert isinstance(outcome, Denial)  # only a transient failure is retried
-            outcome = await self._attempt(url, check_hop, check_headers, previous=outcome)
+            outcome = await self._attempt(url, check_hop, check_headers, previous=outcome,
+                                          one_hop=one_hop)
             return outcome
 
         retrying = AsyncRetrying(
@@ -389,7 +417,8 @@ class HttpClient:
                       previous.http_status)
 
     async def _attempt(self, url: URL, check_hop: HopCheck, check_headers: HeaderCheck,
-                       previous: Denial | None = None) -> Fetched | Denial:
+                       previous: Denial | None = None, *,
+                       one_hop: _OneHop) -> Fetched | Denial:
         """One attempt: every hop of the redirect chain, within one ``--timeout``.
 
         The deadline budget covers the network time of all hops together
@@ -410,7 +439,7 @@ class HttpClient:
                 if stopped:
                     return stopped
                 started = loop.time()
-                outcome = await self._one_hop(current, check_headers, budget)
+                outcome = await one_hop(current, check_headers, budget)
                 budget -= loop.time() - started
             self._report(current, outcome)
             if not isinstance(outcome, URL):
@@ -442,6 +471,34 @@ class HttpClient:
             return Denial(Reason.TIMEOUT, f"no complete response within {self.timeout:g} s")
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             return denial_from_exception(exc)
+
+    async def _headers_hop(self, url: URL, check_headers: HeaderCheck,
+                           budget: float) -> Fetched | Denial | URL:
+        """One hop of :meth:`fetch_headers`: HEAD, or GET closed after the headers."""
+        try:
+            async with asyncio.timeout(budget):
+                for method in ("HEAD", "GET"):
+                    self.sent[method] += 1
+                    async with self.session.request(method, url,
+                                                    allow_redirects=False) as response:
+                        if method == "HEAD" and response.status in HEAD_REFUSED:
+                            continue
+                        if method == "GET":
+                            response.close()  # the headers are in: no body byte is read
+                        location = response.headers.get("Location")
+                        if response.status in REDIRECT_STATUSES and location:
+                            return parse_location(url, location)
+                        if not 200 <= response.status < 300:
+                            return _http_error(response)
+                        denial = await check_headers(url, response.headers)
+                        if denial:
+                            return denial.with_http_status(response.status)
+                        return Fetched(url, response.status, response.headers, b"")
+        except TimeoutError:
+            return Denial(Reason.TIMEOUT, f"no response headers within {self.timeout:g} s")
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            return denial_from_exception(exc)
+        raise AssertionError("unreachable: GET is never skipped")
 
     async def _read_body(self, url: URL, response: aiohttp.ClientResponse) -> Fetched | Denial:
         declared = response.content_length
