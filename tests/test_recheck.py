@@ -303,3 +303,68 @@ def test_the_runs_own_list_is_read_as_it_is_now(site: LocalSite, url_list: Any,
     row = _rows(out, report.stamp)[url]
     assert (row["status"], row["reason"]) == ("disallowed", "registry_opt_out")
     assert report.summary["opt_out_lists"] == [str(lists)]
+
+
+def _members(tar_paths: list[Path]) -> dict[str, bytes]:
+    import tarfile
+    members: dict[str, bytes] = {}
+    for path in tar_paths:
+        with tarfile.open(path) as tar:
+            for member in tar.getmembers():
+                data = tar.extractfile(member)
+                assert data is not None
+                members[member.name] = data.read()
+    return members
+
+
+def test_cli_recheck_apply_end_to_end(site: LocalSite, url_list: Any, tmp_path: Path) -> None:
+    """The monthly routine of README: recheck --apply in place, then a filtered copy
+    with --output; withdrawn samples gone, every other member byte-identical."""
+    import webdataset as wds
+
+    site.put(0, "/robots.txt", ALLOW_ALL)
+    urls = [site.put(0, f"/{d}/{i}.jpg", make_image(64 + i, 64, seed=i))
+            for d in ("keep", "gone") for i in range(3)]
+    out = tmp_path / "run"
+    fetch_shards(url_list([{"url": u} for u in urls]), str(out), shard_size=4, **LOCAL)
+    before = _members(sorted(out.glob("*.tar")))
+    site.put(0, "/robots.txt", "User-agent: *\nDisallow: /gone/\n")
+    copy = tmp_path / "published"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "consentfetch", "recheck", *args,
+                               "--allow-private-networks"], capture_output=True, text=True,
+                              timeout=120)
+
+    filtered = cli(str(out), "--apply", "--output", str(copy))
+    assert filtered.returncode == 0, filtered.stderr
+    assert "3 sample(s) withdrawn" in filtered.stdout
+    assert _members(sorted(out.glob("*.tar"))) == before  # the source untouched
+    done = cli(str(out), "--apply")
+    assert done.returncode == 0, done.stderr
+    assert "3 sample(s) withdrawn" in done.stdout and "robots_disallowed" in done.stdout
+
+    for folder in (out, copy):
+        after = _members(sorted(folder.glob("*.tar")))
+        kept = {name: data for name, data in before.items()
+                if json.loads(before[name.split(".")[0] + ".json"])["url"] in urls[:3]}
+        assert after == kept  # same names (keys), same bytes, nothing else
+        samples = list(wds.WebDataset([str(p) for p in sorted(folder.glob("*.tar"))],
+                                      shardshuffle=False))
+        assert sorted(json.loads(s["json"])["url"] for s in samples) == urls[:3]
+        audit = pq.read_table(folder / "00000.parquet").to_pylist() + \
+            pq.read_table(folder / "00001.parquet").to_pylist()
+        assert len(audit) == 6
+        gone = [r for r in audit if "/gone/" in r["url"]]
+        assert {(r["status"], r["reason"]) for r in gone} == {("disallowed", "robots_disallowed")}
+        assert all(r["withdrawn_at"] is not None for r in gone)
+        run = json.loads((folder / "run.json").read_text())
+        assert run["consent_checked_as_of"] and len(run["rechecks"]) == 1
+
+    again = cli(str(out), "--apply", "latest")
+    assert again.returncode == 0 and "already applied" in again.stdout
+    why = subprocess.run([sys.executable, "-m", "consentfetch", "why", urls[3], str(out)],
+                         capture_output=True, text=True, timeout=60)
+    assert why.returncode == 0, why.stderr
+    assert "Withdrawn from the dataset on" in why.stdout and "opted out" in why.stdout
+    assert "Disallow: /gone/" in why.stdout and "never requested" not in why.stdout

@@ -48,6 +48,8 @@ def explain_row(row: Row) -> str:
     head = wording.verdict if wording else f"Status {status or 'unknown'}"
     if status == Status.SUCCESS:
         text = _explain_success(row)
+    elif row.get("withdrawn_at") is not None:
+        text = _explain_withdrawn(row)
     else:
         text = f"{head}: " + _explain_reason(row)
     return text + _explain_context(row)
@@ -71,6 +73,24 @@ def _explain_success(row: Row) -> str:
     text += "."
     if row.get("sha256"):
         text += f" sha256 of the bytes received: {row['sha256']}."
+    return text
+
+
+# What a denial's wording says of a URL never requested, untrue of a withdrawn sample.
+_NEVER_REQUESTED = (" The image itself was never requested.", " It was never requested.")
+
+
+def _explain_withdrawn(row: Row) -> str:
+    """A sample downloaded, then removed by an applied recheck (``withdrawn_at``)."""
+    reason = _explain_reason(row)
+    for words in _NEVER_REQUESTED:
+        reason = reason.replace(words, "")
+    on = _when(row.get("decided_at"))
+    text = (f"Withdrawn from the dataset on {_when(row.get('withdrawn_at'))}: it was "
+            f"downloaded{' as sample ' + str(row['key']) if row.get('key') else ''}, then a "
+            f"recheck{' on ' + on if on else ''} found that the site opted out. {reason}")
+    if row.get("sha256"):
+        text += f" sha256 of the bytes received then: {row['sha256']}."
     return text
 
 
@@ -271,6 +291,7 @@ def _explained(table: pa.Table, rechecked: Mapping[str, Row] | None = None
                     decided_at=_iso(row.get("decided_at")),
                     consent_profile=row.get("consent_profile"),
                     ignored_checks=row.get("ignored_checks"),
+                    withdrawn_at=_iso(row.get("withdrawn_at")),
                     explanation=explain_row(row))
         again = (rechecked or {}).get(str(row.get("key")))
         if again is not None and row.get("status") == Status.SUCCESS:

@@ -2,10 +2,13 @@
 
     consentfetch recheck OUTPUT_DIR [--headers] [--opt-out-list FILE ...]
                          [--consent PROFILE] [--ignore CHECK ...] [--output NEW_DIR]
-                         [--allow-private-networks] [--ca-file PEM]
+                         [--apply [STAMP]] [--allow-private-networks] [--ca-file PEM]
 
 Writes ``rechecks/<UTC stamp>/recheck.parquet`` and ``summary.json`` (into
 NEW_DIR with ``--output``) and prints what it found; the run is not changed.
+``--apply`` then removes the withdrawn samples from the shards (in place, or
+into NEW_DIR as a filtered copy); ``--apply STAMP`` applies an earlier
+recheck, as it was reviewed, without deciding again.
 Exit 0 whatever was found; 2 for a folder that is not a run or a flag that
 would loosen the run's rules.
 """
@@ -19,6 +22,7 @@ from typing import Any
 
 from .. import config as cfg
 from ..progress import duration
+from ..recheck.apply import ApplyReport, apply_recheck
 from ..recheck.decide import RecheckReport, recheck_shards
 from ..recheck.table import CHANGED, KEPT, UNCHECKED, WITHDRAWN, recheck_folder
 from .common import EXIT_OK, Handler, cell
@@ -55,20 +59,46 @@ def add_commands(subparsers: Any) -> dict[str, Handler]:
                    help="allow requests to loopback and private addresses")
     p.add_argument("--ca-file", metavar="PEM", default=None,
                    help="trust these certificate authorities besides the system's")
-    # `--apply` (rewriting the shards without the withdrawn samples) is wired here, to
-    # consentfetch.recheck.apply, by the change that adds it.
+    p.add_argument("--apply", nargs="?", const=_NEW, default=None, metavar="STAMP",
+                   help="then rewrite the shards without the withdrawn samples (into "
+                        "NEW_DIR with --output); with STAMP (a folder name under rechecks/, "
+                        "or 'latest'), apply that earlier recheck without deciding again")
     return {"recheck": cmd_recheck}
+
+
+_NEW = "\0new"  # --apply without a STAMP: apply the recheck this command makes
 
 
 def cmd_recheck(args: argparse.Namespace) -> int:
     logging.getLogger("consentfetch.progress").setLevel(logging.INFO)
+    if args.apply not in (None, _NEW):  # an earlier recheck, as it was reviewed
+        stamp = None if args.apply == "latest" else args.apply
+        print_apply(apply_recheck(args.output_dir, stamp, output=args.output))
+        return EXIT_OK
     report = recheck_shards(
         args.output_dir, opt_out_lists=args.opt_out_lists, consent=args.consent,
         ignore=args.ignore, headers=args.headers, output=args.output,
         allow_private_networks=args.allow_private_networks, ca_file=args.ca_file,
         progress=progress_view())
     print_recheck(report)
+    if args.apply == _NEW:
+        print_apply(apply_recheck(args.output_dir, report.stamp, output=args.output))
     return EXIT_OK
+
+
+def print_apply(report: ApplyReport, out: Any = None) -> None:
+    """What applying a recheck did, in one or two lines."""
+    out = out or sys.stdout
+    if report.already_applied:
+        print(f"recheck {report.stamp} was already applied to {cell(report.output)}: "
+              "nothing to do", file=out)
+        return
+    copied = f", {report.shards_copied} copied unchanged" if report.shards_copied else ""
+    resumed = " (finishing an interrupted apply)" if report.resumed else ""
+    print(f"applied recheck {report.stamp}{resumed}: "
+          f"{report.samples_withdrawn} sample(s) withdrawn, {report.shards_rewritten} shard(s) "
+          f"rewritten{copied}, {report.bytes_removed:,} bytes removed", file=out)
+    print(f"dataset: {cell(report.output)}", file=out)
 
 
 def print_recheck(report: RecheckReport, out: Any = None) -> None:
