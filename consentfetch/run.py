@@ -24,11 +24,11 @@ from .consent.decision import Retry, Status, retry_when
 from .consent.metadata import C2PA_AVAILABLE
 from .distribute import Distributor, distributor_for
 from .distribute.originphase import batches, collect_origins, fresh_origins
-from .errors import ConfigError, RunInterrupted
+from .errors import ConfigError, InputError, RunInterrupted
 from .layout import RUN_FILE, key_index, origin_part, parquet_name, run_stamp, stats_name
 from .pipeline import engine_for
 from .progress import LogLines, Progress, ProgressView
-from .reader import InputRow, InputSource, ShardInput
+from .reader import InputRow, InputSource, ShardInput, input_identity
 from .safetext import lost_userinfo, redact_userinfo
 from .writer import RESERVED_COLUMNS, OutputDir
 
@@ -231,14 +231,34 @@ class _Run:
             return
         previous = self.out.read_json(RUN_FILE)
         conflicts = resume_conflicts(previous.get("config", {}), self.config)
-        shown = redact_userinfo(self.input)  # run.json keeps no credentials
-        if previous.get("input") not in (None, shown):
-            conflicts.insert(0, f"input was {previous['input']!r}, now {shown!r}")
+        if not self._same_input(previous):
+            conflicts.insert(0, f"input was {previous['input']!r}, now "
+                                f"{redact_userinfo(self.input)!r}")
         if conflicts:
+            finished = len(self.out.completed_shards())
             raise ConfigError(
                 f"{self.out.url} holds a run made with other options ("
                 + "; ".join(conflicts) + "). Run again with the same options to resume, "
-                "or add --overwrite to start over.")
+                "or write to a new output folder; --overwrite would delete the "
+                f"{finished} finished shard(s) in {self.out.url} and start over.")
+
+    def _same_input(self, previous: dict[str, Any]) -> bool:
+        """Whether run.json's input is this run's, however either was spelled
+        (see :func:`~consentfetch.reader.input_identity`). A run.json without
+        ``input_id`` (older versions) names the input as typed: it matches when
+        equal, or when it resolves, from the current directory, to this input."""
+        typed = previous.get("input")
+        if typed is None:
+            return True
+        now = redact_userinfo(self.source.identity)
+        if "input_id" in previous:
+            return bool(previous["input_id"] == now)
+        if typed == redact_userinfo(self.input):
+            return True
+        try:
+            return redact_userinfo(input_identity(typed, self.out.storage_options)) == now
+        except InputError:
+            return False
 
     def _processes(self) -> int:
         total = self.source.total_rows
@@ -279,7 +299,8 @@ class _Run:
         self.out.write_json(RUN_FILE, {
             "consentfetch_version": __version__,
             "state": state,
-            "input": redact_userinfo(self.input),
+            "input": redact_userinfo(self.input),  # as typed, for people
+            "input_id": redact_userinfo(self.source.identity),  # what resume compares
             "output": redact_userinfo(self.out.url),
             "started_at": self.started.isoformat(),
             "finished_at": None if state == "running" else datetime.now(UTC).isoformat(),
