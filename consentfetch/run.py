@@ -24,13 +24,13 @@ from .consent.decision import Retry, Status, retry_when
 from .consent.metadata import C2PA_AVAILABLE
 from .distribute import Distributor, distributor_for
 from .distribute.originphase import batches, collect_origins, fresh_origins
-from .errors import ConfigError, InputError, RunInterrupted
+from .errors import ConfigError, InputError, OutputError, RunInterrupted
 from .layout import RUN_FILE, key_index, origin_part, parquet_name, run_stamp, stats_name
 from .pipeline import engine_for
 from .progress import LogLines, Progress, ProgressView
 from .reader import InputRow, InputSource, ShardInput, input_identity
 from .safetext import lost_userinfo, redact_userinfo
-from .writer import RESERVED_COLUMNS, OutputDir
+from .writer import CONSENTFETCH, IMG2DATASET, RESERVED_COLUMNS, OutputDir
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ class _Run:
         self.written = 0
 
     def execute(self) -> Report:
+        self._check_ours()
         if not self.config.overwrite:
             self._check_resumable()
         # A cluster that cannot start fails here, before the folder is touched.
@@ -224,6 +225,19 @@ class _Run:
             yield ShardInput(shard_id, retried, indices)
         if not quiet:
             logger.info("--retry-failed: %d transient failure(s) retried", total)
+
+    def _check_ours(self) -> None:
+        """Refuse a folder holding shards that no consentfetch run wrote (no run.json):
+        they are neither resumed nor, with --overwrite, deleted."""
+        writer = self.out.written_by()
+        if writer in (None, CONSENTFETCH):
+            return
+        looks = "it looks like img2dataset output" if writer == IMG2DATASET \
+            else "another tool may have written them"
+        raise OutputError(
+            f"{self.out.url} holds shards but no consentfetch run.json ({looks}); "
+            "consentfetch does not add to them or delete them, even with --overwrite. "
+            "Choose a new output folder.")
 
     def _check_resumable(self) -> None:
         """Refuse to add to a folder holding a run made with other options."""

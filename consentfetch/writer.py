@@ -45,6 +45,7 @@ from .errors import OutputError
 from .layout import (
     LEGACY_ORIGIN_PART,
     ORIGINS_FILE,
+    RUN_FILE,
     TMP_SUFFIX,
     completed_shard,
     is_origin_part,
@@ -118,6 +119,11 @@ ORIGIN_FIELDS: tuple[pa.Field, ...] = (
 # origins skips, by the row groups' min/max statistics, almost all of a part.
 ORIGIN_ROW_GROUP = 64
 RESERVED_COLUMNS = frozenset(f.name for f in LEAD_FIELDS + AUDIT_FIELDS)
+
+# Who wrote an output folder's shards (OutputDir.written_by).
+CONSENTFETCH = "consentfetch"
+IMG2DATASET = "img2dataset"
+UNKNOWN_WRITER = "unknown"
 
 
 def storable(value: Any) -> Any:
@@ -220,6 +226,34 @@ class OutputDir:
         """Shard ids whose stats file exists, i.e. that finished (see module doc)."""
         return {shard_id for name in self.names()
                 if (shard_id := completed_shard(name)) is not None}
+
+    def written_by(self) -> str | None:
+        """Which tool wrote the shards here: :data:`CONSENTFETCH` (our ``run.json``
+        is present), :data:`IMG2DATASET` (shards without ``run.json`` whose stats
+        or parquet are img2dataset's), :data:`UNKNOWN_WRITER` (other shards without
+        ``run.json``), or None when the folder holds no ``run.json`` and no shard."""
+        if self.exists(RUN_FILE):
+            return CONSENTFETCH
+        started = sorted({i for name in self.names() if (i := shard_of(name)) is not None})
+        if not started:
+            return None
+        try:
+            return IMG2DATASET if self._img2dataset_shard(started[0]) else UNKNOWN_WRITER
+        except (OSError, ValueError):
+            return UNKNOWN_WRITER
+
+    def _img2dataset_shard(self, shard_id: int) -> bool:
+        """Whether a shard has img2dataset's files: stats with its keys but not our
+        ``reasons``, or else a parquet with its ``error_message`` column."""
+        _, parquet, stats = shard_files(shard_id)
+        if self.exists(stats):
+            found = self.read_json(stats)
+            return isinstance(found, dict) and "reasons" not in found \
+                and "status_dict" in found
+        if self.exists(parquet):
+            with self.fs.open(self.path(parquet), "rb") as f:
+                return "error_message" in pq.ParquetFile(f).schema_arrow.names
+        return False
 
     def shard_problem(self, shard_id: int) -> str | None:
         """Why a shard that looks complete is not (None when it is whole).
