@@ -152,9 +152,12 @@ class _Run:
                 self._write_origin_part(outcome.origin_rows)  # with its shard, never again
         except KeyboardInterrupt as exc:
             self._finish("interrupted")
+            # Counted on disk: a worker's shard can complete before its result is read.
+            complete = len(self.out.completed_shards())
             raise RunInterrupted(
-                f"interrupted after {self.written} new shard(s); run the same command again "
-                f"to resume (complete shards in {self.out.url} are kept)") from exc
+                f"interrupted: {complete} complete shard(s) in {self.out.url} are kept "
+                f"({max(0, complete - len(done))} new in this run); shards in flight were "
+                "discarded; run the same command again to resume") from exc
         except Exception:
             self._finish("failed")  # run.json must not go on saying "running"
             raise

@@ -248,3 +248,29 @@ def test_resume_refusal_says_what_overwrite_deletes(site: LocalSite, url_list,
     assert "input was" in refused.stderr and "new output folder" in refused.stderr
     assert f"--overwrite would delete the 2 finished shard(s) in {out}" in refused.stderr
     assert len(list(out.glob("*_stats.json"))) == 2
+
+
+def test_ctrl_c_starts_no_shard_and_counts_the_shards_on_disk(url_list,
+                                                               tmp_path: Path) -> None:
+    """Ctrl-C in a terminal (SIGINT to the whole process group) with two worker
+    processes: the shards the pool had queued are not started, in-flight ones are
+    discarded, and the message counts the complete shards really on disk."""
+    with running_site(("127.0.0.26", "127.0.0.27")) as site:
+        rows = [{"url": site.url(i % 2, f"/fault/slow?delay=0.3&i={i}")} for i in range(400)]
+        out = tmp_path / "o"
+        proc = _download(url_list(rows), out, "--shard-size", "20", "--per-host-concurrency",
+                         "4", "--min-host-delay", "0")
+        _wait_for(lambda: len(list(out.glob("*_stats.json"))) >= 2)
+        time.sleep(0.3)  # the next shards are running, and more are queued
+        signalled = time.time()
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    complete = sorted(out.glob("*_stats.json"))
+    assert f"interrupted: {len(complete)} complete shard(s) in {out} are kept" in stderr
+    assert "shards in flight were discarded" in stderr
+    started = [json.loads(p.read_text())["start_time"] for p in complete]
+    assert all(t < signalled for t in started), "a shard was started after Ctrl-C"
+    assert not list(out.glob("*.tmp"))
+    assert {p.name.split(".")[0] for p in out.glob("*.tar")} == \
+        {p.name.removesuffix("_stats.json") for p in complete}
