@@ -151,7 +151,7 @@ class _Run:
                 self.written += 1
                 self._write_origin_part(outcome.origin_rows)  # with its shard, never again
         except KeyboardInterrupt as exc:
-            self._finish("interrupted")
+            self._finish_anyway("interrupted")
             # Counted on disk: a worker's shard can complete before its result is read.
             complete = len(self.out.completed_shards())
             raise RunInterrupted(
@@ -159,7 +159,7 @@ class _Run:
                 f"({max(0, complete - len(done))} new in this run); shards in flight were "
                 "discarded; run the same command again to resume") from exc
         except Exception:
-            self._finish("failed")  # run.json must not go on saying "running"
+            self._finish_anyway("failed")  # run.json must not go on saying "running"
             raise
         finally:
             self.progress.close()
@@ -289,6 +289,15 @@ class _Run:
             self.out.write_origin_part(origin_part(self.stamp, self.origin_parts), rows)
             self.origin_parts += 1
             self.origin_rows += len(rows)
+
+    def _finish_anyway(self, state: str) -> None:
+        """:meth:`_finish` on the way out of a run that did not complete: when the
+        folder cannot take run.json either (a full disk, lost permission), the
+        error that ended the run is the one raised, and this one is logged."""
+        try:
+            self._finish(state)
+        except OSError as exc:  # OutputError included
+            logger.warning("run.json could not say %r: %s", state, exc)
 
     def _finish(self, state: str, skipped: int = 0, duration: float = 0.0) -> Report:
         counts, reasons = self._totals()
