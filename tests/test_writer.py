@@ -122,3 +122,36 @@ def test_write_error_messages() -> None:
     assert write_error_message("/x/o", odd, "/x/o").startswith(
         "OUTPUT_DIR /x/o is a file, not a folder: ")
     assert "(/x is a file)" in write_error_message("/x/o", odd, "/x")
+
+
+# Installed in every process of the run (the CLI and its spawned workers) through
+# PYTHONPATH: writing a shard's tar fails with ENOSPC, everything else works.
+FULL_DISK_FOR_TARS = '''
+import errno, os
+from fsspec.implementations.local import LocalFileSystem
+real = LocalFileSystem._open
+def _open(self, path, mode="rb", **kwargs):
+    if "w" in mode and str(path).endswith(".tar.tmp"):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+    return real(self, path, mode, **kwargs)
+LocalFileSystem._open = _open
+'''
+
+
+def test_full_disk_in_a_worker_process(site: LocalSite, url_list, tmp_path: Path) -> None:
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(FULL_DISK_FOR_TARS)
+    rows = [{"url": site.put(0, f"/{i}.jpg", make_image(40, 40, seed=i))} for i in range(4)]
+    out = tmp_path / "o"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(hooks), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    result = subprocess.run(
+        [sys.executable, "-m", "consentfetch", "download", url_list(rows), str(out),
+         "--allow-private-networks", "--processes", "2", "--shard-size", "2"],
+        capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2, result.stderr
+    assert f"cannot write to output folder {out}: no space left on the device" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert json.loads((out / "run.json").read_text())["state"] == "failed"
+    assert not list(out.glob("*.tmp"))
