@@ -96,7 +96,7 @@ def test_audit_commands_say_img2dataset_wrote_the_folder(tmp_path: Path) -> None
     ("<urlopen error [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed>",
      "tls_error", None),
     ("unknown url type: 'ftp'", "invalid_url", None),
-    ("Use of image disallowed by X-Robots-Tag directive", "x_robots_tag", None),
+    ("Use of image disallowed by X-Robots-Tag directive", None, None),  # status is not ours
     ("Image decoding error", "decode_error", None),
     ("aspect ratio too large", "aspect_ratio_too_large", None),
     ("image area too large", "image_too_large", None),

@@ -834,3 +834,18 @@ def test_ragged_csv_records_are_counted_in_a_warning(tmp_path, caplog) -> None:
     assert [r.caption for r in rows] == ["a", None, "c"]
     assert "1 record(s) with more fields than the header's 2" in caplog.text
     assert "1 with fewer" in caplog.text
+
+
+def test_input_identity_is_what_the_input_is(tmp_path: Path, monkeypatch) -> None:
+    """Resume compares it: one input however it is spelled, two inputs stay two."""
+    path = tmp_path / "urls.parquet"
+    path.write_bytes(b"")
+    (tmp_path / "link.parquet").symlink_to(path)
+    monkeypatch.chdir(tmp_path)
+    spellings = ("urls.parquet", "./urls.parquet", str(path), f"file://{path}",
+                 "link.parquet", f"{tmp_path}/../{tmp_path.name}/urls.parquet")
+    assert {reader.input_identity(s) for s in spellings} == {str(path.resolve())}
+    assert reader.input_identity("memory://d/urls.parquet") == \
+        reader.input_identity("memory:///d/urls.parquet") == "memory:///d/urls.parquet"
+    assert reader.input_identity("memory://d/other.parquet") != \
+        reader.input_identity("memory://d/urls.parquet")

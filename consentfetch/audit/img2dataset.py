@@ -7,7 +7,10 @@ shard parquet has ``status`` (``success``, ``failed_to_download``,
 our ``reason`` and ``evidence``. :func:`as_audit` maps a shard's table to our
 audit columns: the status is kept, ``evidence`` is the ``error_message``, and
 ``reason`` is the reason code that message recognisably stands for
-(:func:`reason_of`), else null. Columns img2dataset does not have (the
+(:func:`reason_of`), else null. Only failure reasons are read: img2dataset
+records its one consent refusal (X-Robots-Tag) as ``failed_to_download``, and
+``x_robots_tag`` belongs with ``disallowed`` (ARCHITECTURE.md §6), so that row
+keeps a null reason and its message as evidence. Columns img2dataset does not have (the
 consent and evidence columns, ``decided_at``) are null. Pure: no I/O.
 """
 
@@ -40,7 +43,6 @@ _REASONS: tuple[tuple[re.Pattern[str], Reason], ...] = tuple(
          r"Network is unreachable|No route to host", Reason.CONNECTION_ERROR),
         (r"unknown url type|no host given|Invalid URL", Reason.INVALID_URL),
         (r"^hash mismatch$", Reason.HASH_MISMATCH),
-        (r"X-Robots-Tag", Reason.X_ROBOTS_TAG),
         (r"^Image decoding error$|cannot identify image", Reason.DECODE_ERROR),
         (r"^image too small$", Reason.IMAGE_TOO_SMALL),
         (r"^aspect ratio too large$", Reason.ASPECT_RATIO_TOO_LARGE),
