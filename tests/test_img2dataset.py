@@ -78,6 +78,9 @@ def test_audit_commands_say_img2dataset_wrote_the_folder(tmp_path: Path) -> None
         assert result.returncode == 0, result.stderr
         assert note in result.stderr and "Traceback" not in result.stderr
     assert "HTTP Error 404" in run_cli("why", "https://a.example/gone.jpg", folder).stdout
+    ok = run_cli("why", "https://a.example/ok.jpg", folder).stdout
+    assert "Downloaded by img2dataset, which recorded no consent check" in ok
+    assert "no opt-out signal" not in ok  # no check was made: it cannot say none applied
     as_json = json.loads(run_cli("audit", folder, "--format", "json").stdout)
     assert as_json["written_by"] == "img2dataset" and as_json["total"] == len(ROWS)
     report = tmp_path / "report.html"
