@@ -10,7 +10,10 @@ we cannot use, an interrupted run.
     │   └── FilterError                 a ``--filter`` expression that does not parse,
     │                                   or names an unknown column
     ├── InputError (ValueError)         the URL list cannot be read
-    ├── OutputError (OSError)           the output folder cannot be written
+    ├── OutputError (OSError)           the output folder cannot be created or written
+    │                                   (permission, full disk, an object store's error,
+    │                                   a file in its place), or holds shards another
+    │                                   tool wrote (img2dataset)
     │   └── RecheckNotFound             no recheck to apply in the folder(s) given
     └── RunInterrupted (KeyboardInterrupt-like, but an Exception)
                                         the run was stopped before it finished
@@ -37,7 +40,7 @@ class InputError(ConsentFetchError, ValueError):
 
 
 class OutputError(ConsentFetchError, OSError):
-    """The output folder cannot be created or written."""
+    """The output folder cannot be created or written, or is not ours to write."""
 
 
 class RecheckNotFound(OutputError):

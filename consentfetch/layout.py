@@ -26,6 +26,7 @@ SHARD_DIGITS = 5  # img2dataset's minimum width of a shard number
 TMP_SUFFIX = ".tmp"
 RUN_FILE = "run.json"
 ORIGINS_FILE = "origins.parquet"  # a folder of parts (older runs: one file)
+RECHECKS_DIR = "rechecks"  # rechecks/<UTC stamp>/: consentfetch recheck's findings
 STATS_SUFFIX = "_stats.json"
 TAR_SUFFIX = ".tar"
 PARQUET_SUFFIX = ".parquet"
@@ -115,7 +116,7 @@ def is_run_file(name: str) -> bool:
     """Whether a run wrote ``name`` (``--overwrite`` removes exactly these)."""
     stem = name.split(".", 1)[0].removesuffix("_stats")
     return (stem.isdigit() and name.endswith((*SHARD_SUFFIXES, TMP_SUFFIX))) \
-        or name in (RUN_FILE, ORIGINS_FILE) or name.endswith(TMP_SUFFIX)
+        or name in (RUN_FILE, ORIGINS_FILE, RECHECKS_DIR) or name.endswith(TMP_SUFFIX)
 
 
 def compute_key(shard_id: int, index: int, shard_size: int) -> str:

@@ -48,6 +48,7 @@ from .consent.origins import (
     PolicyStore,
 )
 from .consent.robots import CrawlDelay
+from .errors import OutputError
 from .image import Box, ResizedImage, ResizeOptions, process_image, resize_options_from
 from .layout import compute_key
 from .net.client import Fetched, HttpClient, SmallFetch, parse_http_url
@@ -417,9 +418,12 @@ async def _run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
                             progress(1, int(result.status is Status.SUCCESS))
 
                 workers = min(config.concurrency, max(1, len(shard.rows)))
-                async with asyncio.TaskGroup() as group:
-                    for _ in range(workers):
-                        group.create_task(worker())
+                try:
+                    async with asyncio.TaskGroup() as group:
+                        for _ in range(workers):
+                            group.create_task(worker())
+                except* OutputError as failed:  # the output folder's error, as it was raised
+                    raise failed.exceptions[0] from None
         stats = writer.commit()
     except BaseException:
         writer.abort()

@@ -44,7 +44,8 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-__all__ = ["FORMATS", "InputRow", "InputSource", "ShardInput", "detect_format"]
+__all__ = ["FORMATS", "InputRow", "InputSource", "ShardInput", "detect_format",
+           "input_identity"]
 
 _PARQUET_BATCH = 10_000
 _MAX_LINE_CHARS = 4 << 20  # a line (a csv record) longer than this is an error row
@@ -135,6 +136,23 @@ def _dir_format(path: str, files: Sequence[str]) -> str:
         raise InputError(f"{path}: directory mixes formats ({', '.join(sorted(found))}); "
                          "give --input-format (input_format= in Python) to choose one")
     return found.pop()
+
+
+def input_identity(path: str, storage_options: dict[str, Any] | None = None) -> str:
+    """What identifies an input whichever way it is spelled: a local path's real
+    absolute path (``./urls.parquet``, ``/data/urls.parquet`` and a symlink to it
+    are one input; a relative path is taken from the current directory), else
+    the URL as fsspec normalises it (protocol + path). May hold credentials.
+
+    Raises :class:`InputError` when no file system serves ``path``.
+    """
+    return _identity(*_open_fs(path, storage_options))
+
+
+def _identity(fs: fsspec.AbstractFileSystem, root: str) -> str:
+    if isinstance(fs, LocalFileSystem):
+        return os.path.realpath(root)
+    return str(fs.unstrip_protocol(root))
 
 
 def _open_fs(path: str, storage_options: dict[str, Any] | None
@@ -327,6 +345,7 @@ class InputSource:
         self.shard_size = shard_size
         self._fs, root = _open_fs(self.path, storage_options)
         _must_exist(self._fs, root, self.path)
+        self.identity = _identity(self._fs, root)
         self._is_dir = bool(self._fs.isdir(root))
         self.format = self._detect(root, input_format)
         self._files = self._select_files(root, explicit=input_format is not None)

@@ -24,14 +24,14 @@ from .consent.decision import Retry, Status, retry_when
 from .consent.metadata import C2PA_AVAILABLE
 from .distribute import Distributor, distributor_for
 from .distribute.originphase import batches, collect_origins, fresh_origins
-from .errors import ConfigError, RunInterrupted
+from .errors import ConfigError, InputError, OutputError, RunInterrupted
 from .layout import RUN_FILE, key_index, origin_part, parquet_name, run_stamp, stats_name
 from .pipeline import engine_for
 from .progress import LogLines, Progress, ProgressView
-from .reader import InputRow, InputSource, ShardInput
+from .reader import InputRow, InputSource, ShardInput, input_identity
 from .recheck.apply import RUN_JSON_KEYS
 from .safetext import lost_userinfo, redact_userinfo
-from .writer import RESERVED_COLUMNS, OutputDir
+from .writer import CONSENTFETCH, IMG2DATASET, RESERVED_COLUMNS, OutputDir
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +121,7 @@ class _Run:
         self.rechecked: dict[str, Any] = {}  # an applied recheck's keys in run.json, kept
 
     def execute(self) -> Report:
+        self._check_ours()
         if not self.config.overwrite:
             self._check_resumable()
         # A cluster that cannot start fails here, before the folder is touched.
@@ -153,12 +154,15 @@ class _Run:
                 self.written += 1
                 self._write_origin_part(outcome.origin_rows)  # with its shard, never again
         except KeyboardInterrupt as exc:
-            self._finish("interrupted")
+            self._finish_anyway("interrupted")
+            # Counted on disk: a worker's shard can complete before its result is read.
+            complete = len(self.out.completed_shards())
             raise RunInterrupted(
-                f"interrupted after {self.written} new shard(s); run the same command again "
-                f"to resume (complete shards in {self.out.url} are kept)") from exc
+                f"interrupted: {complete} complete shard(s) in {self.out.url} are kept "
+                f"({max(0, complete - len(done))} new in this run); shards in flight were "
+                "discarded; run the same command again to resume") from exc
         except Exception:
-            self._finish("failed")  # run.json must not go on saying "running"
+            self._finish_anyway("failed")  # run.json must not go on saying "running"
             raise
         finally:
             progress.close()
@@ -242,6 +246,19 @@ class _Run:
         return [r for r in self.out.read_table(parquet_name(shard_id)).to_pylist()
                 if is_retryable(r)]
 
+    def _check_ours(self) -> None:
+        """Refuse a folder holding shards that no consentfetch run wrote (no run.json):
+        they are neither resumed nor, with --overwrite, deleted."""
+        writer = self.out.written_by()
+        if writer in (None, CONSENTFETCH):
+            return
+        looks = "it looks like img2dataset output" if writer == IMG2DATASET \
+            else "another tool may have written them"
+        raise OutputError(
+            f"{self.out.url} holds shards but no consentfetch run.json ({looks}); "
+            "consentfetch does not add to them or delete them, even with --overwrite. "
+            "Choose a new output folder.")
+
     def _check_resumable(self) -> None:
         """Refuse to add to a folder holding a run made with other options."""
         if not self.out.exists(RUN_FILE):
@@ -249,14 +266,34 @@ class _Run:
         previous = self.out.read_json(RUN_FILE)
         self.rechecked = {k: previous[k] for k in RUN_JSON_KEYS if k in previous}
         conflicts = resume_conflicts(previous.get("config", {}), self.config)
-        shown = redact_userinfo(self.input)  # run.json keeps no credentials
-        if previous.get("input") not in (None, shown):
-            conflicts.insert(0, f"input was {previous['input']!r}, now {shown!r}")
+        if not self._same_input(previous):
+            conflicts.insert(0, f"input was {previous['input']!r}, now "
+                                f"{redact_userinfo(self.input)!r}")
         if conflicts:
+            finished = len(self.out.completed_shards())
             raise ConfigError(
                 f"{self.out.url} holds a run made with other options ("
                 + "; ".join(conflicts) + "). Run again with the same options to resume, "
-                "or add --overwrite to start over.")
+                "or write to a new output folder; --overwrite would delete the "
+                f"{finished} finished shard(s) in {self.out.url} and start over.")
+
+    def _same_input(self, previous: dict[str, Any]) -> bool:
+        """Whether run.json's input is this run's, however either was spelled
+        (see :func:`~consentfetch.reader.input_identity`). A run.json without
+        ``input_id`` (older versions) names the input as typed: it matches when
+        equal, or when it resolves, from the current directory, to this input."""
+        typed = previous.get("input")
+        if typed is None:
+            return True
+        now = redact_userinfo(self.source.identity)
+        if "input_id" in previous:
+            return bool(previous["input_id"] == now)
+        if typed == redact_userinfo(self.input):
+            return True
+        try:
+            return redact_userinfo(input_identity(typed, self.out.storage_options)) == now
+        except InputError:
+            return False
 
     def _processes(self) -> int:
         total = self.source.total_rows
@@ -270,6 +307,15 @@ class _Run:
             self.out.write_origin_part(origin_part(self.stamp, self.origin_parts), rows)
             self.origin_parts += 1
             self.origin_rows += len(rows)
+
+    def _finish_anyway(self, state: str) -> None:
+        """:meth:`_finish` on the way out of a run that did not complete: when the
+        folder cannot take run.json either (a full disk, lost permission), the
+        error that ended the run is the one raised, and this one is logged."""
+        try:
+            self._finish(state)
+        except OSError as exc:  # OutputError included
+            logger.warning("run.json could not say %r: %s", state, exc)
 
     def _finish(self, state: str, skipped: int = 0, duration: float = 0.0) -> Report:
         counts, reasons = self._totals()
@@ -297,7 +343,8 @@ class _Run:
         self.out.write_json(RUN_FILE, {
             "consentfetch_version": __version__,
             "state": state,
-            "input": redact_userinfo(self.input),
+            "input": redact_userinfo(self.input),  # as typed, for people
+            "input_id": redact_userinfo(self.source.identity),  # what resume compares
             "output": redact_userinfo(self.out.url),
             "started_at": self.started.isoformat(),
             "finished_at": None if state == "running" else datetime.now(UTC).isoformat(),

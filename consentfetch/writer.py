@@ -21,6 +21,8 @@ removes (:meth:`OutputDir.remove_incomplete`).
 from __future__ import annotations
 
 import bisect
+import errno
+import functools
 import io
 import itertools
 import json
@@ -30,10 +32,11 @@ import tarfile
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, Concatenate, ParamSpec, TypeVar
 
 import fsspec
 import pyarrow as pa
@@ -45,6 +48,8 @@ from .errors import OutputError
 from .layout import (
     LEGACY_ORIGIN_PART,
     ORIGINS_FILE,
+    RECHECKS_DIR,
+    RUN_FILE,
     TMP_SUFFIX,
     completed_shard,
     is_origin_part,
@@ -123,6 +128,11 @@ ORIGIN_FIELDS: tuple[pa.Field, ...] = (
 ORIGIN_ROW_GROUP = 64
 RESERVED_COLUMNS = frozenset(f.name for f in LEAD_FIELDS + AUDIT_FIELDS)
 
+# Who wrote an output folder's shards (OutputDir.written_by).
+CONSENTFETCH = "consentfetch"
+IMG2DATASET = "img2dataset"
+UNKNOWN_WRITER = "unknown"
+
 
 def storable(value: Any) -> Any:
     """``value`` with every string in it made storable as UTF-8.
@@ -190,8 +200,59 @@ class RowResult:
     decided_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
+# What the user is told for the errors a write to the output folder meets most.
+_WRITE_ERRORS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+}
+
+
+def write_error_message(url: str, exc: OSError, file: str | None = None) -> str:
+    """The message of the :class:`OutputError` for ``exc``, met writing to the output
+    folder ``url``; ``file`` is a file found where the folder should be. Pure."""
+    if file is not None:
+        where = "" if file.rstrip("/") == url.rstrip("/") else f" ({file} is a file)"
+        return (f"OUTPUT_DIR {url} is a file, not a folder{where}: give the path of a "
+                "folder, new or holding an earlier run")
+    what = _WRITE_ERRORS.get(exc.errno or 0)
+    return f"cannot write to output folder {url}: " + (f"{what} ({exc})" if what else str(exc))
+
+
+@contextmanager
+def output_errors(url: str) -> Iterator[None]:
+    """Every ``OSError`` met inside (permission, full disk, an object store's error)
+    becomes an :class:`OutputError` naming the output folder ``url``: the one place
+    file-system errors of the output are translated."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise OutputError(write_error_message(redact_userinfo(url), exc)) from exc
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _writes(method: Callable[Concatenate[Any, _P], _R]) -> Callable[Concatenate[Any, _P], _R]:
+    """A method that writes to the output folder ``self.url``: see :func:`output_errors`."""
+    @functools.wraps(method)
+    def wrapper(self: Any, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with output_errors(self.url):
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
 class OutputDir:
-    """The output folder, local or any fsspec URL."""
+    """The output folder, local or any fsspec URL.
+
+    Every method that writes raises :class:`OutputError` for a file-system
+    error (:func:`output_errors`).
+    """
 
     def __init__(self, path: str, storage_options: dict[str, Any] | None = None) -> None:
         self.fs, self.root = fsspec.core.url_to_fs(str(path), **(storage_options or {}))
@@ -204,7 +265,25 @@ class OutputDir:
         try:
             self.fs.makedirs(self.root, exist_ok=True)
         except OSError as exc:
-            raise OutputError(f"cannot create output folder {path}: {exc}") from exc
+            file = self._file_in_path()
+            message = write_error_message(redact_userinfo(self.url), exc, file) if file \
+                else f"cannot create output folder {redact_userinfo(self.url)}: {exc}"
+            raise OutputError(message) from exc
+
+    def _file_in_path(self) -> str | None:
+        """The file standing where the folder or one of its parents should be, if any."""
+        path = self.root
+        for _ in range(path.count("/") + 1):  # at most one step per level
+            try:
+                if self.fs.isfile(path):
+                    return str(path)
+            except OSError:
+                return None
+            parent = path.rsplit("/", 1)[0]
+            if parent in (path, ""):
+                return None
+            path = parent
+        return None
 
     def path(self, name: str) -> str:
         return f"{self.root}/{name}"
@@ -226,6 +305,34 @@ class OutputDir:
         """Shard ids whose stats file exists, i.e. that finished (see module doc)."""
         return {shard_id for name in self.names()
                 if (shard_id := completed_shard(name)) is not None}
+
+    def written_by(self) -> str | None:
+        """Which tool wrote the shards here: :data:`CONSENTFETCH` (our ``run.json``
+        is present), :data:`IMG2DATASET` (shards without ``run.json`` whose stats
+        or parquet are img2dataset's), :data:`UNKNOWN_WRITER` (other shards without
+        ``run.json``), or None when the folder holds no ``run.json`` and no shard."""
+        if self.exists(RUN_FILE):
+            return CONSENTFETCH
+        started = sorted({i for name in self.names() if (i := shard_of(name)) is not None})
+        if not started:
+            return None
+        try:
+            return IMG2DATASET if self._img2dataset_shard(started[0]) else UNKNOWN_WRITER
+        except (OSError, ValueError):
+            return UNKNOWN_WRITER
+
+    def _img2dataset_shard(self, shard_id: int) -> bool:
+        """Whether a shard has img2dataset's files: stats with its keys but not our
+        ``reasons``, or else a parquet with its ``error_message`` column."""
+        _, parquet, stats = shard_files(shard_id)
+        if self.exists(stats):
+            found = self.read_json(stats)
+            return isinstance(found, dict) and "reasons" not in found \
+                and "status_dict" in found
+        if self.exists(parquet):
+            with self.fs.open(self.path(parquet), "rb") as f:
+                return "error_message" in pq.ParquetFile(f).schema_arrow.names
+        return False
 
     def shard_problem(self, shard_id: int) -> str | None:
         """Why a shard that looks complete is not (None when it is whole).
@@ -262,6 +369,7 @@ class OutputDir:
                 return f"{stem}.{suffix} has {actual} bytes, but stats say {expected}"
         return None
 
+    @_writes
     def remove_shard(self, shard_id: int) -> None:
         """Delete every file of a shard, stats first (so it stops looking complete)."""
         tar, parquet, stats = shard_files(shard_id)
@@ -269,6 +377,7 @@ class OutputDir:
             if self.exists(name):
                 self.fs.rm(self.path(name))
 
+    @_writes
     def remove_shard_leftovers(self, shard_id: int, *, keep_complete: bool = False) -> None:
         """Before a (re)try of a shard: delete what an earlier attempt left of it.
 
@@ -285,6 +394,7 @@ class OutputDir:
             if self.fs.exists(self.path(name)):
                 self.fs.rm(self.path(name))
 
+    @_writes
     def remove_incomplete(self) -> list[int]:
         """Delete the files of shards that did not finish; returns their ids."""
         complete = {i for i in self.completed_shards() if self.shard_problem(i) is None}
@@ -295,6 +405,7 @@ class OutputDir:
             self.remove_shard(shard_id)
         return broken
 
+    @_writes
     def remove_temporaries(self) -> list[str]:
         """Delete leftovers of an interrupted run; returns their names."""
         leftovers = [n for n in self.names() if n.endswith(TMP_SUFFIX)]
@@ -303,11 +414,12 @@ class OutputDir:
             self.fs.rm(self.path(name))
         return leftovers
 
+    @_writes
     def remove_run(self) -> None:
         """For --overwrite: delete every file a previous run wrote."""
         for name in self.names():
             if is_run_file(name):
-                self.fs.rm(self.path(name), recursive=name == ORIGINS_FILE)
+                self.fs.rm(self.path(name), recursive=name in (ORIGINS_FILE, RECHECKS_DIR))
 
     def _origin_names(self) -> list[str]:
         """Every name in the origins folder (``origins.parquet/...``), sorted."""
@@ -328,6 +440,7 @@ class OutputDir:
             return [ORIGINS_FILE]
         return [n for n in self._origin_names() if is_origin_part(n.split("/", 1)[1])]
 
+    @_writes
     def adopt_legacy_origins(self) -> bool:
         """Move an older run's single origins.parquet file into the folder of parts,
         as its oldest part, so a resumed run can add parts beside it."""
@@ -338,6 +451,7 @@ class OutputDir:
         self.fs.mv(self.path(temporary(ORIGINS_FILE)), self.path(LEGACY_ORIGIN_PART))
         return True
 
+    @_writes
     def write_origin_part(self, name: str, rows: Sequence[dict[str, Any]]) -> None:
         """Write origin-file rows as the part ``name``, sorted by origin, kind and URL,
         in small row groups (see :data:`ORIGIN_ROW_GROUP`)."""
@@ -346,9 +460,11 @@ class OutputDir:
                                      schema=pa.schema(ORIGIN_FIELDS))
         self.write_table(name, table, row_group_size=ORIGIN_ROW_GROUP)
 
+    @_writes
     def commit(self, name: str) -> None:
         self.fs.mv(self.path(temporary(name)), self.path(name))
 
+    @_writes
     def write_bytes(self, name: str, data: bytes) -> None:
         """Write a whole file atomically: locally a temporary name, then a rename;
         on an object store one upload, which appears whole or not at all."""
@@ -359,6 +475,7 @@ class OutputDir:
             f.write(data)
         self.commit(name)
 
+    @_writes
     def upload(self, name: str, source: IO[bytes]) -> int:
         """Copy ``source`` (from its start) to ``name`` on an object store; returns its size."""
         source.seek(0)
@@ -366,6 +483,7 @@ class OutputDir:
             shutil.copyfileobj(source, f, 1 << 20)
         return source.tell()
 
+    @_writes
     def write_json(self, name: str, value: Any) -> None:
         text = json.dumps(storable(value), indent=2, default=str)
         self.write_bytes(name, (text + "\n").encode())
@@ -417,12 +535,14 @@ class OutputDir:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows):
                 yield from batch.to_pylist()
 
+    @_writes
     def write_rows(self, name: str, rows: Sequence[dict[str, Any]],
                    row_group_size: int | None = None) -> None:
         """Write ``rows`` as the parquet file ``name``, their strings made :func:`storable`."""
         self.write_table(name, pa.Table.from_pylist([storable(r) for r in rows]),
                          row_group_size=row_group_size)
 
+    @_writes
     def write_table(self, name: str, table: pa.Table, row_group_size: int | None = None) -> None:
         if "/" in name:
             self.fs.makedirs(self.path(name.rsplit("/", 1)[0]), exist_ok=True)
@@ -460,6 +580,7 @@ class ShardWriter:
                  run_columns: dict[str, Any] | None = None,
                  replace_keys: set[str] | None = None) -> None:
         self.out = out
+        self.url = out.url  # named by the OutputError of a failed write
         self.stem = shard_name(shard_id)
         self.tar, self.parquet, self.stats = shard_files(shard_id)
         self.shard_id = shard_id
@@ -472,13 +593,14 @@ class ShardWriter:
         self._rows: list[dict[str, Any]] = []
         # Locally the tar streams to its temporary name; for an object store it
         # is built in a local temporary file and uploaded whole at commit.
-        self._tar_file: IO[bytes] = (
-            out.fs.open(out.path(temporary(self.tar)), "wb") if out.local
-            else tempfile.TemporaryFile(prefix=f"consentfetch-{self.stem}-", suffix=".tar"))
-        self._tar = TarStream(self._tar_file, mtime=TAR_MTIME)
-        self._rewrite = replace_keys is not None
-        if replace_keys is not None:
-            self._carry_over(replace_keys)
+        with output_errors(out.url):
+            self._tar_file: IO[bytes] = (
+                out.fs.open(out.path(temporary(self.tar)), "wb") if out.local
+                else tempfile.TemporaryFile(prefix=f"consentfetch-{self.stem}-", suffix=".tar"))
+            self._tar = TarStream(self._tar_file, mtime=TAR_MTIME)
+            self._rewrite = replace_keys is not None
+            if replace_keys is not None:
+                self._carry_over(replace_keys)
 
     def _carry_over(self, replace_keys: set[str]) -> None:
         """Start from the existing shard: its samples and audit rows but ``replace_keys``."""
@@ -496,6 +618,7 @@ class ShardWriter:
                     data = old.extractfile(member)
                     self._tar.add(member.name, data.read() if data else b"")
 
+    @_writes
     def add(self, key: str, row: InputRow, result: RowResult) -> None:
         record = self._record(key, row, result)
         self._rows.append(record)
@@ -530,6 +653,7 @@ class ShardWriter:
     def _add_member(self, name: str, data: bytes) -> None:
         self._tar.add(name, data)
 
+    @_writes
     def commit(self) -> dict[str, Any]:
         """Finish the shard atomically and return its stats."""
         self._tar.close()
@@ -557,15 +681,23 @@ class ShardWriter:
         return stats
 
     def abort(self) -> None:
-        """Close and remove this shard's temporary files."""
+        """Close and remove this shard's temporary files, as far as the file system
+        lets us (it may be the reason for the abort): never raises ``OSError``, so
+        the error that made the shard fail is the one its caller sees."""
         try:
-            self._tar.close()
-            self._tar_file.close()
-        finally:
-            for name in (self.tar, self.parquet) if self.out.local else ():
-                tmp = self.out.path(temporary(name))
+            try:
+                self._tar.close()
+            finally:
+                self._tar_file.close()
+        except OSError as exc:
+            logger.warning("shard %s: closing its temporary tar: %s", self.stem, exc)
+        for name in (self.tar, self.parquet) if self.out.local else ():
+            tmp = self.out.path(temporary(name))
+            try:
                 if self.out.fs.exists(tmp):
                     self.out.fs.rm(tmp)
+            except OSError as exc:
+                logger.warning("shard %s: cannot remove %s: %s", self.stem, tmp, exc)
 
 
 def shard_stats(shard_id: int, rows: Iterable[dict[str, Any]], start: float,

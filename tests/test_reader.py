@@ -886,3 +886,18 @@ def test_lone_carriage_returns_leave_the_total_unknown(tmp_path: Path) -> None:
 def test_a_compressed_text_input_is_not_counted(tmp_path: Path) -> None:
     assert InputSource(write_bytes(tmp_path / "in.jsonl.gz", b'{"url": "u"}\n')
                        ).total_rows is None
+
+
+def test_input_identity_is_what_the_input_is(tmp_path: Path, monkeypatch) -> None:
+    """Resume compares it: one input however it is spelled, two inputs stay two."""
+    path = tmp_path / "urls.parquet"
+    path.write_bytes(b"")
+    (tmp_path / "link.parquet").symlink_to(path)
+    monkeypatch.chdir(tmp_path)
+    spellings = ("urls.parquet", "./urls.parquet", str(path), f"file://{path}",
+                 "link.parquet", f"{tmp_path}/../{tmp_path.name}/urls.parquet")
+    assert {reader.input_identity(s) for s in spellings} == {str(path.resolve())}
+    assert reader.input_identity("memory://d/urls.parquet") == \
+        reader.input_identity("memory:///d/urls.parquet") == "memory:///d/urls.parquet"
+    assert reader.input_identity("memory://d/other.parquet") != \
+        reader.input_identity("memory://d/urls.parquet")

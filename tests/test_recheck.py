@@ -368,3 +368,20 @@ def test_cli_recheck_apply_end_to_end(site: LocalSite, url_list: Any, tmp_path: 
     assert why.returncode == 0, why.stderr
     assert "Withdrawn from the dataset on" in why.stdout and "opted out" in why.stdout
     assert "Disallow: /gone/" in why.stdout and "never requested" not in why.stdout
+
+
+def test_overwrite_removes_the_rechecks_of_the_run_it_replaces(site: LocalSite, url_list: Any,
+                                                                 tmp_path: Path) -> None:
+    """A recheck names samples by key; a new run reuses the keys, so an old recheck
+    left behind would be shown by `why` for samples it never saw."""
+    site.put(0, "/robots.txt", ALLOW_ALL)
+    url = site.put(0, "/a.jpg", make_image(64, 64))
+    out = tmp_path / "run"
+    fetch_shards(url_list([{"url": url}]), str(out), **LOCAL)
+    site.put(0, "/robots.txt", "User-agent: *\nDisallow: /\n")
+    recheck_shards(str(out), **NET)
+    assert (out / "rechecks").is_dir()
+    site.put(0, "/robots.txt", ALLOW_ALL)
+    fetch_shards(url_list([{"url": url}]), str(out), overwrite=True, **LOCAL)
+    assert not (out / "rechecks").exists()
+    assert "recheck" not in explain_url(str(out), url)[0]

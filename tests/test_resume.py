@@ -187,3 +187,90 @@ def test_a_failed_run_says_so_in_run_json(site: LocalSite, url_list, tmp_path: P
         fetch_shards(url_list([{"url": site.put(0, "/a.jpg", make_image(40, 40))}]), str(out),
                      **LOCAL)
     assert json.loads((out / "run.json").read_text())["state"] == "failed"
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "consentfetch", *args], capture_output=True,
+                          text=True, timeout=120, cwd=cwd)
+
+
+def test_resume_knows_the_input_however_it_is_spelled(site: LocalSite, url_list,
+                                                      tmp_path: Path) -> None:
+    """A relative path, the absolute path and a symlink, from other directories,
+    are one input; only the input as typed differs."""
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    data.mkdir()
+    elsewhere.mkdir()
+    path = Path(url_list([{"url": site.put(0, "/a.jpg", make_image(40, 40))}],
+                         name="data/urls.parquet"))
+    (elsewhere / "link.parquet").symlink_to(path)
+    out, flags = tmp_path / "o", ("--allow-private-networks", "--processes", "1")
+    first = _cli("download", "data/urls.parquet", str(out), *flags, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    run = json.loads((out / "run.json").read_text())
+    assert (run["input"], run["input_id"]) == ("data/urls.parquet", str(path.resolve()))
+    for typed, cwd in ((str(path), elsewhere), ("./urls.parquet", data),
+                       ("link.parquet", elsewhere)):
+        again = _cli("download", typed, str(out), *flags, cwd=cwd)
+        assert again.returncode == 0, again.stderr
+        assert "shards written: 0 (+1 complete from an earlier run)" in again.stdout
+    assert site.hit_count(0, "/a.jpg") == 1
+
+
+def test_resume_reads_an_older_run_json_without_input_id(site: LocalSite, url_list,
+                                                         tmp_path: Path,
+                                                         monkeypatch) -> None:
+    path = url_list([{"url": site.put(0, "/a.jpg", make_image(40, 40))}])
+    out = tmp_path / "o"
+    fetch_shards(path, str(out), **LOCAL)
+    run = json.loads((out / "run.json").read_text())
+    del run["input_id"]  # as versions before it wrote it
+    run["input"] = "urls.parquet"  # typed relative to tmp_path
+    (out / "run.json").write_text(json.dumps(run))
+    monkeypatch.chdir(tmp_path)
+    report = fetch_shards(path, str(out), **LOCAL)  # absolute now: the same file
+    assert (report.shards_written, report.shards_skipped) == (0, 1)
+    monkeypatch.chdir(out)  # from here, "urls.parquet" is another (missing) file
+    (out / "run.json").write_text(json.dumps(run))
+    with pytest.raises(ConfigError, match="input was 'urls.parquet'"):
+        fetch_shards(path, str(out), **LOCAL)
+
+
+def test_resume_refusal_says_what_overwrite_deletes(site: LocalSite, url_list,
+                                                    tmp_path: Path) -> None:
+    rows = [{"url": site.put(0, f"/{i}.jpg", make_image(40, 40, seed=i))} for i in range(2)]
+    path, other = url_list(rows), url_list(rows[:1], name="other.parquet")
+    out = tmp_path / "o"
+    flags = ("--allow-private-networks", "--processes", "1", "--shard-size", "1")
+    assert _cli("download", path, str(out), *flags, cwd=tmp_path).returncode == 0
+    refused = _cli("download", other, str(out), *flags, cwd=tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    assert "input was" in refused.stderr and "new output folder" in refused.stderr
+    assert f"--overwrite would delete the 2 finished shard(s) in {out}" in refused.stderr
+    assert len(list(out.glob("*_stats.json"))) == 2
+
+
+def test_ctrl_c_starts_no_shard_and_counts_the_shards_on_disk(url_list,
+                                                               tmp_path: Path) -> None:
+    """Ctrl-C in a terminal (SIGINT to the whole process group) with two worker
+    processes: the shards the pool had queued are not started, in-flight ones are
+    discarded, and the message counts the complete shards really on disk."""
+    with running_site(("127.0.0.26", "127.0.0.27")) as site:
+        rows = [{"url": site.url(i % 2, f"/fault/slow?delay=0.3&i={i}")} for i in range(400)]
+        out = tmp_path / "o"
+        proc = _download(url_list(rows), out, "--shard-size", "20", "--per-host-concurrency",
+                         "4", "--min-host-delay", "0")
+        _wait_for(lambda: len(list(out.glob("*_stats.json"))) >= 2)
+        time.sleep(0.3)  # the next shards are running, and more are queued
+        signalled = time.time()
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    complete = sorted(out.glob("*_stats.json"))
+    assert f"interrupted: {len(complete)} complete shard(s) in {out} are kept" in stderr
+    assert "shards in flight were discarded" in stderr
+    started = [json.loads(p.read_text())["start_time"] for p in complete]
+    assert all(t < signalled for t in started), "a shard was started after Ctrl-C"
+    assert not list(out.glob("*.tmp"))
+    assert {p.name.split(".")[0] for p in out.glob("*.tar")} == \
+        {p.name.removesuffix("_stats.json") for p in complete}

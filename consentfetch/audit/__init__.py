@@ -13,7 +13,8 @@ The package, by job:
   ``eval``-ed;
 * :mod:`.catalogue` — the one wording of every status and reason code;
 * :mod:`.why` — :func:`explain_url` / :func:`explain_host`: rows in plain words;
-* :mod:`.report` — the self-contained HTML report of a run.
+* :mod:`.report` — the self-contained HTML report of a run;
+* :mod:`.img2dataset` — img2dataset's output folders read as an audit, as a courtesy.
 
 Everything works on a finished run and on one still in progress, on any
 fsspec URL, and on outputs written before the ``evidence_*`` columns existed.
@@ -23,6 +24,7 @@ from ..errors import FilterError
 from .catalogue import REASONS, STATUSES, reason_label, reason_wording, status_wording
 from .filter import parse_filter, select_rows
 from .hosts import find_url, host_column, hostname, normalize_url
+from .img2dataset import IMG2DATASET, IMG2DATASET_NOTE
 from .read import (
                    ROW_COLUMNS,
                    completed_shard_count,
@@ -31,12 +33,15 @@ from .read import (
                    read_columns,
                    read_origins,
                    read_run,
+                   written_by,
 )
 from .summary import FAILED, STATUS_ORDER, SUMMARY_GROUPS, summarize_audit
 from .why import explain_host, explain_row, explain_url
 
 __all__ = [
     "FAILED",
+    "IMG2DATASET",
+    "IMG2DATASET_NOTE",
     "REASONS",
     "ROW_COLUMNS",
     "STATUSES",
@@ -62,4 +67,5 @@ __all__ = [
     "select_rows",
     "status_wording",
     "summarize_audit",
+    "written_by",
 ]

@@ -3,7 +3,8 @@
 Everything works on a finished run and on one still in progress: only
 complete shards (``OutputDir.completed_shards``) are read. Output folders may
 be any fsspec URL (``s3://…``, ``memory://…``). Shards written before the
-``evidence_*`` columns existed read with those columns null.
+``evidence_*`` columns existed read with those columns null. A folder img2dataset
+wrote reads too, its rows mapped to the audit columns (:mod:`.img2dataset`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..errors import OutputError
 from ..layout import RUN_FILE, parquet_name
 from ..writer import EVIDENCE_FIELDS, OutputDir
 from .hosts import host_column, norm_host
+from .img2dataset import IMG2DATASET, as_audit
 
 # The columns a row listing shows, in order (``consentfetch audit --filter``).
 ROW_COLUMNS = ("key", "url", "status", "reason", "evidence")
@@ -87,11 +89,17 @@ def read_columns(output_dir: str, columns: Sequence[str],
 
 
 def _read_shards(out: OutputDir, columns: Sequence[str] | None = None) -> pa.Table:
+    foreign = out.written_by() == IMG2DATASET  # read as a courtesy, mapped to our columns
     tables = []
     for shard_id in sorted(out.completed_shards()):
         # ParquetFile, not pq.read_table: see OutputDir.read_table.
         with out.fs.open(out.path(parquet_name(shard_id)), "rb") as f:
             parquet = pq.ParquetFile(f)
+            if foreign:
+                table = as_audit(parquet.read())
+                tables.append(table if columns is None else
+                              table.select([c for c in columns if c in table.column_names]))
+                continue
             wanted = None if columns is None else \
                 [c for c in columns if c in parquet.schema_arrow.names]
             tables.append(with_evidence_columns(parquet.read(columns=wanted), columns))
@@ -107,6 +115,13 @@ def with_evidence_columns(table: pa.Table, columns: Sequence[str] | None = None)
         if f.name not in table.column_names and (columns is None or f.name in columns):
             table = table.append_column(f, pa.nulls(table.num_rows, f.type))
     return table
+
+
+def written_by(output_dir: str, storage_options: dict[str, Any] | None = None) -> str | None:
+    """Which tool wrote ``output_dir``'s shards: ``"consentfetch"``,
+    ``"img2dataset"`` (read as a courtesy: see :mod:`.img2dataset`),
+    ``"unknown"`` (shards without run.json), or None (no run.json, no shard)."""
+    return open_output(output_dir, storage_options).written_by()
 
 
 def read_run(output_dir: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:

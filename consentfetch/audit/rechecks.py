@@ -15,10 +15,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..layout import RECHECKS_DIR
 from ..recheck.table import (
     CHANGED,
     KEPT,
-    RECHECKS_DIR,
     UNCHECKED,
     WITHDRAWN,
     recheck_file,

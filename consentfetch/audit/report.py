@@ -28,7 +28,8 @@ from .._version import __version__
 from ..consent.decision import Reason, status_of
 from ..errors import OutputError
 from .catalogue import STATUSES, reason_label, reason_wording
-from .read import completed_shard_count, read_columns, read_run
+from .img2dataset import IMG2DATASET, IMG2DATASET_NOTE
+from .read import completed_shard_count, read_columns, read_run, written_by
 from .rechecks import latest_recheck
 from .summary import summarize_audit
 
@@ -130,6 +131,8 @@ def _build(output_dir: str, examples: int, top: int,
         raise OutputError(f"no complete shards in {output_dir} (yet): nothing to report")
     summary = summarize_audit(table, by="reason", top=top)
     run = read_run(output_dir, storage_options)
+    if not run and written_by(output_dir, storage_options) == IMG2DATASET:
+        run = {"written_by": IMG2DATASET}
     shards = completed_shard_count(output_dir, storage_options)
     page = _Page(output_dir, summary, run, shards, _examples(table, summary, examples),
                  latest_recheck(output_dir, storage_options)).html()
@@ -222,6 +225,9 @@ class _Page:
             out.append('<div class="callout info" role="note">This run is still in progress: '
                        f'the numbers below cover the {self.shards} shard(s) completed so far.'
                        '</div>')
+        elif self.run.get("written_by") == IMG2DATASET:
+            out.append('<div class="callout warn" role="note">This folder was '
+                       f'{_e(IMG2DATASET_NOTE)}.</div>')
         elif not self.run:
             out.append('<div class="callout info" role="note">No run.json in this folder: '
                        'the run\'s settings are unknown.</div>')

@@ -22,13 +22,14 @@ from ..consent.headers import AI_DIRECTIVES, SEARCH_DIRECTIVES, parse_x_robots_t
 from ..consent.robots import RobotsPolicy
 from .catalogue import reason_wording, status_wording
 from .hosts import find_url, origin_of
-from .read import ROW_COLUMNS, open_output, read_audit
+from .img2dataset import IMG2DATASET
+from .read import ROW_COLUMNS, open_output, read_audit, written_by
 from .rechecks import recheck_rows, recheck_sentence, recheck_stamps
 
 Row = Mapping[str, Any]
 
 
-def explain_row(row: Row) -> str:
+def explain_row(row: Row, *, checked: bool = True) -> str:
     """One audit row in plain words, for a site owner::
 
         >>> explain_row({"status": "disallowed", "reason": "robots_disallowed",
@@ -42,12 +43,15 @@ def explain_row(row: Row) -> str:
         'Not downloaded: your robots.txt at https://example.com/robots.txt (fetched
         2026-11-21 14:02 UTC, sha256 3f1c…) disallows /art/a.jpg for user-agent *, rule
         `Disallow: /art/` on line 4. The image itself was never requested.'
+
+    ``checked=False`` for a row of a folder another tool wrote (img2dataset),
+    where no consent check was recorded.
     """
     status = str(row.get("status") or "")
     wording = status_wording(status)
     head = wording.verdict if wording else f"Status {status or 'unknown'}"
     if status == Status.SUCCESS:
-        text = _explain_success(row)
+        text = _explain_success(row, checked)
     elif row.get("withdrawn_at") is not None:
         text = _explain_withdrawn(row)
     else:
@@ -55,14 +59,15 @@ def explain_row(row: Row) -> str:
     return text + _explain_context(row)
 
 
-def _explain_success(row: Row) -> str:
+def _explain_success(row: Row, checked: bool = True) -> str:
     parts = ["Downloaded"]
     when = _when(row.get("decided_at"))
     if when:
         parts.append(f" on {when}")
     if row.get("http_status"):
         parts.append(f" (HTTP {row['http_status']})")
-    text = "".join(parts) + ": no opt-out signal applied to it"
+    text = "".join(parts) + (": no opt-out signal applied to it" if checked else
+                             " by img2dataset, which recorded no consent check")
     if row.get("key"):
         text += f", and it is in the dataset as sample {row['key']}"
         if row.get("width") and row.get("height"):
@@ -280,10 +285,11 @@ def _when(value: Any) -> str | None:
 # ---------------------------------------------------------------- rows of a folder
 
 
-def _explained(table: pa.Table, rechecked: Mapping[str, Row] | None = None
-               ) -> list[dict[str, Any]]:
+def _explained(table: pa.Table, rechecked: Mapping[str, Row] | None = None,
+               checked: bool = True) -> list[dict[str, Any]]:
     """Each row explained; a sample in ``rechecked`` (its latest recheck row, by key)
-    also says what that recheck found."""
+    also says what that recheck found. ``checked=False``: rows of a folder another
+    tool wrote, which recorded no consent check."""
     out = []
     for row in table.to_pylist():
         item = {c: row.get(c) for c in ROW_COLUMNS}
@@ -292,7 +298,7 @@ def _explained(table: pa.Table, rechecked: Mapping[str, Row] | None = None
                     consent_profile=row.get("consent_profile"),
                     ignored_checks=row.get("ignored_checks"),
                     withdrawn_at=_iso(row.get("withdrawn_at")),
-                    explanation=explain_row(row))
+                    explanation=explain_row(row, checked=checked))
         again = (rechecked or {}).get(str(row.get("key")))
         if again is not None and row.get("status") == Status.SUCCESS:
             item["recheck"] = {"status": again.get("status"), "reason": again.get("reason"),
@@ -340,11 +346,13 @@ def explain_url(output_dir: str, url: str, *,
         ...     print(row["explanation"])
     """
     rows = find_url(read_audit(output_dir, storage_options=storage_options), url)
-    return _explained(rows, _latest_rechecks(output_dir, rows, storage_options))
+    return _explained(rows, _latest_rechecks(output_dir, rows, storage_options),
+                      written_by(output_dir, storage_options) != IMG2DATASET)
 
 
 def explain_host(output_dir: str, host: str, *,
                  storage_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Like :func:`explain_url`, for every audit row whose URL is on ``host``."""
     rows = read_audit(output_dir, host=host, storage_options=storage_options)
-    return _explained(rows, _latest_rechecks(output_dir, rows, storage_options))
+    return _explained(rows, _latest_rechecks(output_dir, rows, storage_options),
+                      written_by(output_dir, storage_options) != IMG2DATASET)

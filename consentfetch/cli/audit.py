@@ -24,6 +24,7 @@ from typing import Any, TextIO
 import pyarrow as pa
 
 from ..audit import (
+    IMG2DATASET,
     REASONS,
     ROW_COLUMNS,
     STATUSES,
@@ -35,13 +36,23 @@ from ..audit import (
     read_run,
     select_rows,
     summarize_audit,
+    written_by,
 )
 from ..audit.rechecks import latest_recheck
 from ..consent.decision import Reason, Status, status_of
 from ..errors import ConsentFetchError
 from ..safetext import for_spreadsheet, json_for_terminal
 from . import why
-from .common import EXIT_OK, Handler, cell, failed, no_data, positive, usage_error
+from .common import (
+    EXIT_OK,
+    Handler,
+    cell,
+    failed,
+    no_data,
+    note_foreign,
+    positive,
+    usage_error,
+)
 
 FORMATS = ("table", "json", "csv")
 
@@ -124,6 +135,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return usage_error(f"--filter: {exc}")
     except ConsentFetchError as exc:
         return failed(exc)
+    note_foreign(args.output_dir)
     if table.num_rows == 0:
         if not read_run(args.output_dir):
             return usage_error(f"{args.output_dir} holds no consentfetch run (no run.json): "
@@ -138,6 +150,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.format == "json":
         run = read_run(args.output_dir)
         summary = {"output_dir": args.output_dir, "run_state": run.get("state"),
+                   "written_by": written_by(args.output_dir),
                    "complete_shards": completed_shard_count(args.output_dir), **summary,
                    "latest_recheck": _recheck_counts(latest_recheck(args.output_dir))}
         print(json_for_terminal(summary, indent=2), file=out)
@@ -219,7 +232,8 @@ def _summary_table(summary: dict[str, Any], output_dir: str, out: TextIO) -> Non
     run = read_run(output_dir)
     shards = completed_shard_count(output_dir)
     state = run.get("state")
-    note = "run in progress" if state == "running" else f"run {state}" if state else "no run.json"
+    note = "run in progress" if state == "running" else f"run {state}" if state else \
+        f"written by {IMG2DATASET}" if written_by(output_dir) == IMG2DATASET else "no run.json"
     total = summary["total"]
     print(f"{cell(output_dir)}: {total} URLs in {shards} complete shard(s) ({note})", file=out)
     print("  " + ", ".join(f"{n} {s} ({_pct(n / total if total else 0)})"

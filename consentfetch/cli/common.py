@@ -44,6 +44,15 @@ def failed(exc: Exception) -> int:
     return EXIT_ERROR
 
 
+def note_foreign(output_dir: str) -> None:
+    """Say on stderr when another tool (img2dataset) wrote ``output_dir``: its rows
+    are read as a courtesy, and no consent check was recorded."""
+    from ..audit import IMG2DATASET, IMG2DATASET_NOTE, written_by
+    if written_by(output_dir) == IMG2DATASET:
+        print(f"consentfetch: note: {shown(output_dir)} was {IMG2DATASET_NOTE}",
+              file=sys.stderr)
+
+
 def no_data(message: str) -> int:
     print(f"consentfetch: {shown(message)}", file=sys.stderr)
     return EXIT_NO_DATA

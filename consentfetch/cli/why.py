@@ -16,7 +16,7 @@ from typing import Any
 from ..audit import explain_host, explain_url, find_url, hostname, read_audit
 from ..errors import ConsentFetchError
 from ..safetext import json_for_terminal, redact_userinfo
-from .common import EXIT_OK, cell, failed, no_data, usage_error
+from .common import EXIT_OK, cell, failed, no_data, note_foreign, usage_error
 
 
 def add_parser(subparsers: Any) -> None:
@@ -50,6 +50,7 @@ def cmd_why(args: argparse.Namespace) -> int:
             else explain_url(output_dir, url)
     except ConsentFetchError as exc:
         return failed(exc)
+    note_foreign(output_dir)
     if not rows:
         return no_data(_why_miss(output_dir, url, args.host))
     if args.json:

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 _FLUSH_EVERY = 0.25  # seconds between progress messages from a worker
 _PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 _worker_queue: Any = None  # set in each worker process by _init_worker
+_worker_stop: Any = None  # the run's stop event, set in each worker process by _init_worker
 
 
 class StopRequested(KeyboardInterrupt):
@@ -45,7 +46,9 @@ class StopRequested(KeyboardInterrupt):
 
     Unlike Ctrl-C in a terminal, a SIGTERM reaches only this process, so the
     worker processes are interrupted in turn: they discard their in-flight
-    shards (nothing half-written stays visible) and the run stops.
+    shards (nothing half-written stays visible) and the run stops. Either
+    way the shards queued for the workers are not started (a stop event set
+    before the pool shuts down), and a worker raises this for each of them.
     """
 
 
@@ -93,18 +96,24 @@ def _run_pool(shards: Iterable[ShardInput], config: FetchConfig, out: OutputDir,
               processes: int) -> Iterator[ShardOutcome]:
     ctx = multiprocessing.get_context("spawn")
     updates = ctx.Queue()
+    stopping = ctx.Event()  # set on Ctrl-C/SIGTERM: queued shards are not started
     stop = threading.Event()
     drain = threading.Thread(target=_drain, args=(updates, progress, stop), daemon=True)
     drain.start()
     executor = ProcessPoolExecutor(processes, mp_context=ctx, initializer=_init_worker,
                                    initargs=(updates, logging.getLogger().level, config,
-                                             out.storage_options))
+                                             out.storage_options, stopping))
     try:
         yield from _submit_all(executor, shards, config, out, extra_fields, processes)
-    except StopRequested:
-        for child in multiprocessing.active_children():
-            if child.pid is not None:
-                os.kill(child.pid, signal.SIGINT)
+    except KeyboardInterrupt as exc:
+        # The executor has handed a few shards to its workers' queue beyond those
+        # running; without this each would still be run, start to end, before
+        # shutdown returns.
+        stopping.set()
+        if isinstance(exc, StopRequested):  # Ctrl-C in a terminal reaches the workers too
+            for child in multiprocessing.active_children():
+                if child.pid is not None:
+                    os.kill(child.pid, signal.SIGINT)
         raise
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
@@ -157,10 +166,11 @@ def _die_with_parent() -> None:
 
 
 def _init_worker(updates: Any, log_level: int, config: FetchConfig | None = None,
-                 storage_options: dict[str, Any] | None = None) -> None:
-    global _worker_queue
+                 storage_options: dict[str, Any] | None = None, stopping: Any = None) -> None:
+    global _worker_queue, _worker_stop
     _die_with_parent()
     _worker_queue = updates
+    _worker_stop = stopping
     logging.basicConfig(level=log_level or logging.WARNING,
                         format="%(asctime)s %(processName)s %(levelname)s %(name)s: %(message)s")
     if config is not None:
@@ -190,6 +200,8 @@ class _QueueSink:
 
 def _worker_run(shard: ShardInput, config: FetchConfig, out: OutputDir,
                 extra_fields: list[pa.Field]) -> ShardOutcome:
+    if _worker_stop is not None and _worker_stop.is_set():
+        raise StopRequested()  # the run is stopping: this shard is not started
     sink = _QueueSink(_worker_queue) if _worker_queue is not None else None
     try:
         return shard_task(shard, config, out, extra_fields, sink)

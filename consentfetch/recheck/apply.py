@@ -70,6 +70,7 @@ from ..audit.read import open_output, with_evidence_columns
 from ..errors import OutputError, RecheckNotFound
 from ..layout import (
     ORIGINS_FILE,
+    RECHECKS_DIR,
     RUN_FILE,
     TMP_SUFFIX,
     member_key,
@@ -83,7 +84,6 @@ from ..writer import EVIDENCE_FIELDS, OutputDir, shard_stats, storable
 from .table import (
     KEPT,
     RECHECK_FILE,
-    RECHECKS_DIR,
     WITHDRAWN,
     recheck_file,
     recheck_folder,

@@ -24,9 +24,9 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
+from ..layout import RECHECKS_DIR
 from ..writer import EVIDENCE_FIELDS
 
-RECHECKS_DIR = "rechecks"
 RECHECK_FILE = "recheck.parquet"
 SUMMARY_FILE = "summary.json"
 
