@@ -160,7 +160,7 @@ def test_shard_of_a_name(name: str, completed: int | None, shard: int | None) ->
     ("00000.tar", True), ("00000.parquet", True), ("00000_stats.json", True),
     ("00000.tar.tmp", True), ("run.json", True), ("origins.parquet", True),
     ("run.json.tmp", True), ("urls.parquet", False), ("report.html", False),
-    ("rechecks", False),
+    ("rechecks", True),  # --overwrite removes them: a new run reuses their keys
 ])
 def test_run_files(name: str, ours: bool) -> None:
     assert layout.is_run_file(name) is ours
