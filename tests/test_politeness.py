@@ -438,6 +438,7 @@ def test_circuit_breaker_counts_only_failures_in_a_row() -> None:
 def test_a_host_failing_past_the_budget_is_given_up_before_max_failures() -> None:
     clock = FakeClock()
     slots = HostSlots(2, max_failures=8, clock=clock, jitter=no_jitter, failing_budget=60.0)
+    slots.report("h", ok=True)  # the host had a success: the long budget applies
     slots.report("h", ok=False, evidence="timeout")  # t=0, backoff 1 s
     clock.advance(50.0)
     slots.report("h", ok=False, evidence="timeout")  # t=50, until 52
@@ -448,6 +449,52 @@ def test_a_host_failing_past_the_budget_is_given_up_before_max_failures() -> Non
     slots.report("h", ok=False, evidence="timeout")  # t=56, until 64: past it
     why = slots.given_up("h")
     assert why is not None and "failed 4 times over 56 s" in why and "60 s budget" in why
+
+
+def backoff_total_until_given_up(slots: HostSlots, clock: FakeClock,
+                                 attempt: float = 0.0) -> tuple[int, float]:
+    """Fail one request at a time, each taking ``attempt`` seconds and starting when the
+    host is ready, until the host is given up: (failures, seconds from first start)."""
+    start = clock()
+    for failures in range(1, 100):
+        clock.t = max(clock.t, slots.ready_at("h"))
+        began = clock()
+        clock.advance(attempt)
+        slots.report("h", ok=False, evidence="HTTP 503", started=began)
+        if slots.given_up("h"):
+            return failures, clock() - start
+    raise AssertionError("never given up")
+
+
+def test_a_host_without_a_success_is_given_up_within_the_small_budget() -> None:
+    """Issue 15: a host that fails every request from the start costs seconds, not
+    the 60 s budget of a host that has worked."""
+    clock = FakeClock()
+    slots = HostSlots(2, max_failures=8, clock=clock, jitter=no_jitter)
+    failures, spent = backoff_total_until_given_up(slots, clock)
+    assert (failures, spent) == (4, 7.0)  # 1 + 2 + 4 s of backoff; the 4th would pass 10 s
+    why = slots.given_up("h")
+    assert why is not None and "10 s budget of a host with no success in this run" in why
+
+
+def test_a_host_with_a_success_keeps_the_long_budget() -> None:
+    clock = FakeClock()
+    slots = HostSlots(2, max_failures=8, clock=clock, jitter=no_jitter)
+    slots.report("h", ok=True)
+    slots.report("other", ok=True)  # remembered though its state is forgotten when idle
+    assert len(slots) == 0
+    failures, spent = backoff_total_until_given_up(slots, clock)
+    assert (failures, spent) == (6, 31.0)  # 1 + ... + 16 s; the 6th would pass 60 s
+    assert "no success" not in (slots.given_up("h") or "")
+
+
+def test_a_timeout_counts_from_its_request_start() -> None:
+    """Two 10 s timeouts of a host without a success pass its budget: the time the
+    requests waited counts, not only the backoff after they were reported."""
+    clock = FakeClock()
+    slots = HostSlots(2, max_failures=8, clock=clock, jitter=no_jitter)
+    failures, spent = backoff_total_until_given_up(slots, clock, attempt=10.0)
+    assert (failures, spent) == (2, 21.0)
 
 
 def test_one_failure_alone_never_exhausts_the_budget() -> None:

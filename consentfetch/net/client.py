@@ -205,6 +205,30 @@ def _http_error(response: aiohttp.ClientResponse) -> Denial:
     return Denial(Reason.HTTP_ERROR, text, response.status, retry_after)
 
 
+def _requested(times: int) -> str:
+    return "requested once" if times == 1 else f"requested {times} times"
+
+
+@dataclass(slots=True)
+class _Tries:
+    """One row's requests over its attempts, so its evidence can say how many were made."""
+
+    requests: int = 0  # attempts that sent a request
+    last: Denial | None = None  # the failure of the last of them
+
+    def failed(self, outcome: Denial) -> Denial:
+        self.last = outcome
+        return outcome
+
+    def told(self, outcome: Fetched | Denial) -> Fetched | Denial:
+        """The row's outcome; a failure after more than one request says how many."""
+        if outcome is not self.last or self.requests < 2:
+            return outcome
+        assert isinstance(outcome, Denial)
+        return Denial(outcome.reason, f"{_requested(self.requests)}; last: {outcome.evidence}",
+                      outcome.http_status, outcome.retry_after)
+
+
 async def read_capped(content: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:
     """The body up to ``limit`` bytes, read to its end however it arrives; and whether it
     was longer. (One ``read(n)`` returns only what is buffered at that moment.)"""
@@ -286,14 +310,16 @@ class HttpClient:
         assert isinstance(outcome, Denial)
         return outcome.retry_after is None or outcome.retry_after <= self.max_retry_after
 
-    def _report(self, url: URL, outcome: Fetched | Denial | URL) -> None:
-        """Tell the host's politeness state how an attempt went."""
+    def _report(self, url: URL, outcome: Fetched | Denial | URL,
+                started: float | None = None) -> None:
+        """Tell the host's politeness state how an attempt (started at ``started`` on
+        the slots' clock) went."""
         host = url.host or ""
         if isinstance(outcome, Denial) and outcome.reason in HOST_FAILURES \
                 and (outcome.reason is not Reason.HTTP_ERROR or is_transient(outcome)):
             self.slots.report(host, ok=False, outcome=outcome, evidence=outcome.evidence,
                               retry_after=min(outcome.retry_after, self.max_retry_after)
-                              if outcome.retry_after is not None else None)
+                              if outcome.retry_after is not None else None, started=started)
         elif not isinstance(outcome, Denial):  # a body or a redirect: the host works
             self.slots.report(host, ok=True)
         # Any other answer (a 404, a refusal by header) says nothing of the host's health:
@@ -353,71 +379,80 @@ class HttpClient:
         The wait between attempts is the host's backoff (see
         :mod:`~consentfetch.net.politeness`), enforced by its slot. The first
         attempt runs directly; tenacity steps in only for the retries, since
-        nearly every URL needs just one attempt.
+        nearly every URL needs just one attempt. A failure after more than
+        one request says how many were made (:class:`_Tries`).
         """
-        outcome = await self._attempt(url, check_hop, check_headers)
+        tries = _Tries()
+        outcome = await self._attempt(url, check_hop, check_headers, tries)
         if self.retries == 0 or not self.is_transient(outcome):
-            return outcome
+            return tries.told(outcome)
 
         async def again() -> Fetched | Denial:
             nonlocal outcome
-            assert isinstance(outcome, Denial)  # only a transient failure is retried
-            outcome = await self._attempt(url, check_hop, check_headers, previous=outcome)
+            outcome = await self._attempt(url, check_hop, check_headers, tries)
             return outcome
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retries), wait=wait_none(),
-            retry=retry_if_result(lambda result: self.is_transient(result)
-                                  and self.given_up(url) is None),
+            # Only a request's own failure is retried: a row stopped because its host
+            # was given up (told by _stopped) is not.
+            retry=retry_if_result(lambda result: result is tries.last
+                                  and self.is_transient(result)),
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
         retried: Fetched | Denial | None = await retrying(again)
         assert isinstance(retried, (Fetched, Denial))
-        return retried
+        return tries.told(retried)
 
-    def _stopped(self, url: URL, previous: Denial | None) -> Denial | None:
+    def _stopped(self, url: URL, tries: _Tries) -> Denial | None:
         """The denial for a URL whose host was given up, true to what was requested.
 
-        A first attempt says "not requested"; a retry keeps the row's own last
-        outcome, since that URL was requested, and says it was not retried.
+        Before any request for the row: "not requested". After some: how many,
+        why no more were made, and the row's own last answer.
         """
         denial = self.given_up(url)
-        if denial is None or previous is None:
+        if denial is None or not tries.requests:
             return denial
         why = self.slots.given_up(url.host or "")
-        return Denial(previous.reason, f"{previous.evidence}; not retried: {why}",
-                      previous.http_status)
+        text = f"{_requested(tries.requests)}; gave up: {why}"
+        last = tries.last
+        if last is None:  # the row's last request was a redirect to this host
+            return Denial(denial.reason, text)
+        return Denial(last.reason, f"{text}; last: {last.evidence}", last.http_status)
 
     async def _attempt(self, url: URL, check_hop: HopCheck, check_headers: HeaderCheck,
-                       previous: Denial | None = None) -> Fetched | Denial:
+                       tries: _Tries) -> Fetched | Denial:
         """One attempt: every hop of the redirect chain, within one ``--timeout``.
 
         The deadline budget covers the network time of all hops together
         (connect, headers, body); the politeness waits between hops do not
-        count against it. ``previous`` is the outcome of the attempt this one
-        retries.
+        count against it. ``tries`` records the row's requests so far.
         """
         loop = asyncio.get_running_loop()
         budget = self.timeout
         current = url
-        for _ in range(self.max_redirects + 1):
-            denial = self._guard(current) or self._stopped(current, previous) \
+        for hop in range(self.max_redirects + 1):
+            denial = self._guard(current) or self._stopped(current, tries) \
                 or await check_hop(current)
             if denial:
                 return denial
             async with self.slots.slot(current.host or ""):
-                stopped = self._stopped(current, previous)  # given up while this waited
+                stopped = self._stopped(current, tries)  # given up while this waited
                 if stopped:
                     return stopped
-                started = loop.time()
+                tries.requests += hop == 0
+                started, began = loop.time(), self.slots.now()
                 outcome = await self._one_hop(current, check_headers, budget)
                 budget -= loop.time() - started
-            self._report(current, outcome)
+            self._report(current, outcome, began)
+            if isinstance(outcome, Denial):
+                tries.failed(outcome)
             if not isinstance(outcome, URL):
                 return outcome
             if budget <= 0:
-                return Denial(Reason.TIMEOUT, f"no complete response within {self.timeout:g} s "
-                              f"(redirected to {outcome})")
+                return tries.failed(Denial(
+                    Reason.TIMEOUT, f"no complete response within {self.timeout:g} s "
+                    f"(redirected to {outcome})"))
             current = outcome
         return Denial(Reason.TOO_MANY_REDIRECTS,
                       f"more than {self.max_redirects} redirects starting at {url}")
