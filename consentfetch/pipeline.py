@@ -24,10 +24,10 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 from multidict import CIMultiDictProxy
@@ -51,14 +51,22 @@ from .image import Box, ResizedImage, ResizeOptions, process_image, resize_optio
 from .layout import compute_key
 from .net.client import Fetched, HttpClient, SmallFetch, parse_http_url
 from .net.politeness import HostScheduler, HostSlots
+from .progress import HostWait
 from .reader import InputRow, ShardInput
 from .workercache import process_cache
 from .writer import OutputDir, RowResult, ShardWriter
 
 logger = logging.getLogger(__name__)
 
-# (rows done, successes) since the last call; called from the shard's loop thread.
-ProgressSink = Callable[[int, int], None]
+WAIT_REPORT_EVERY = 1.0  # seconds between reports of the hosts a shard is waiting for
+
+
+class ProgressSink(Protocol):
+    """Takes (rows done, successes) since the last call, and now and then the shard's
+    hosts backing off; called from the shard's loop thread."""
+
+    def __call__(self, done: int, successes: int, /, waiting: HostWait | None = None) -> None:
+        ...
 
 
 
@@ -388,15 +396,41 @@ async def _run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
                             progress(1, int(result.status is Status.SUCCESS))
 
                 workers = min(config.concurrency, max(1, len(shard.rows)))
-                async with asyncio.TaskGroup() as group:
-                    for _ in range(workers):
-                        group.create_task(worker())
+                async with _reporting_waits(shard.shard_id, client.slots, scheduler, progress):
+                    async with asyncio.TaskGroup() as group:
+                        for _ in range(workers):
+                            group.create_task(worker())
         stats = writer.commit()
     except BaseException:
         writer.abort()
         raise
     used = [*ctx.policies.used.values(), *ctx.licences.used.values()]
     return ShardOutcome(shard.shard_id, stats, [f.to_row() for f in used])
+
+
+@contextlib.asynccontextmanager
+async def _reporting_waits(shard_id: int, slots: HostSlots, scheduler: HostScheduler[_Work],
+                           progress: ProgressSink | None) -> AsyncIterator[None]:
+    """While the shard runs, tell ``progress`` every second which hosts it is waiting
+    for, so a run held by a backed-off host says so; at the end, that it waits for none."""
+    if progress is None:
+        yield
+        return
+
+    async def report() -> None:
+        while True:  # until cancelled when the shard's rows are done
+            await asyncio.sleep(WAIT_REPORT_EVERY)
+            hosts, soonest = slots.backing_off(scheduler.queued)
+            progress(0, 0, waiting=HostWait(shard_id, hosts, soonest))
+
+    task = asyncio.create_task(report())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        progress(0, 0, waiting=HostWait(shard_id, 0, None))
 
 
 def run_columns(config: FetchConfig) -> dict[str, str | None]:

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from consentfetch import fetch_shards, read_audit
+from consentfetch import ProgressSnapshot, fetch_shards, read_audit
 from consentfetch.testsite import LocalSite, Resource, make_image, running_site
 
 from .conftest import LOCAL, png_bomb, with_local
@@ -182,6 +182,22 @@ def test_not_requested_evidence_is_true(matrix_site: LocalSite, tmp_path: Path) 
             assert row["evidence"].startswith(f"requested {own} times; "), row
 
 
+class SnapshotRecorder:
+    """A progress view that keeps every snapshot it is shown."""
+
+    interval = 0.0
+
+    def __init__(self) -> None:
+        self.shown: list[ProgressSnapshot] = []
+        self.closed = False
+
+    def show(self, snapshot: ProgressSnapshot) -> None:
+        self.shown.append(snapshot)
+
+    def close(self) -> None:
+        self.closed = True
+
+
 def test_three_503s_cost_seconds_and_their_evidence_is_true(matrix_site: LocalSite,
                                                           tmp_path: Path) -> None:
     """Issue 15's case: three URLs of one host answer 503, twenty others are fine.
@@ -198,10 +214,15 @@ def test_three_503s_cost_seconds_and_their_evidence_is_true(matrix_site: LocalSi
     rows += [{"url": site.url(0, f"/fault/status?code=503&i={i}")} for i in range(3)]
     path = tmp_path / "urls.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path)
-    fetch_shards(str(path), str(tmp_path / "o"),
+    view = SnapshotRecorder()
+    fetch_shards(str(path), str(tmp_path / "o"), progress=view,
                  allow_private_networks=True, processes=1, timeout=5)  # default politeness
     audit = read_audit(str(tmp_path / "o")).to_pylist()
     assert [r["status"] for r in audit[:20]] == ["success"] * 20
+    # While the host backed off (2 s at least), the progress line said so.
+    waits = [s.next_try for s in view.shown if s.backing_off]
+    assert waits and all(w is not None and w <= 10.0 for w in waits), view.shown
+    assert view.shown[-1].backing_off == 0 and view.closed
     requested = Counter(p for _, _, p in site.log if p.startswith("/fault/status"))
     assert 2 <= sum(requested.values()) <= 4
     for row in audit[20:]:

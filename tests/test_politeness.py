@@ -497,6 +497,41 @@ def test_a_timeout_counts_from_its_request_start() -> None:
     assert (failures, spent) == (2, 21.0)
 
 
+def test_backing_off_counts_hosts_with_work_waiting() -> None:
+    """The progress line's summary: hosts in a backoff that rows wait for, soonest first."""
+    clock = FakeClock()
+    slots = HostSlots(2, max_failures=2, clock=clock, jitter=no_jitter)
+    assert slots.backing_off(lambda host: True) == (0, None)
+    slots.report("queued", ok=False, retry_after=30.0)  # rows still queued
+    slots.report("idle", ok=False, retry_after=5.0)  # nothing left to fetch
+    slots.report("dead", ok=False)
+    slots.report("dead", ok=False)  # given up: its rows go without a wait
+    assert slots.given_up("dead")
+    assert slots.backing_off(lambda host: host != "idle") == (1, 30.0)
+    assert slots.backing_off(lambda host: True) == (2, 5.0)
+    clock.advance(6.0)
+    assert slots.backing_off(lambda host: True) == (1, 24.0)
+
+
+def test_backing_off_counts_a_host_a_request_waits_to_retry() -> None:
+    async def scenario() -> tuple[int, float | None]:
+        slots = HostSlots(1, backoff_base=0.01, jitter=no_jitter)
+        slots.report("h", ok=False, retry_after=0.5)
+
+        async def retry() -> None:
+            async with slots.slot("h"):
+                pass
+
+        waiting = asyncio.create_task(retry())
+        await asyncio.sleep(0.05)
+        seen = slots.backing_off(lambda host: False)  # nothing queued: the retry counts
+        await waiting
+        return seen
+
+    hosts, soonest = run(scenario)
+    assert hosts == 1 and soonest is not None and 0.3 < soonest <= 0.5
+
+
 def test_one_failure_alone_never_exhausts_the_budget() -> None:
     clock = FakeClock()
     slots = HostSlots(2, max_failures=8, clock=clock, jitter=no_jitter, failing_budget=1.0)

@@ -139,6 +139,22 @@ class HostSlots:
         state = self._hosts.get(host)
         return state.given_up if state else None
 
+    def backing_off(self, wanted: Callable[[str], bool]) -> tuple[int, float | None]:
+        """Hosts waiting out a backoff, not given up, with a request waiting for its
+        slot or ``wanted`` (rows queued); and seconds until the soonest may be tried.
+
+        One pass over the remembered hosts (bounded by :meth:`sweep`): call it
+        now and then, not per request.
+        """
+        now, count, soonest = self.now(), 0, None
+        for host, state in self._hosts.items():
+            if state.blocked_until > now and state.given_up is None \
+                    and (state.users or wanted(host)):
+                count += 1
+                wait = state.blocked_until - now
+                soonest = wait if soonest is None else min(soonest, wait)
+        return count, soonest
+
     def set_delay(self, host: str, seconds: float) -> None:
         """Raise a host's minimum gap (robots.txt Crawl-delay); never lowers it."""
         if seconds > 0:
@@ -307,6 +323,10 @@ class HostScheduler(Generic[T]):
     def __len__(self) -> int:
         """Hosts with work queued or in flight."""
         return len(self._queues)
+
+    def queued(self, host: str) -> bool:
+        """Whether ``host`` has items not yet handed out."""
+        return bool(self._queues.get(host))
 
     def _from_ring(self) -> str | None:
         while self._ring:
