@@ -239,6 +239,33 @@ def test_three_503s_cost_seconds_and_their_evidence_is_true(matrix_site: LocalSi
                 "; last: HTTP 503 Service Unavailable"), evidence
 
 
+def test_a_retry_after_past_the_cap_gives_the_host_up(matrix_site: LocalSite,
+                                                     tmp_path: Path) -> None:
+    """A host asking for more than --max-retry-after is not waited for, nor asked again:
+    its other rows are audited at once, their evidence naming the Retry-After."""
+    site = matrix_site
+    rows = [{"url": site.url(0, f"/fault/status?code=503&retry_after=3600&i={i}")}
+            for i in range(6)]
+    rows.append({"url": site.put(1, "/fine.jpg", make_image(32, 32))})
+    path = tmp_path / "urls.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    fetch_shards(str(path), str(tmp_path / "o"),
+                 **with_local({"retries": 2, "per_host_concurrency": 1}))
+    audit = read_audit(str(tmp_path / "o")).to_pylist()
+    assert audit[-1]["status"] == "success"
+    requested = Counter(p for _, _, p in site.log if p.startswith("/fault/status"))
+    assert sum(requested.values()) == 1  # the first answer says: not within this run
+    for row in audit[:-1]:
+        assert row["reason"] == "http_error", row
+        own = requested["/fault/status?" + row["url"].split("?", 1)[1]]
+        if own:
+            assert row["evidence"] == "HTTP 503 Service Unavailable (Retry-After: 3600)", row
+        else:
+            assert row["evidence"].startswith("not requested: 127.0.0.50 asked for "
+                                              "Retry-After: 3600"), row["evidence"]
+            assert "--max-retry-after 60 s" in row["evidence"], row["evidence"]
+
+
 def test_slow_host_does_not_stall_fast_hosts(tmp_path: Path) -> None:
     """One slow host among many fast ones: fast rows are not held behind it.
 

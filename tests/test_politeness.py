@@ -994,6 +994,17 @@ def test_client_long_retry_after_is_not_retried_but_backs_the_host_off() -> None
     assert client.slots.ready_at(HOST) == clock() + 60.0
 
 
+def test_client_gives_a_host_up_when_its_retry_after_passes_the_cap() -> None:
+    client = make_client(max_failures=8, max_retry_after=60.0)
+    client._report(URL_, http(503, 60.0))  # exactly the cap: waited for
+    assert client.given_up(URL_) is None
+    client._report(URL_, http(429, 3600.0))
+    denial = client.given_up(URL_)
+    assert denial is not None and denial.reason is Reason.HTTP_ERROR
+    assert denial.evidence == (f"not requested: {HOST} asked for Retry-After: 3600 s, longer "
+                               "than --max-retry-after 60 s; given up for this run")
+
+
 def test_client_404_leaves_no_host_state() -> None:
     client = make_client()
     client._report(URL_, http(404))

@@ -317,6 +317,11 @@ class HttpClient:
         host = url.host or ""
         if isinstance(outcome, Denial) and outcome.reason in HOST_FAILURES \
                 and (outcome.reason is not Reason.HTTP_ERROR or is_transient(outcome)):
+            if outcome.retry_after is not None and outcome.retry_after > self.max_retry_after:
+                # The host asks us not to come back within the wait we make: we do not.
+                self.slots.give_up(host, f"{host} asked for Retry-After: "
+                                   f"{outcome.retry_after:g} s, longer than --max-retry-after "
+                                   f"{self.max_retry_after:g} s; given up for this run")
             self.slots.report(host, ok=False, outcome=outcome, evidence=outcome.evidence,
                               retry_after=min(outcome.retry_after, self.max_retry_after)
                               if outcome.retry_after is not None else None, started=started)

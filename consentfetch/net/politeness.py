@@ -18,7 +18,9 @@ Two pieces share one per-host state (:class:`HostSlots`):
   this run, and the much smaller ``unproven_budget`` for one that has not:
   a host that fails every request from the start is given up in seconds.
   Only a success ends a run of failures; an answer that is not one (a 404,
-  a refusal by header) neither counts nor resets it.
+  a refusal by header) neither counts nor resets it. The client also gives
+  a host up (:meth:`HostSlots.give_up`) when it asks, by ``Retry-After``,
+  for a longer wait than we make.
 
 :class:`HostScheduler` hands rows to the shard's workers so that a worker
 is only given a row whose host has a free slot and is not backing off.
@@ -212,6 +214,15 @@ class HostSlots:
             state.given_up = self._give_up(host, state, evidence)
         self.changed.set()
         return backoff
+
+    def give_up(self, host: str, why: str) -> bool:
+        """Give ``host`` up for the run, for ``why``, unless the breaker is off
+        (``max_failures`` 0) or it was given up already; whether it was, now."""
+        state = self._get(host)
+        if self._max_failures and state.given_up is None:
+            state.given_up = why
+            self.changed.set()
+        return state.given_up is not None
 
     def _give_up(self, host: str, state: _Host, evidence: str) -> str | None:
         """Why the host is given up after this failure, or None (the breaker stays shut)."""
