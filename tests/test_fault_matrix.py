@@ -266,6 +266,22 @@ def test_a_retry_after_past_the_cap_gives_the_host_up(matrix_site: LocalSite,
             assert "--max-retry-after 60 s" in row["evidence"], row["evidence"]
 
 
+def test_a_host_that_timed_out_gets_a_shorter_deadline(matrix_site: LocalSite,
+                                                       tmp_path: Path) -> None:
+    """A stalling host costs one full --timeout, not one per attempt: the retry after
+    its timeout waits a quarter of it, and the evidence says so."""
+    site = matrix_site
+    rows = [{"url": site.url(0, "/fault/slow?delay=30")}]
+    path = tmp_path / "urls.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    fetch_shards(str(path), str(tmp_path / "o"), **with_local({"timeout": 2, "retries": 1}))
+    (row,) = read_audit(str(tmp_path / "o")).to_pylist()
+    assert site.hit_count(0, "/fault/slow") == 2
+    assert (row["status"], row["reason"]) == ("failed_to_download", "timeout")
+    assert row["evidence"] == ("requested 2 times; last: no complete response within 0.5 s "
+                               "(--timeout 2 s, cut as the host's last request had timed out)")
+
+
 def test_slow_host_does_not_stall_fast_hosts(tmp_path: Path) -> None:
     """One slow host among many fast ones: fast rows are not held behind it.
 

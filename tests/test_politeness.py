@@ -1005,6 +1005,19 @@ def test_client_gives_a_host_up_when_its_retry_after_passes_the_cap() -> None:
                                "than --max-retry-after 60 s; given up for this run")
 
 
+def test_client_deadline_is_cut_while_a_host_times_out() -> None:
+    client = make_client()  # --timeout 1 s
+    assert client.deadline(URL_) == 1.0
+    client._report(URL_, Denial(Reason.TIMEOUT, "slow"))
+    assert client.deadline(URL_) == 0.25
+    assert client.deadline(URL("https://other.example/a.jpg")) == 1.0
+    client._report(URL_, http(503))  # the host answers again, if badly
+    assert client.deadline(URL_) == 1.0
+    client._report(URL_, Denial(Reason.TIMEOUT, "slow"))
+    client._report(URL_, fetched())  # a success ends it
+    assert client.deadline(URL_) == 1.0
+
+
 def test_client_404_leaves_no_host_state() -> None:
     client = make_client()
     client._report(URL_, http(404))

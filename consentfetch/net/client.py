@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 BACKOFF_STATUSES = frozenset({429, 503})  # the statuses whose Retry-After we honour
 ORIGIN_FILE_MAX_REDIRECTS = 5  # RFC 9309 §2.3.1.2: follow at least five
+LATE_TIMEOUT_SHARE = 0.25  # of --timeout, for attempts at a host whose last request timed out
 _CHUNK = 64 * 1024
 
 MAX_HEADER_LINE = 16 * 1024  # bytes in one response header line
@@ -434,7 +435,7 @@ class HttpClient:
         count against it. ``tries`` records the row's requests so far.
         """
         loop = asyncio.get_running_loop()
-        budget = self.timeout
+        budget = deadline = self.timeout
         current = url
         for hop in range(self.max_redirects + 1):
             denial = self._guard(current) or self._stopped(current, tries) \
@@ -445,9 +446,11 @@ class HttpClient:
                 stopped = self._stopped(current, tries)  # given up while this waited
                 if stopped:
                     return stopped
-                tries.requests += hop == 0
+                if hop == 0:  # decided once the wait for the host is over
+                    tries.requests += 1
+                    budget = deadline = self.deadline(current)
                 started, began = loop.time(), self.slots.now()
-                outcome = await self._one_hop(current, check_headers, budget)
+                outcome = await self._one_hop(current, check_headers, budget, deadline)
                 budget -= loop.time() - started
             self._report(current, outcome, began)
             if isinstance(outcome, Denial):
@@ -456,15 +459,33 @@ class HttpClient:
                 return outcome
             if budget <= 0:
                 return tries.failed(Denial(
-                    Reason.TIMEOUT, f"no complete response within {self.timeout:g} s "
+                    Reason.TIMEOUT, f"no complete response within {self._within(deadline)} "
                     f"(redirected to {outcome})"))
             current = outcome
         return Denial(Reason.TOO_MANY_REDIRECTS,
                       f"more than {self.max_redirects} redirects starting at {url}")
 
+    def deadline(self, url: URL) -> float:
+        """An attempt's deadline: ``--timeout``, or :data:`LATE_TIMEOUT_SHARE` of it while
+        the host's failures in a row end with a timeout (a stalling or dripping host
+        costs one full wait, not one per attempt, until it answers in time again)."""
+        host = url.host or ""
+        last = self.slots.last_failure(host)
+        if self.slots.failures(host) and isinstance(last, Denial) \
+                and last.reason is Reason.TIMEOUT:
+            return self.timeout * LATE_TIMEOUT_SHARE
+        return self.timeout
+
+    def _within(self, deadline: float) -> str:
+        if deadline >= self.timeout:
+            return f"{self.timeout:g} s"
+        return (f"{deadline:g} s (--timeout {self.timeout:g} s, cut as the host's last "
+                f"request had timed out)")
+
     async def _one_hop(self, url: URL, check_headers: HeaderCheck,
-                       budget: float) -> Fetched | Denial | URL:
-        """One request within ``budget`` seconds: the next hop's URL, a body, or a denial."""
+                       budget: float, deadline: float) -> Fetched | Denial | URL:
+        """One request within ``budget`` seconds (of the attempt's ``deadline``): the next
+        hop's URL, a body, or a denial."""
         try:
             async with asyncio.timeout(budget):
                 async with self.session.get(url, allow_redirects=False) as response:
@@ -479,7 +500,7 @@ class HttpClient:
                         return denial.with_http_status(response.status)
                     return await self._read_body(url, response)
         except TimeoutError:
-            return Denial(Reason.TIMEOUT, f"no complete response within {self.timeout:g} s")
+            return Denial(Reason.TIMEOUT, f"no complete response within {self._within(deadline)}")
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             return denial_from_exception(exc)
 

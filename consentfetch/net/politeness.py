@@ -181,6 +181,11 @@ class HostSlots:
             self.changed.set()
             self._forget_if_idle(host)
 
+    def failures(self, host: str) -> int:
+        """The host's failed attempts since its last success."""
+        state = self._hosts.get(host)
+        return state.failures if state else 0
+
     def last_failure(self, host: str) -> object:
         state = self._hosts.get(host)
         return state.last_failure if state else None
