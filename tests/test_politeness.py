@@ -532,6 +532,44 @@ def test_backing_off_counts_a_host_a_request_waits_to_retry() -> None:
     assert hosts == 1 and soonest is not None and 0.3 < soonest <= 0.5
 
 
+def test_a_request_waiting_out_a_backoff_waits_for_one_that_grew_meanwhile() -> None:
+    """Never sooner than the backoff: a failure reported while a request waits for its
+    slot moves the host's block later, and the waiting request keeps to it."""
+    async def scenario() -> tuple[float, float]:
+        slots = HostSlots(2, backoff_base=0.1, jitter=no_jitter)
+        slots.report("h", ok=False)  # blocked for 0.1 s
+
+        async def request() -> float:
+            async with slots.slot("h"):
+                return loop_time()
+
+        waiting = asyncio.create_task(request())
+        await asyncio.sleep(0.02)  # it waits out the 0.1 s
+        slots.report("h", ok=False)  # a concurrent request failed: 0.2 s from now
+        return await waiting, slots.ready_at("h")
+
+    started, ready = run(scenario)
+    assert started >= ready - EPS
+
+
+def test_a_host_given_up_releases_the_requests_waiting_out_its_backoff() -> None:
+    async def scenario() -> str | None:
+        slots = HostSlots(2, max_failures=2, backoff_base=30.0, jitter=no_jitter)
+        slots.report("h", ok=False)  # blocked for 30 s
+
+        async def request() -> str | None:
+            async with slots.slot("h"):
+                return slots.given_up("h")  # the caller sees it and sends nothing
+
+        waiting = asyncio.create_task(request())
+        await asyncio.sleep(0.02)
+        slots.report("h", ok=False, evidence="HTTP 503")  # the breaker opens
+        return await asyncio.wait_for(waiting, 1.0)
+
+    why = run(scenario)
+    assert why is not None and "failed 2 times" in why
+
+
 def test_one_failure_alone_never_exhausts_the_budget() -> None:
     clock = FakeClock()
     slots = HostSlots(2, max_failures=8, clock=clock, jitter=no_jitter, failing_budget=1.0)

@@ -33,6 +33,7 @@ other hosts keep flowing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import random
 from collections import deque
@@ -63,6 +64,7 @@ class _Host:
     last_failure: object = None  # the outcome of the last failed attempt
     users: int = 0
     gap_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    released: asyncio.Event = field(default_factory=asyncio.Event)  # set once given up
 
     def ready_at(self) -> float:
         """When the next request may start (ignoring the concurrency limit)."""
@@ -171,15 +173,27 @@ class HostSlots:
         try:
             async with state.semaphore:
                 async with state.gap_lock:  # request starts are spaced one at a time
-                    wait = state.ready_at() - self.now()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
+                    await self._wait_ready(state)
                     state.last_start = self.now()
                 yield
         finally:
             state.users -= 1
             self.changed.set()
             self._forget_if_idle(host)
+
+    async def _wait_ready(self, state: _Host) -> None:
+        """Wait until the host may be requested, or until it is given up (the caller
+        then sends nothing). A failure reported meanwhile that moves the host's block
+        later is kept to: never sooner than the backoff. Bounded: each round waits for
+        a block that only a new failure report can move."""
+        target = state.ready_at()
+        while (wait := target - self.now()) > 0 and state.given_up is None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await state.released.wait()
+            if state.ready_at() <= target:
+                return
+            target = state.ready_at()
 
     def failures(self, host: str) -> int:
         """The host's failed attempts since its last success."""
@@ -217,6 +231,8 @@ class HostSlots:
         state.blocked_until = max(state.blocked_until, self.now() + backoff)
         if state.given_up is None:
             state.given_up = self._give_up(host, state, evidence)
+            if state.given_up is not None:
+                state.released.set()
         self.changed.set()
         return backoff
 
@@ -226,6 +242,7 @@ class HostSlots:
         state = self._get(host)
         if self._max_failures and state.given_up is None:
             state.given_up = why
+            state.released.set()
             self.changed.set()
         return state.given_up is not None
 
