@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -187,10 +188,12 @@ class _Shard:
         return None
 
     async def process(self, row: InputRow, *, url: URL | Denial | None = None,
-                      seen: Observation | None = None, decide_only: bool = False) -> RowResult:
+                      seen: Observation | None = None, decide_only: bool = False,
+                      fetched_cb: Callable[[], None] | None = None) -> RowResult:
         """One row through every stage. ``url`` is the row's URL if the caller has
         already parsed it (:func:`parse_row_url`); ``decide_only`` stops after the
-        consent checks (no resize); ``seen`` collects the hops and headers met."""
+        consent checks (no resize); ``seen`` collects the hops and headers met;
+        ``fetched_cb`` is called once the row's requests are over."""
         if url is None:
             url = parse_row_url(row)
         if isinstance(url, Denial):
@@ -227,6 +230,8 @@ class _Shard:
 
         fetched = await self.client.fetch_image(url, check_hop=check_hop,
                                                 check_headers=check_headers)
+        if fetched_cb is not None:
+            fetched_cb()
         if isinstance(fetched, Denial):
             return _denied(fetched)
         loop = asyncio.get_running_loop()
@@ -272,7 +277,8 @@ class _Shard:
                       "bytes now; they are not kept")
 
 
-async def process_confined(ctx: _Shard, row: InputRow, url: URL | Denial) -> RowResult:
+async def process_confined(ctx: _Shard, row: InputRow, url: URL | Denial,
+                           fetched_cb: Callable[[], None] | None = None) -> RowResult:
     """:meth:`_Shard.process`, with whatever it raises confined to the row.
 
     An exception no stage foresaw (a response or input row nothing was written
@@ -281,7 +287,7 @@ async def process_confined(ctx: _Shard, row: InputRow, url: URL | Denial) -> Row
     not ``Exception`` and still end the shard.
     """
     try:
-        return await ctx.process(row, url=url)
+        return await ctx.process(row, url=url, fetched_cb=fetched_cb)
     except Exception as exc:
         return unforeseen(row, exc, Reason.CONNECTION_ERROR)
 
@@ -386,10 +392,13 @@ async def _run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
                 async def worker() -> None:
                     while (item := await scheduler.next()) is not None:
                         host, (index, row, url) = item
+                        # The host's turn ends with its requests: the next row of a
+                        # big host goes out while this one's image is decoded.
+                        fetched = _once(functools.partial(scheduler.done, host))
                         try:
-                            result = await process_confined(ctx, row, url)
+                            result = await process_confined(ctx, row, url, fetched)
                         finally:
-                            scheduler.done(host)
+                            fetched()
                         writer.add(compute_key(shard.shard_id, index, config.shard_size),
                                    row, result)
                         if progress is not None:
@@ -431,6 +440,16 @@ async def _reporting_waits(shard_id: int, slots: HostSlots, scheduler: HostSched
         with contextlib.suppress(asyncio.CancelledError):
             await task
         progress(0, 0, waiting=HostWait(shard_id, 0, None))
+
+
+def _once(call: Callable[[], None]) -> Callable[[], None]:
+    """``call``, made safe to call more than once: only the first call runs it."""
+    pending = [call]
+
+    def once() -> None:
+        while pending:
+            pending.pop()()
+    return once
 
 
 def run_columns(config: FetchConfig) -> dict[str, str | None]:
