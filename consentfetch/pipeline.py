@@ -25,7 +25,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -46,6 +46,7 @@ from .consent.origins import (
     OriginPolicies,
     OriginPolicy,
     PolicyStore,
+    origin_of,
 )
 from .consent.robots import CrawlDelay
 from .image import Box, ResizedImage, ResizeOptions, process_image, resize_options_from
@@ -60,6 +61,7 @@ from .writer import OutputDir, RowResult, ShardWriter
 logger = logging.getLogger(__name__)
 
 WAIT_REPORT_EVERY = 1.0  # seconds between reports of the hosts a shard is waiting for
+WARM_SHARE = 4  # 1/4 of --concurrency loads origin policies ahead of the workers
 
 
 class ProgressSink(Protocol):
@@ -362,15 +364,57 @@ def parse_row_url(row: InputRow) -> URL | Denial:
 _Work = tuple[int, InputRow, URL | Denial]  # (index in shard, row, its parsed URL)
 
 
-def _schedule(shard: ShardInput, slots: HostSlots, per_host: int) -> HostScheduler[_Work]:
-    """Queue the shard's rows by host, so hosts take turns and none can stall the rest."""
+def _schedule(shard: ShardInput, slots: HostSlots,
+              per_host: int) -> tuple[HostScheduler[_Work], list[URL]]:
+    """Queue the shard's rows by host, so hosts take turns and none can stall the rest;
+    and the first URL of each origin, in the order they first appear."""
     scheduler: HostScheduler[_Work] = HostScheduler(slots, per_host)
+    origins: dict[str, URL] = {}
     indices = shard.indices if shard.indices is not None else range(len(shard.rows))
     for index, row in zip(indices, shard.rows, strict=True):
         url = parse_row_url(row)
         host = (url.host or "") if isinstance(url, URL) else ""  # "": no request is made
         scheduler.add(host, (index, row, url))
-    return scheduler
+        if isinstance(url, URL):
+            origins.setdefault(origin_of(url), url)
+    return scheduler, list(origins.values())
+
+
+async def _warm_origins(ctx: _Shard, urls: list[URL], runners: int) -> None:
+    """Load the shard's origin policies ahead of its workers, ``runners`` at a time.
+
+    A worker that reaches an origin late in the shard then finds its files
+    fetched or being fetched: a robots.txt that never answers costs its
+    ``--timeout`` while the rest of the shard runs, not at the shard's end.
+    The same files are fetched, once per origin and through the host slots,
+    only sooner. An origin is skipped when its first row would not load its
+    policy either (a refused address, an opt-out list entry): no origin is
+    asked for a file that no row of it would have asked for.
+    """
+    pending = iter(urls)
+
+    async def runner() -> None:
+        for url in pending:  # shared: each origin is taken by one runner
+            if ctx.client.guard(url) or ctx.engine.check_url(str(url), Permits()):
+                continue  # a worker would not load this policy for it either
+            try:
+                await ctx.policy(url)
+            except Exception:  # the row that needs it meets this again, confined to it
+                logger.debug("warming the origin policy of %s failed", url, exc_info=True)
+
+    await asyncio.gather(*(runner() for _ in range(max(1, runners))))
+
+
+@contextlib.asynccontextmanager
+async def _background(work: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run ``work`` while the body runs; cancel it once the body is done."""
+    task = asyncio.create_task(work)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
@@ -387,7 +431,8 @@ async def _run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
             async with make_client(config) as client:
                 ctx = _Shard(config, client, pool, out.storage_options)
                 # Rows that make no request (host "") are not limited per host.
-                scheduler = _schedule(shard, client.slots, config.per_host_concurrency)
+                scheduler, origins = _schedule(shard, client.slots,
+                                               config.per_host_concurrency)
 
                 async def worker() -> None:
                     while (item := await scheduler.next()) is not None:
@@ -405,10 +450,11 @@ async def _run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
                             progress(1, int(result.status is Status.SUCCESS))
 
                 workers = min(config.concurrency, max(1, len(shard.rows)))
-                async with _reporting_waits(shard.shard_id, client.slots, scheduler, progress):
-                    async with asyncio.TaskGroup() as group:
-                        for _ in range(workers):
-                            group.create_task(worker())
+                warm = _warm_origins(ctx, origins, config.concurrency // WARM_SHARE)
+                async with _reporting_waits(shard.shard_id, client.slots, scheduler, progress), \
+                        _background(warm), asyncio.TaskGroup() as group:
+                    for _ in range(workers):
+                        group.create_task(worker())
         stats = writer.commit()
     except BaseException:
         writer.abort()

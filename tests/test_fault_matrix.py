@@ -282,6 +282,27 @@ def test_a_host_that_timed_out_gets_a_shorter_deadline(matrix_site: LocalSite,
                                "(--timeout 2 s, cut as the host's last request had timed out)")
 
 
+def test_origin_files_are_loaded_ahead_of_the_workers(tmp_path: Path) -> None:
+    """The origin of the shard's last row has its robots.txt asked for in the first
+    wave of requests, not when a worker reaches the row: a robots.txt that never
+    answers costs its --timeout during the shard, not after it."""
+    hosts = tuple(f"127.0.0.{i}" for i in range(80, 91))
+    with running_site(hosts) as site:
+        rows = [{"url": site.url(h, f"/fault/slow?delay=0.3&i={i}")}
+                for i in range(6) for h in range(10)]
+        rows.append({"url": site.url(10, "/gen/last.jpg")})
+        path = tmp_path / "urls.parquet"
+        pq.write_table(pa.Table.from_pylist(rows), path)
+        fetch_shards(str(path), str(tmp_path / "o"),
+                     **with_local({"concurrency": 8, "per_host_concurrency": 2}))
+        order = [(host, p) for _, host, p in site.log]
+    assert read_audit(str(tmp_path / "o")).num_rows == len(rows)
+    last_robots = order.index((hosts[10], "/robots.txt"))
+    images = [i for i, (_, p) in enumerate(order) if p.startswith("/fault/slow")]
+    assert len(images) == 60
+    assert last_robots < images[8], order[:last_robots + 1]  # 8 workers: the first wave
+
+
 def test_slow_host_does_not_stall_fast_hosts(tmp_path: Path) -> None:
     """One slow host among many fast ones: fast rows are not held behind it.
 

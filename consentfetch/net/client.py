@@ -298,7 +298,8 @@ class HttpClient:
             raise RuntimeError("HttpClient used outside 'async with'")
         return self._session
 
-    def _guard(self, url: URL) -> Denial | None:
+    def guard(self, url: URL) -> Denial | None:
+        """The denial of a URL whose host is a refused address (a literal one), else None."""
         if self.allow_private_networks:
             return None
         evidence = check_host(url.host or "", self.allowed_networks)
@@ -354,7 +355,7 @@ class HttpClient:
         try:
             async with asyncio.timeout(self.timeout):
                 for _ in range(ORIGIN_FILE_MAX_REDIRECTS + 1):
-                    denial = self._guard(current)
+                    denial = self.guard(current)
                     if denial:
                         return SmallFetch(url, None, error=denial, reached=False)
                     async with self.session.get(current, allow_redirects=False) as response:
@@ -438,7 +439,7 @@ class HttpClient:
         budget = deadline = self.timeout
         current = url
         for hop in range(self.max_redirects + 1):
-            denial = self._guard(current) or self._stopped(current, tries) \
+            denial = self.guard(current) or self._stopped(current, tries) \
                 or await check_hop(current)
             if denial:
                 return denial
