@@ -21,14 +21,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 from multidict import CIMultiDictProxy
@@ -46,6 +47,7 @@ from .consent.origins import (
     OriginPolicies,
     OriginPolicy,
     PolicyStore,
+    origin_of,
 )
 from .consent.robots import CrawlDelay
 from .errors import OutputError
@@ -53,14 +55,23 @@ from .image import Box, ResizedImage, ResizeOptions, process_image, resize_optio
 from .layout import compute_key
 from .net.client import Fetched, HttpClient, SmallFetch, parse_http_url
 from .net.politeness import HostScheduler, HostSlots
+from .progress import HostWait
 from .reader import InputRow, ShardInput
 from .workercache import process_cache
 from .writer import OutputDir, RowResult, ShardWriter
 
 logger = logging.getLogger(__name__)
 
-# (rows done, successes) since the last call; called from the shard's loop thread.
-ProgressSink = Callable[[int, int], None]
+WAIT_REPORT_EVERY = 1.0  # seconds between reports of the hosts a shard is waiting for
+WARM_SHARE = 4  # 1/4 of --concurrency loads origin policies ahead of the workers
+
+
+class ProgressSink(Protocol):
+    """Takes (rows done, successes) since the last call, and now and then the shard's
+    hosts backing off; called from the shard's loop thread."""
+
+    def __call__(self, done: int, successes: int, /, waiting: HostWait | None = None) -> None:
+        ...
 
 
 
@@ -207,10 +218,12 @@ class _Shard:
         return self.engine.check_headers(policy, final, headers, permits, licences)
 
     async def process(self, row: InputRow, *, url: URL | Denial | None = None,
-                      seen: Observation | None = None, decide_only: bool = False) -> RowResult:
+                      seen: Observation | None = None, decide_only: bool = False,
+                      fetched_cb: Callable[[], None] | None = None) -> RowResult:
         """One row through every stage. ``url`` is the row's URL if the caller has
         already parsed it (:func:`parse_row_url`); ``decide_only`` stops after the
-        consent checks (no resize); ``seen`` collects the hops and headers met."""
+        consent checks (no resize); ``seen`` collects the hops and headers met;
+        ``fetched_cb`` is called once the row's requests are over."""
         if url is None:
             url = parse_row_url(row)
         if isinstance(url, Denial):
@@ -240,6 +253,8 @@ class _Shard:
 
         fetched = await self.client.fetch_image(url, check_hop=check_hop,
                                                 check_headers=check_headers)
+        if fetched_cb is not None:
+            fetched_cb()
         if isinstance(fetched, Denial):
             return _denied(fetched)
         loop = asyncio.get_running_loop()
@@ -286,7 +301,8 @@ class _Shard:
                       "bytes now; they are not kept")
 
 
-async def process_confined(ctx: _Shard, row: InputRow, url: URL | Denial) -> RowResult:
+async def process_confined(ctx: _Shard, row: InputRow, url: URL | Denial,
+                           fetched_cb: Callable[[], None] | None = None) -> RowResult:
     """:meth:`_Shard.process`, with whatever it raises confined to the row.
 
     An exception no stage foresaw (a response or input row nothing was written
@@ -295,7 +311,7 @@ async def process_confined(ctx: _Shard, row: InputRow, url: URL | Denial) -> Row
     not ``Exception`` and still end the shard.
     """
     try:
-        return await ctx.process(row, url=url)
+        return await ctx.process(row, url=url, fetched_cb=fetched_cb)
     except Exception as exc:
         return unforeseen(row, exc, Reason.CONNECTION_ERROR)
 
@@ -378,15 +394,57 @@ def parse_row_url(row: InputRow) -> URL | Denial:
 _Work = tuple[int, InputRow, URL | Denial]  # (index in shard, row, its parsed URL)
 
 
-def _schedule(shard: ShardInput, slots: HostSlots, per_host: int) -> HostScheduler[_Work]:
-    """Queue the shard's rows by host, so hosts take turns and none can stall the rest."""
+def _schedule(shard: ShardInput, slots: HostSlots,
+              per_host: int) -> tuple[HostScheduler[_Work], list[URL]]:
+    """Queue the shard's rows by host, so hosts take turns and none can stall the rest;
+    and the first URL of each origin, in the order they first appear."""
     scheduler: HostScheduler[_Work] = HostScheduler(slots, per_host)
+    origins: dict[str, URL] = {}
     indices = shard.indices if shard.indices is not None else range(len(shard.rows))
     for index, row in zip(indices, shard.rows, strict=True):
         url = parse_row_url(row)
         host = (url.host or "") if isinstance(url, URL) else ""  # "": no request is made
         scheduler.add(host, (index, row, url))
-    return scheduler
+        if isinstance(url, URL):
+            origins.setdefault(origin_of(url), url)
+    return scheduler, list(origins.values())
+
+
+async def _warm_origins(ctx: _Shard, urls: list[URL], runners: int) -> None:
+    """Load the shard's origin policies ahead of its workers, ``runners`` at a time.
+
+    A worker that reaches an origin late in the shard then finds its files
+    fetched or being fetched: a robots.txt that never answers costs its
+    ``--timeout`` while the rest of the shard runs, not at the shard's end.
+    The same files are fetched, once per origin and through the host slots,
+    only sooner. An origin is skipped when its first row would not load its
+    policy either (a refused address, an opt-out list entry): no origin is
+    asked for a file that no row of it would have asked for.
+    """
+    pending = iter(urls)
+
+    async def runner() -> None:
+        for url in pending:  # shared: each origin is taken by one runner
+            if ctx.client.guard(url) or ctx.engine.check_url(str(url), Permits()):
+                continue  # a worker would not load this policy for it either
+            try:
+                await ctx.policy(url)
+            except Exception:  # the row that needs it meets this again, confined to it
+                logger.debug("warming the origin policy of %s failed", url, exc_info=True)
+
+    await asyncio.gather(*(runner() for _ in range(max(1, runners))))
+
+
+@contextlib.asynccontextmanager
+async def _background(work: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run ``work`` while the body runs; cancel it once the body is done."""
+    task = asyncio.create_task(work)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
@@ -403,23 +461,30 @@ async def _run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
             async with make_client(config) as client:
                 ctx = _Shard(config, client, pool, out.storage_options)
                 # Rows that make no request (host "") are not limited per host.
-                scheduler = _schedule(shard, client.slots, config.per_host_concurrency)
+                scheduler, origins = _schedule(shard, client.slots,
+                                               config.per_host_concurrency)
 
                 async def worker() -> None:
                     while (item := await scheduler.next()) is not None:
                         host, (index, row, url) = item
+                        # The host's turn ends with its requests: the next row of a
+                        # big host goes out while this one's image is decoded.
+                        fetched = _once(functools.partial(scheduler.done, host))
                         try:
-                            result = await process_confined(ctx, row, url)
+                            result = await process_confined(ctx, row, url, fetched)
                         finally:
-                            scheduler.done(host)
+                            fetched()
                         writer.add(compute_key(shard.shard_id, index, config.shard_size),
                                    row, result)
                         if progress is not None:
                             progress(1, int(result.status is Status.SUCCESS))
 
                 workers = min(config.concurrency, max(1, len(shard.rows)))
+                warm = _warm_origins(ctx, origins, config.concurrency // WARM_SHARE)
                 try:
-                    async with asyncio.TaskGroup() as group:
+                    async with _reporting_waits(shard.shard_id, client.slots, scheduler,
+                                                progress), \
+                            _background(warm), asyncio.TaskGroup() as group:
                         for _ in range(workers):
                             group.create_task(worker())
                 except* OutputError as failed:  # the output folder's error, as it was raised
@@ -430,6 +495,41 @@ async def _run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
         raise
     used = [*ctx.policies.used.values(), *ctx.licences.used.values()]
     return ShardOutcome(shard.shard_id, stats, [f.to_row() for f in used])
+
+
+@contextlib.asynccontextmanager
+async def _reporting_waits(shard_id: int, slots: HostSlots, scheduler: HostScheduler[_Work],
+                           progress: ProgressSink | None) -> AsyncIterator[None]:
+    """While the shard runs, tell ``progress`` every second which hosts it is waiting
+    for, so a run held by a backed-off host says so; at the end, that it waits for none."""
+    if progress is None:
+        yield
+        return
+
+    async def report() -> None:
+        while True:  # until cancelled when the shard's rows are done
+            await asyncio.sleep(WAIT_REPORT_EVERY)
+            hosts, soonest = slots.backing_off(scheduler.queued)
+            progress(0, 0, waiting=HostWait(shard_id, hosts, soonest))
+
+    task = asyncio.create_task(report())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        progress(0, 0, waiting=HostWait(shard_id, 0, None))
+
+
+def _once(call: Callable[[], None]) -> Callable[[], None]:
+    """``call``, made safe to call more than once: only the first call runs it."""
+    pending = [call]
+
+    def once() -> None:
+        while pending:
+            pending.pop()()
+    return once
 
 
 def run_columns(config: FetchConfig) -> dict[str, str | None]:

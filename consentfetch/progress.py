@@ -20,6 +20,15 @@ LOG_EVERY = 10.0  # seconds between log lines
 
 
 @dataclass(frozen=True)
+class HostWait:
+    """One shard's hosts backing off with rows still to fetch, as its worker saw them."""
+
+    shard_id: int
+    hosts: int
+    next_try: float | None  # seconds until the soonest of them may be tried again
+
+
+@dataclass(frozen=True)
 class ProgressSnapshot:
     """The counts at one moment of a run: of the work this run does, so a resumed
     run's rate and ETA leave out the rows an earlier run did (``resumed``)."""
@@ -30,6 +39,8 @@ class ProgressSnapshot:
     elapsed: float  # seconds since the run started
     resumed: int = 0  # rows of the input already done by an earlier run, not redone
     estimate: bool = False  # total is an estimate (shown with "~")
+    backing_off: int = 0  # hosts waiting out a backoff with rows still to fetch
+    next_try: float | None = None  # seconds until the soonest of them is tried again
 
     def line(self) -> str:
         rate = self.successes / max(1e-9, self.elapsed)
@@ -44,7 +55,17 @@ class ProgressSnapshot:
             head += f" + {self.resumed} already done"
         line = f"{head}, {self.successes} images ({share} success), {rate:.1f} images/s"
         eta = self.eta
-        return line if eta is None else f"{line}, ETA {about}{duration(eta)}"
+        line = line if eta is None else f"{line}, ETA {about}{duration(eta)}"
+        return f"{line}{self._waiting()}"
+
+    def _waiting(self) -> str:
+        """``", 2 hosts backing off, next try in 31 s"``, or nothing."""
+        if not self.backing_off:
+            return ""
+        hosts = "1 host" if self.backing_off == 1 else f"{self.backing_off} hosts"
+        if self.next_try is None:
+            return f", {hosts} backing off"
+        return f", {hosts} backing off, next try in {duration(self.next_try)}"
 
     @property
     def eta(self) -> float | None:
@@ -110,23 +131,37 @@ class Progress:
         self._started = time.monotonic()
         self._last_show = 0.0
         self._shown_done = -1  # rows done at the last show
+        self._waits: dict[int, tuple[int, float | None]] = {}  # shard: hosts, next try at
 
-    def update(self, done: int, successes: int) -> None:
+    def update(self, done: int, successes: int, waiting: HostWait | None = None) -> None:
+        """Add rows done and successes; ``waiting`` replaces its shard's hosts backing off."""
         with self._lock:
             self.done += done
             self.successes += successes
             if self.estimate and self.total is not None and self.done > self.total:
                 self.total = self.done
+            if waiting is not None:
+                self._wait(waiting)
             now = time.monotonic()
             view = self._view
             if view is not None and now - self._last_show >= view.interval:
                 self._last_show = now
                 self._show(view, now)
 
+    def _wait(self, waiting: HostWait) -> None:
+        if not waiting.hosts:
+            self._waits.pop(waiting.shard_id, None)  # at most one entry per running shard
+            return
+        at = None if waiting.next_try is None else time.monotonic() + waiting.next_try
+        self._waits[waiting.shard_id] = (waiting.hosts, at)
+
     def snapshot(self, now: float | None = None) -> ProgressSnapshot:
-        elapsed = (now or time.monotonic()) - self._started
-        return ProgressSnapshot(self.done, self.successes, self.total, elapsed,
-                                self.resumed, self.estimate)
+        now = now or time.monotonic()
+        hosts = sum(n for n, _ in self._waits.values())
+        soonest = min((at for _, at in self._waits.values() if at is not None), default=None)
+        return ProgressSnapshot(self.done, self.successes, self.total, now - self._started,
+                                self.resumed, self.estimate, hosts,
+                                None if soonest is None else max(0.0, soonest - now))
 
     def _show(self, view: ProgressView, now: float) -> None:
         self._shown_done = self.done

@@ -73,3 +73,28 @@ def test_robots_never_reached_says_why() -> None:
     policy, _, _ = load({"/robots.txt": answer(None, error=error, reached=False)})
     assert policy.robots is None and policy.unreached == error
     assert set(policy.files) == {FileKind.ROBOTS_TXT}
+
+
+def test_robots_unreachable_does_not_wait_for_the_other_files() -> None:
+    """A stalling host: robots.txt times out, and ai.txt and tdmrep.json (which would
+    be dropped unread) are cancelled rather than waited for (with two slots per host
+    the third file starts only when one of the first two ends: a second --timeout)."""
+    cancelled: list[str] = []
+
+    async def scenario() -> OriginPolicy:
+        async def fetch(url: URL) -> SmallFetch:
+            if url.path == "/robots.txt":
+                await asyncio.sleep(0.01)
+                return answer(None, error=Denial(Reason.TIMEOUT, "no answer"))
+            try:
+                await asyncio.sleep(60)  # never answers within the test
+            except asyncio.CancelledError:
+                cancelled.append(url.path)
+                raise
+            return answer(404)
+
+        return await OriginPolicies(fetch).get(URL("http://h/a.jpg"))
+
+    policy = asyncio.run(asyncio.wait_for(scenario(), 5))
+    assert policy.robots is None and set(policy.files) == {FileKind.ROBOTS_TXT}
+    assert sorted(cancelled) == sorted(FILES[1:])

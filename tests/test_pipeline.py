@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -13,7 +15,10 @@ import webdataset as wds
 from PIL import Image
 
 from consentfetch import ConfigError, InputError, fetch_shards, read_audit
+from consentfetch.net.client import Fetched
+from consentfetch.pipeline import _Shard
 from consentfetch.testsite import LocalSite, Resource, make_image
+from consentfetch.writer import RowResult
 
 from .conftest import LOCAL, with_local
 
@@ -403,3 +408,26 @@ def test_audit_records_redirects_and_body_size(site: LocalSite, url_list,
     assert second["redirects"] == [
         site.url(0, f"/fault/redirect?n=1&delay=0.0&to={site.url(1, '/final.jpg')}"),
         site.url(1, "/final.jpg")]
+
+
+def test_a_hosts_next_row_is_requested_while_an_image_is_decoded(
+        site: LocalSite, url_list, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host's turn ends with its requests, not with the image work after them:
+    with one request per host, its second row goes out while the first is decoded."""
+    urls = [site.put(0, f"/{i}.jpg", make_image(32, 32, seed=i)) for i in range(2)]
+    inspect = _Shard._inspect
+    overlapped: list[bool] = []
+
+    def slow_inspect(self: _Shard, fetched: Fetched, *args: Any, **kwargs: Any) -> RowResult:
+        if fetched.url.path == "/0.jpg":  # hold the first image until the second is asked
+            deadline = time.monotonic() + 5.0
+            while not site.hit_count(0, "/1.jpg") and time.monotonic() < deadline:
+                time.sleep(0.01)
+            overlapped.append(site.hit_count(0, "/1.jpg") > 0)
+        return inspect(self, fetched, *args, **kwargs)
+
+    monkeypatch.setattr(_Shard, "_inspect", slow_inspect)
+    fetch_shards(url_list([{"url": u} for u in urls]), str(tmp_path / "o"),
+                 **with_local({"per_host_concurrency": 1}))
+    assert overlapped == [True]
+    assert [r["status"] for r in read_audit(str(tmp_path / "o")).to_pylist()] == ["success"] * 2

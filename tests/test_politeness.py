@@ -438,6 +438,7 @@ def test_circuit_breaker_counts_only_failures_in_a_row() -> None:
 def test_a_host_failing_past_the_budget_is_given_up_before_max_failures() -> None:
     clock = FakeClock()
     slots = HostSlots(2, max_failures=8, clock=clock, jitter=no_jitter, failing_budget=60.0)
+    slots.report("h", ok=True)  # the host had a success: the long budget applies
     slots.report("h", ok=False, evidence="timeout")  # t=0, backoff 1 s
     clock.advance(50.0)
     slots.report("h", ok=False, evidence="timeout")  # t=50, until 52
@@ -448,6 +449,125 @@ def test_a_host_failing_past_the_budget_is_given_up_before_max_failures() -> Non
     slots.report("h", ok=False, evidence="timeout")  # t=56, until 64: past it
     why = slots.given_up("h")
     assert why is not None and "failed 4 times over 56 s" in why and "60 s budget" in why
+
+
+def backoff_total_until_given_up(slots: HostSlots, clock: FakeClock,
+                                 attempt: float = 0.0) -> tuple[int, float]:
+    """Fail one request at a time, each taking ``attempt`` seconds and starting when the
+    host is ready, until the host is given up: (failures, seconds from first start)."""
+    start = clock()
+    for failures in range(1, 100):
+        clock.t = max(clock.t, slots.ready_at("h"))
+        began = clock()
+        clock.advance(attempt)
+        slots.report("h", ok=False, evidence="HTTP 503", started=began)
+        if slots.given_up("h"):
+            return failures, clock() - start
+    raise AssertionError("never given up")
+
+
+def test_a_host_without_a_success_is_given_up_within_the_small_budget() -> None:
+    """Issue 15: a host that fails every request from the start costs seconds, not
+    the 60 s budget of a host that has worked."""
+    clock = FakeClock()
+    slots = HostSlots(2, max_failures=8, clock=clock, jitter=no_jitter)
+    failures, spent = backoff_total_until_given_up(slots, clock)
+    assert (failures, spent) == (4, 7.0)  # 1 + 2 + 4 s of backoff; the 4th would pass 10 s
+    why = slots.given_up("h")
+    assert why is not None and "10 s budget of a host with no success in this run" in why
+
+
+def test_a_host_with_a_success_keeps_the_long_budget() -> None:
+    clock = FakeClock()
+    slots = HostSlots(2, max_failures=8, clock=clock, jitter=no_jitter)
+    slots.report("h", ok=True)
+    slots.report("other", ok=True)  # remembered though its state is forgotten when idle
+    assert len(slots) == 0
+    failures, spent = backoff_total_until_given_up(slots, clock)
+    assert (failures, spent) == (6, 31.0)  # 1 + ... + 16 s; the 6th would pass 60 s
+    assert "no success" not in (slots.given_up("h") or "")
+
+
+def test_a_timeout_counts_from_its_request_start() -> None:
+    """Two 10 s timeouts of a host without a success pass its budget: the time the
+    requests waited counts, not only the backoff after they were reported."""
+    clock = FakeClock()
+    slots = HostSlots(2, max_failures=8, clock=clock, jitter=no_jitter)
+    failures, spent = backoff_total_until_given_up(slots, clock, attempt=10.0)
+    assert (failures, spent) == (2, 21.0)
+
+
+def test_backing_off_counts_hosts_with_work_waiting() -> None:
+    """The progress line's summary: hosts in a backoff that rows wait for, soonest first."""
+    clock = FakeClock()
+    slots = HostSlots(2, max_failures=2, clock=clock, jitter=no_jitter)
+    assert slots.backing_off(lambda host: True) == (0, None)
+    slots.report("queued", ok=False, retry_after=30.0)  # rows still queued
+    slots.report("idle", ok=False, retry_after=5.0)  # nothing left to fetch
+    slots.report("dead", ok=False)
+    slots.report("dead", ok=False)  # given up: its rows go without a wait
+    assert slots.given_up("dead")
+    assert slots.backing_off(lambda host: host != "idle") == (1, 30.0)
+    assert slots.backing_off(lambda host: True) == (2, 5.0)
+    clock.advance(6.0)
+    assert slots.backing_off(lambda host: True) == (1, 24.0)
+
+
+def test_backing_off_counts_a_host_a_request_waits_to_retry() -> None:
+    async def scenario() -> tuple[int, float | None]:
+        slots = HostSlots(1, backoff_base=0.01, jitter=no_jitter)
+        slots.report("h", ok=False, retry_after=0.5)
+
+        async def retry() -> None:
+            async with slots.slot("h"):
+                pass
+
+        waiting = asyncio.create_task(retry())
+        await asyncio.sleep(0.05)
+        seen = slots.backing_off(lambda host: False)  # nothing queued: the retry counts
+        await waiting
+        return seen
+
+    hosts, soonest = run(scenario)
+    assert hosts == 1 and soonest is not None and 0.3 < soonest <= 0.5
+
+
+def test_a_request_waiting_out_a_backoff_waits_for_one_that_grew_meanwhile() -> None:
+    """Never sooner than the backoff: a failure reported while a request waits for its
+    slot moves the host's block later, and the waiting request keeps to it."""
+    async def scenario() -> tuple[float, float]:
+        slots = HostSlots(2, backoff_base=0.1, jitter=no_jitter)
+        slots.report("h", ok=False)  # blocked for 0.1 s
+
+        async def request() -> float:
+            async with slots.slot("h"):
+                return loop_time()
+
+        waiting = asyncio.create_task(request())
+        await asyncio.sleep(0.02)  # it waits out the 0.1 s
+        slots.report("h", ok=False)  # a concurrent request failed: 0.2 s from now
+        return await waiting, slots.ready_at("h")
+
+    started, ready = run(scenario)
+    assert started >= ready - EPS
+
+
+def test_a_host_given_up_releases_the_requests_waiting_out_its_backoff() -> None:
+    async def scenario() -> str | None:
+        slots = HostSlots(2, max_failures=2, backoff_base=30.0, jitter=no_jitter)
+        slots.report("h", ok=False)  # blocked for 30 s
+
+        async def request() -> str | None:
+            async with slots.slot("h"):
+                return slots.given_up("h")  # the caller sees it and sends nothing
+
+        waiting = asyncio.create_task(request())
+        await asyncio.sleep(0.02)
+        slots.report("h", ok=False, evidence="HTTP 503")  # the breaker opens
+        return await asyncio.wait_for(waiting, 1.0)
+
+    why = run(scenario)
+    assert why is not None and "failed 2 times" in why
 
 
 def test_one_failure_alone_never_exhausts_the_budget() -> None:
@@ -910,6 +1030,30 @@ def test_client_long_retry_after_is_not_retried_but_backs_the_host_off() -> None
     assert client.is_transient(outcome) is False
     client._report(URL_, outcome)
     assert client.slots.ready_at(HOST) == clock() + 60.0
+
+
+def test_client_gives_a_host_up_when_its_retry_after_passes_the_cap() -> None:
+    client = make_client(max_failures=8, max_retry_after=60.0)
+    client._report(URL_, http(503, 60.0))  # exactly the cap: waited for
+    assert client.given_up(URL_) is None
+    client._report(URL_, http(429, 3600.0))
+    denial = client.given_up(URL_)
+    assert denial is not None and denial.reason is Reason.HTTP_ERROR
+    assert denial.evidence == (f"not requested: {HOST} asked for Retry-After: 3600 s, longer "
+                               "than --max-retry-after 60 s; given up for this run")
+
+
+def test_client_deadline_is_cut_while_a_host_times_out() -> None:
+    client = make_client()  # --timeout 1 s
+    assert client.deadline(URL_) == 1.0
+    client._report(URL_, Denial(Reason.TIMEOUT, "slow"))
+    assert client.deadline(URL_) == 0.25
+    assert client.deadline(URL("https://other.example/a.jpg")) == 1.0
+    client._report(URL_, http(503))  # the host answers again, if badly
+    assert client.deadline(URL_) == 1.0
+    client._report(URL_, Denial(Reason.TIMEOUT, "slow"))
+    client._report(URL_, fetched())  # a success ends it
+    assert client.deadline(URL_) == 1.0
 
 
 def test_client_404_leaves_no_host_state() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import logging
+import queue
 import re
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,9 @@ import pytest
 
 from consentfetch import fetch_shards
 from consentfetch.cli.progress import TerminalBar, progress_view
+from consentfetch.distribute.local import _drain, _QueueSink
 from consentfetch.layout import stats_name
-from consentfetch.progress import LogLines, Progress, ProgressSnapshot
+from consentfetch.progress import HostWait, LogLines, Progress, ProgressSnapshot
 from consentfetch.testsite import LocalSite, make_image
 
 from .conftest import LOCAL
@@ -179,3 +182,42 @@ def test_an_estimated_total_is_shown_as_one_and_never_passed() -> None:
     exact = Progress(2, Recorder())
     exact.update(1, 0)
     assert exact.snapshot().total == 2
+
+
+def test_snapshot_line_names_hosts_backing_off() -> None:
+    """Issue 15: a run held by a backed-off host says so, instead of sitting still."""
+    assert ProgressSnapshot(21, 20, 23, 10.0, backing_off=2, next_try=31.2).line() == \
+        "21/23 rows (91%), 20 images (95.2% success), 2.0 images/s, ETA 1 s, " \
+        "2 hosts backing off, next try in 31 s"
+    assert ProgressSnapshot(3, 0, None, 1.0, backing_off=1).line().endswith(", 1 host backing off")
+    assert "backing off" not in ProgressSnapshot(3, 0, None, 1.0, backing_off=0, next_try=5.0).line()
+
+
+def test_progress_adds_up_the_hosts_each_shard_waits_for() -> None:
+    view = Recorder()
+    progress = Progress(10, view)
+    progress.update(1, 1, HostWait(0, 2, 30.0))
+    progress.update(0, 0, HostWait(1, 1, 5.0))
+    assert (view.shown[-1].backing_off, round(view.shown[-1].next_try or 0)) == (3, 5)
+    progress.update(0, 0, HostWait(1, 0, None))  # shard 1 waits for none now (or ended)
+    assert (view.shown[-1].backing_off, round(view.shown[-1].next_try or 0)) == (2, 30)
+    progress.update(0, 0, HostWait(0, 1, 3.0))  # shard 0's latest replaces its earlier
+    assert (view.shown[-1].backing_off, round(view.shown[-1].next_try or 0)) == (1, 3)
+    progress.update(0, 0, HostWait(0, 0, None))
+    assert view.shown[-1].backing_off == 0 and view.shown[-1].next_try is None
+
+
+def test_worker_processes_send_their_host_waits() -> None:
+    """With --processes > 1 the waits travel with the counts, through the queue."""
+    updates: queue.Queue[object] = queue.Queue()
+    sink = _QueueSink(updates)
+    sink(0, 0, waiting=HostWait(3, 2, 9.0))
+    sink(1, 1)
+    sink.flush()
+    view = Recorder()
+    progress = Progress(5, view)
+    stop = threading.Event()
+    stop.set()  # drain what is queued, then return
+    _drain(updates, progress, stop)
+    assert (progress.done, progress.successes) == (1, 1)
+    assert view.shown[-1].backing_off == 2

@@ -344,6 +344,9 @@ class PolicyStore(Protocol):
     def __setitem__(self, origin: str, policy: OriginPolicy, /) -> None: ...
 
 
+_FileFetch = tuple[str, FetchOutcome] | None  # (file URL, outcome), None: check off
+
+
 class OriginPolicies:
     """Single-flight, cached origin policies for one event loop.
 
@@ -401,11 +404,23 @@ class OriginPolicies:
         robots.txt, ai.txt and tdmrep.json go out together, so a new origin
         costs one round trip of waiting rather than two. If robots.txt turns
         out unreachable, nothing of the origin will be fetched and the other
-        two answers are dropped unread: never used, nor recorded.
+        two are cancelled, or their answers dropped unread: never used, nor
+        recorded, nor waited for (a stalling host would hold the origin for a
+        second timeout while its third file waited for a host slot).
         """
-        robots_file, ai_file, tdmrep_file = await asyncio.gather(
-            self._fetch_file(url, FileKind.ROBOTS_TXT), self._fetch_file(url, FileKind.AI_TXT),
-            self._fetch_file(url, FileKind.TDMREP_JSON))
+        others = [asyncio.create_task(self._fetch_file(url, kind))
+                  for kind in (FileKind.AI_TXT, FileKind.TDMREP_JSON)]
+        try:
+            return await self._read_files(url, origin, others)
+        finally:
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+
+    async def _read_files(self, url: URL, origin: str,
+                          others: list[asyncio.Task[_FileFetch]]) -> OriginPolicy:
+        """robots.txt, then (unless it is unreachable) the ``others``: ai.txt, tdmrep.json."""
+        robots_file = await self._fetch_file(url, FileKind.ROBOTS_TXT)
         files: dict[FileKind, OriginFile] = {}
         robots: RobotsPolicy | None = RobotsPolicy.allow_all()
         if robots_file is not None:
@@ -415,6 +430,7 @@ class OriginPolicies:
             if robots is None:  # unreachable: nothing of this origin will be fetched
                 return OriginPolicy(origin, None, time.monotonic(), files,
                                     None if fetched.reached else fetched.error)
+        ai_file, tdmrep_file = await asyncio.gather(*others)
         ai_txt: RobotsPolicy | None = None
         if ai_file is not None:
             ai_txt, files[FileKind.AI_TXT] = ai_txt_from_fetch(origin, *ai_file, self._keep)
@@ -424,7 +440,7 @@ class OriginPolicies:
                 origin, *tdmrep_file, self._keep)
         return OriginPolicy(origin, robots, time.monotonic(), files, None, ai_txt, tdmrep)
 
-    async def _fetch_file(self, url: URL, kind: FileKind) -> tuple[str, FetchOutcome] | None:
+    async def _fetch_file(self, url: URL, kind: FileKind) -> _FileFetch:
         """(file URL, fetch outcome) of one origin file, or None if its check is off."""
         if not self._want[kind]:
             return None

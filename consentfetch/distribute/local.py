@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from ..config import FetchConfig
 from ..pipeline import ShardOutcome, run_shard
-from ..progress import Progress
+from ..progress import HostWait, Progress
 from ..reader import ShardInput
 from ..writer import OutputDir
 from .originphase import fetch_origin_batch
@@ -139,12 +139,12 @@ def _submit_all(executor: ProcessPoolExecutor, shards: Iterable[ShardInput],
 def _drain(updates: Any, progress: Progress, stop: threading.Event) -> None:
     while not (stop.is_set() and updates.empty()):
         try:
-            done, successes = updates.get(timeout=0.2)
+            done, successes, waiting = updates.get(timeout=0.2)
         except queue.Empty:
             continue
         except (EOFError, OSError):
             return
-        progress.update(done, successes)
+        progress.update(done, successes, waiting)
 
 
 def _die_with_parent() -> None:
@@ -183,18 +183,21 @@ class _QueueSink:
     def __init__(self, updates: Any) -> None:
         self._updates = updates
         self._done = self._ok = 0
+        self._waiting: HostWait | None = None  # the shard's latest, not yet sent
         self._last = time.monotonic()
 
-    def __call__(self, done: int, successes: int) -> None:
+    def __call__(self, done: int, successes: int, waiting: HostWait | None = None) -> None:
         self._done += done
         self._ok += successes
+        self._waiting = waiting or self._waiting
         if time.monotonic() - self._last >= _FLUSH_EVERY:
             self.flush()
 
     def flush(self) -> None:
-        if self._done:
-            self._updates.put((self._done, self._ok))
+        if self._done or self._waiting:
+            self._updates.put((self._done, self._ok, self._waiting))
         self._done = self._ok = 0
+        self._waiting = None
         self._last = time.monotonic()
 
 

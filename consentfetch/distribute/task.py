@@ -23,6 +23,7 @@ import pyarrow as pa
 from ..config import FetchConfig
 from ..layout import shard_name, stats_name
 from ..pipeline import ProgressSink, ShardOutcome, run_shard
+from ..progress import HostWait
 from ..reader import ShardInput
 from ..workercache import process_cache
 from ..writer import OutputDir
@@ -90,7 +91,7 @@ def _injected_fault(shard_id: int) -> ProgressSink | None:
         how, after = f.read().split()
     seen = 0
 
-    def fault(done: int, successes: int) -> None:
+    def fault(done: int, successes: int, waiting: HostWait | None = None) -> None:
         nonlocal seen
         seen += done
         if seen >= int(after):

@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 BACKOFF_STATUSES = frozenset({429, 503})  # the statuses whose Retry-After we honour
 ORIGIN_FILE_MAX_REDIRECTS = 5  # RFC 9309 §2.3.1.2: follow at least five
+LATE_TIMEOUT_SHARE = 0.25  # of --timeout, for attempts at a host whose last request timed out
 _CHUNK = 64 * 1024
 _FILE_PATHS = ("/robots.txt", "/ai.txt", "/.well-known/tdmrep.json")  # counted apart
 
@@ -54,8 +55,9 @@ HEAD_REFUSED = frozenset({405, 501})
 # Awaited once the headers are in, before a byte of the body is read (it may fetch
 # what the headers name, such as an RSL licence, while this hop's host slot is held).
 HeaderCheck = Callable[[URL, "CIMultiDictProxy[str]"], Awaitable[Denial | None]]
-# One request of a redirect chain: the next hop's URL, the response, or a denial.
-_OneHop = Callable[[URL, "HeaderCheck", float], Awaitable["Fetched | Denial | URL"]]
+# One request of a redirect chain, given (url, header check, budget left, the
+# attempt's deadline): the next hop's URL, the response, or a denial.
+_OneHop = Callable[[URL, "HeaderCheck", float, float], Awaitable["Fetched | Denial | URL"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +213,30 @@ def _http_error(response: aiohttp.ClientResponse) -> Denial:
     return Denial(Reason.HTTP_ERROR, text, response.status, retry_after)
 
 
+def _requested(times: int) -> str:
+    return "requested once" if times == 1 else f"requested {times} times"
+
+
+@dataclass(slots=True)
+class _Tries:
+    """One row's requests over its attempts, so its evidence can say how many were made."""
+
+    requests: int = 0  # attempts that sent a request
+    last: Denial | None = None  # the failure of the last of them
+
+    def failed(self, outcome: Denial) -> Denial:
+        self.last = outcome
+        return outcome
+
+    def told(self, outcome: Fetched | Denial) -> Fetched | Denial:
+        """The row's outcome; a failure after more than one request says how many."""
+        if outcome is not self.last or self.requests < 2:
+            return outcome
+        assert isinstance(outcome, Denial)
+        return Denial(outcome.reason, f"{_requested(self.requests)}; last: {outcome.evidence}",
+                      outcome.http_status, outcome.retry_after)
+
+
 async def read_capped(content: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:
     """The body up to ``limit`` bytes, read to its end however it arrives; and whether it
     was longer. (One ``read(n)`` returns only what is buffered at that moment.)"""
@@ -283,7 +309,8 @@ class HttpClient:
             raise RuntimeError("HttpClient used outside 'async with'")
         return self._session
 
-    def _guard(self, url: URL) -> Denial | None:
+    def guard(self, url: URL) -> Denial | None:
+        """The denial of a URL whose host is a refused address (a literal one), else None."""
         if self.allow_private_networks:
             return None
         evidence = check_host(url.host or "", self.allowed_networks)
@@ -296,14 +323,21 @@ class HttpClient:
         assert isinstance(outcome, Denial)
         return outcome.retry_after is None or outcome.retry_after <= self.max_retry_after
 
-    def _report(self, url: URL, outcome: Fetched | Denial | URL) -> None:
-        """Tell the host's politeness state how an attempt went."""
+    def _report(self, url: URL, outcome: Fetched | Denial | URL,
+                started: float | None = None) -> None:
+        """Tell the host's politeness state how an attempt (started at ``started`` on
+        the slots' clock) went."""
         host = url.host or ""
         if isinstance(outcome, Denial) and outcome.reason in HOST_FAILURES \
                 and (outcome.reason is not Reason.HTTP_ERROR or is_transient(outcome)):
+            if outcome.retry_after is not None and outcome.retry_after > self.max_retry_after:
+                # The host asks us not to come back within the wait we make: we do not.
+                self.slots.give_up(host, f"{host} asked for Retry-After: "
+                                   f"{outcome.retry_after:g} s, longer than --max-retry-after "
+                                   f"{self.max_retry_after:g} s; given up for this run")
             self.slots.report(host, ok=False, outcome=outcome, evidence=outcome.evidence,
                               retry_after=min(outcome.retry_after, self.max_retry_after)
-                              if outcome.retry_after is not None else None)
+                              if outcome.retry_after is not None else None, started=started)
         elif not isinstance(outcome, Denial):  # a body or a redirect: the host works
             self.slots.report(host, ok=True)
         # Any other answer (a 404, a refusal by header) says nothing of the host's health:
@@ -332,7 +366,7 @@ class HttpClient:
         try:
             async with asyncio.timeout(self.timeout):
                 for _ in range(ORIGIN_FILE_MAX_REDIRECTS + 1):
-                    denial = self._guard(current)
+                    denial = self.guard(current)
                     if denial:
                         return SmallFetch(url, None, error=denial, reached=False)
                     self.sent[url.path if url.path in _FILE_PATHS else "file"] += 1
@@ -364,7 +398,8 @@ class HttpClient:
         The wait between attempts is the host's backoff (see
         :mod:`~consentfetch.net.politeness`), enforced by its slot. The first
         attempt runs directly; tenacity steps in only for the retries, since
-        nearly every URL needs just one attempt.
+        nearly every URL needs just one attempt. A failure after more than
+        one request says how many were made (:class:`_Tries`).
         """
         return await self._with_retries(url, check_hop, check_headers, self._one_hop)
 
@@ -382,78 +417,105 @@ class HttpClient:
 
     async def _with_retries(self, url: URL, check_hop: HopCheck, check_headers: HeaderCheck,
                             one_hop: _OneHop) -> Fetched | Denial:
-        outcome = await self._attempt(url, check_hop, check_headers, one_hop=one_hop)
+        tries = _Tries()
+        outcome = await self._attempt(url, check_hop, check_headers, tries, one_hop=one_hop)
         if self.retries == 0 or not self.is_transient(outcome):
-            return outcome
+            return tries.told(outcome)
 
         async def again() -> Fetched | Denial:
             nonlocal outcome
-            assert isinstance(outcome, Denial)  # only a transient failure is retried
-            outcome = await self._attempt(url, check_hop, check_headers, previous=outcome,
+            outcome = await self._attempt(url, check_hop, check_headers, tries,
                                           one_hop=one_hop)
             return outcome
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retries), wait=wait_none(),
-            retry=retry_if_result(lambda result: self.is_transient(result)
-                                  and self.given_up(url) is None),
+            # Only a request's own failure is retried: a row stopped because its host
+            # was given up (told by _stopped) is not.
+            retry=retry_if_result(lambda result: result is tries.last
+                                  and self.is_transient(result)),
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
         retried: Fetched | Denial | None = await retrying(again)
         assert isinstance(retried, (Fetched, Denial))
-        return retried
+        return tries.told(retried)
 
-    def _stopped(self, url: URL, previous: Denial | None) -> Denial | None:
+    def _stopped(self, url: URL, tries: _Tries) -> Denial | None:
         """The denial for a URL whose host was given up, true to what was requested.
 
-        A first attempt says "not requested"; a retry keeps the row's own last
-        outcome, since that URL was requested, and says it was not retried.
+        Before any request for the row: "not requested". After some: how many,
+        why no more were made, and the row's own last answer.
         """
         denial = self.given_up(url)
-        if denial is None or previous is None:
+        if denial is None or not tries.requests:
             return denial
         why = self.slots.given_up(url.host or "")
-        return Denial(previous.reason, f"{previous.evidence}; not retried: {why}",
-                      previous.http_status)
+        text = f"{_requested(tries.requests)}; gave up: {why}"
+        last = tries.last
+        if last is None:  # the row's last request was a redirect to this host
+            return Denial(denial.reason, text)
+        return Denial(last.reason, f"{text}; last: {last.evidence}", last.http_status)
 
     async def _attempt(self, url: URL, check_hop: HopCheck, check_headers: HeaderCheck,
-                       previous: Denial | None = None, *,
-                       one_hop: _OneHop) -> Fetched | Denial:
+                       tries: _Tries, *, one_hop: _OneHop) -> Fetched | Denial:
         """One attempt: every hop of the redirect chain, within one ``--timeout``.
 
         The deadline budget covers the network time of all hops together
         (connect, headers, body); the politeness waits between hops do not
-        count against it. ``previous`` is the outcome of the attempt this one
-        retries.
+        count against it. ``tries`` records the row's requests so far.
         """
         loop = asyncio.get_running_loop()
-        budget = self.timeout
+        budget = deadline = self.timeout
         current = url
-        for _ in range(self.max_redirects + 1):
-            denial = self._guard(current) or self._stopped(current, previous) \
+        for hop in range(self.max_redirects + 1):
+            denial = self.guard(current) or self._stopped(current, tries) \
                 or await check_hop(current)
             if denial:
                 return denial
             async with self.slots.slot(current.host or ""):
-                stopped = self._stopped(current, previous)  # given up while this waited
+                stopped = self._stopped(current, tries)  # given up while this waited
                 if stopped:
                     return stopped
-                started = loop.time()
-                outcome = await one_hop(current, check_headers, budget)
+                if hop == 0:  # decided once the wait for the host is over
+                    tries.requests += 1
+                    budget = deadline = self.deadline(current)
+                started, began = loop.time(), self.slots.now()
+                outcome = await one_hop(current, check_headers, budget, deadline)
                 budget -= loop.time() - started
-            self._report(current, outcome)
+            self._report(current, outcome, began)
+            if isinstance(outcome, Denial):
+                tries.failed(outcome)
             if not isinstance(outcome, URL):
                 return outcome
             if budget <= 0:
-                return Denial(Reason.TIMEOUT, f"no complete response within {self.timeout:g} s "
-                              f"(redirected to {outcome})")
+                return tries.failed(Denial(
+                    Reason.TIMEOUT, f"no complete response within {self._within(deadline)} "
+                    f"(redirected to {outcome})"))
             current = outcome
         return Denial(Reason.TOO_MANY_REDIRECTS,
                       f"more than {self.max_redirects} redirects starting at {url}")
 
+    def deadline(self, url: URL) -> float:
+        """An attempt's deadline: ``--timeout``, or :data:`LATE_TIMEOUT_SHARE` of it while
+        the host's failures in a row end with a timeout (a stalling or dripping host
+        costs one full wait, not one per attempt, until it answers in time again)."""
+        host = url.host or ""
+        last = self.slots.last_failure(host)
+        if self.slots.failures(host) and isinstance(last, Denial) \
+                and last.reason is Reason.TIMEOUT:
+            return self.timeout * LATE_TIMEOUT_SHARE
+        return self.timeout
+
+    def _within(self, deadline: float) -> str:
+        if deadline >= self.timeout:
+            return f"{self.timeout:g} s"
+        return (f"{deadline:g} s (--timeout {self.timeout:g} s, cut as the host's last "
+                f"request had timed out)")
+
     async def _one_hop(self, url: URL, check_headers: HeaderCheck,
-                       budget: float) -> Fetched | Denial | URL:
-        """One request within ``budget`` seconds: the next hop's URL, a body, or a denial."""
+                       budget: float, deadline: float) -> Fetched | Denial | URL:
+        """One request within ``budget`` seconds (of the attempt's ``deadline``): the next
+        hop's URL, a body, or a denial."""
         try:
             async with asyncio.timeout(budget):
                 async with self.session.get(url, allow_redirects=False) as response:
@@ -468,12 +530,12 @@ class HttpClient:
                         return denial.with_http_status(response.status)
                     return await self._read_body(url, response)
         except TimeoutError:
-            return Denial(Reason.TIMEOUT, f"no complete response within {self.timeout:g} s")
+            return Denial(Reason.TIMEOUT, f"no complete response within {self._within(deadline)}")
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             return denial_from_exception(exc)
 
     async def _headers_hop(self, url: URL, check_headers: HeaderCheck,
-                           budget: float) -> Fetched | Denial | URL:
+                           budget: float, deadline: float) -> Fetched | Denial | URL:
         """One hop of :meth:`fetch_headers`: HEAD, or GET closed after the headers."""
         try:
             async with asyncio.timeout(budget):
@@ -495,7 +557,7 @@ class HttpClient:
                             return denial.with_http_status(response.status)
                         return Fetched(url, response.status, response.headers, b"")
         except TimeoutError:
-            return Denial(Reason.TIMEOUT, f"no response headers within {self.timeout:g} s")
+            return Denial(Reason.TIMEOUT, f"no response headers within {self._within(deadline)}")
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             return denial_from_exception(exc)
         raise AssertionError("unreachable: GET is never skipped")

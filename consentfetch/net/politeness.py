@@ -10,11 +10,17 @@ Two pieces share one per-host state (:class:`HostSlots`):
   backs the host off exponentially, with jitter, or for ``Retry-After`` when
   that is longer. An error never shortens the delay. After
   ``max_failures`` failures in a row, or once a host's failures (two at
-  least) and the backoff they earned would span ``failing_budget`` seconds
-  without a success in between, the host is **given up** for the run: one
-  slow host cannot hold a shard, nor idle it waiting out a long backoff.
+  least) and the backoff they earned would span its budget without a
+  success in between, the host is **given up** for the run: one slow host
+  cannot hold a shard, nor idle it waiting out a long backoff. The span
+  starts when the first failed request started (a timeout's wait counts).
+  The budget is ``failing_budget`` for a host that has had a success in
+  this run, and the much smaller ``unproven_budget`` for one that has not:
+  a host that fails every request from the start is given up in seconds.
   Only a success ends a run of failures; an answer that is not one (a 404,
-  a refusal by header) neither counts nor resets it.
+  a refusal by header) neither counts nor resets it. The client also gives
+  a host up (:meth:`HostSlots.give_up`) when it asks, by ``Retry-After``,
+  for a longer wait than we make.
 
 :class:`HostScheduler` hands rows to the shard's workers so that a worker
 is only given a row whose host has a free slot and is not backing off.
@@ -27,6 +33,7 @@ other hosts keep flowing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import random
 from collections import deque
@@ -41,6 +48,8 @@ BACKOFF_BASE = 1.0  # seconds of host backoff after the first failure; doubles a
 BACKOFF_CAP = 300.0  # the longest backoff we impose on ourselves
 _SWEEP_MIN = 1024  # hosts remembered before idle ones are first swept
 FAILING_BUDGET = 60.0  # seconds of failures and backoff without a success before a host is given up
+UNPROVEN_BUDGET = 10.0  # the same, for a host that has had no success in this run
+PROVEN_MEMORY = 65_536  # hosts remembered as having had a success (beyond: unproven)
 
 
 @dataclass(slots=True)
@@ -50,11 +59,12 @@ class _Host:
     last_start: float = -1e18
     blocked_until: float = 0.0  # backoff after errors; only ever moves later
     failures: int = 0  # in a row
-    failing_since: float = 0.0  # when the first of those failures was reported
+    failing_since: float = 0.0  # when the first of those failed requests started
     given_up: str | None = None  # why, once the circuit breaker opened
     last_failure: object = None  # the outcome of the last failed attempt
     users: int = 0
     gap_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    released: asyncio.Event = field(default_factory=asyncio.Event)  # set once given up
 
     def ready_at(self) -> float:
         """When the next request may start (ignoring the concurrency limit)."""
@@ -74,11 +84,14 @@ class HostSlots:
     def __init__(self, per_host: int, *, min_delay: float = 0.0, max_failures: int = 0,
                  backoff_base: float = BACKOFF_BASE, clock: Callable[[], float] | None = None,
                  jitter: Callable[[float], float] | None = None,
-                 failing_budget: float = FAILING_BUDGET) -> None:
+                 failing_budget: float = FAILING_BUDGET,
+                 unproven_budget: float = UNPROVEN_BUDGET) -> None:
         self._per_host = per_host
         self._min_delay = min_delay
         self._max_failures = max_failures  # 0: never give a host up
         self._failing_budget = failing_budget  # 0: no time budget
+        self._unproven_budget = unproven_budget  # 0: no time budget before a success
+        self._proven: set[str] = set()  # hosts with a success in this run (bounded)
         self._backoff_base = backoff_base
         self._clock = clock
         self._jitter = jitter or (lambda span: random.uniform(0, span))
@@ -130,6 +143,22 @@ class HostSlots:
         state = self._hosts.get(host)
         return state.given_up if state else None
 
+    def backing_off(self, wanted: Callable[[str], bool]) -> tuple[int, float | None]:
+        """Hosts waiting out a backoff, not given up, with a request waiting for its
+        slot or ``wanted`` (rows queued); and seconds until the soonest may be tried.
+
+        One pass over the remembered hosts (bounded by :meth:`sweep`): call it
+        now and then, not per request.
+        """
+        now, count, soonest = self.now(), 0, None
+        for host, state in self._hosts.items():
+            if state.blocked_until > now and state.given_up is None \
+                    and (state.users or wanted(host)):
+                count += 1
+                wait = state.blocked_until - now
+                soonest = wait if soonest is None else min(soonest, wait)
+        return count, soonest
+
     def set_delay(self, host: str, seconds: float) -> None:
         """Raise a host's minimum gap (robots.txt Crawl-delay); never lowers it."""
         if seconds > 0:
@@ -144,9 +173,7 @@ class HostSlots:
         try:
             async with state.semaphore:
                 async with state.gap_lock:  # request starts are spaced one at a time
-                    wait = state.ready_at() - self.now()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
+                    await self._wait_ready(state)
                     state.last_start = self.now()
                 yield
         finally:
@@ -154,21 +181,47 @@ class HostSlots:
             self.changed.set()
             self._forget_if_idle(host)
 
+    async def _wait_ready(self, state: _Host) -> None:
+        """Wait until the host may be requested, or until it is given up (the caller
+        then sends nothing). A failure reported meanwhile that moves the host's block
+        later is kept to: never sooner than the backoff. Bounded: each round waits for
+        a block that only a new failure report can move."""
+        target = state.ready_at()
+        while (wait := target - self.now()) > 0 and state.given_up is None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await state.released.wait()
+            if state.ready_at() <= target:
+                return
+            target = state.ready_at()
+
+    def failures(self, host: str) -> int:
+        """The host's failed attempts since its last success."""
+        state = self._hosts.get(host)
+        return state.failures if state else 0
+
     def last_failure(self, host: str) -> object:
         state = self._hosts.get(host)
         return state.last_failure if state else None
 
     def report(self, host: str, *, ok: bool, retry_after: float | None = None,
-               evidence: str = "", outcome: object = None) -> float:
-        """Record an attempt's outcome; returns the host's backoff in seconds (0 if none)."""
+               evidence: str = "", outcome: object = None,
+               started: float | None = None) -> float:
+        """Record an attempt's outcome; returns the host's backoff in seconds (0 if none).
+
+        ``started`` is when the attempt's request started (on :meth:`now`'s
+        clock); without it, now.
+        """
         state = self._get(host)
         if ok:
             state.failures = 0
+            if len(self._proven) < PROVEN_MEMORY:
+                self._proven.add(host)
             self._forget_if_idle(host)
             return 0.0
         state.failures += 1
         if state.failures == 1:
-            state.failing_since = self.now()
+            state.failing_since = min(self.now(), self.now() if started is None else started)
         state.last_failure = outcome
         doublings = min(state.failures - 1, 32)  # 2**32 s is past any cap
         backoff: float = min(BACKOFF_CAP, self._backoff_base * 2.0 ** doublings)
@@ -178,8 +231,20 @@ class HostSlots:
         state.blocked_until = max(state.blocked_until, self.now() + backoff)
         if state.given_up is None:
             state.given_up = self._give_up(host, state, evidence)
+            if state.given_up is not None:
+                state.released.set()
         self.changed.set()
         return backoff
+
+    def give_up(self, host: str, why: str) -> bool:
+        """Give ``host`` up for the run, for ``why``, unless the breaker is off
+        (``max_failures`` 0) or it was given up already; whether it was, now."""
+        state = self._get(host)
+        if self._max_failures and state.given_up is None:
+            state.given_up = why
+            state.released.set()
+            self.changed.set()
+        return state.given_up is not None
 
     def _give_up(self, host: str, state: _Host, evidence: str) -> str | None:
         """Why the host is given up after this failure, or None (the breaker stays shut)."""
@@ -188,12 +253,15 @@ class HostSlots:
         if state.failures >= self._max_failures:
             return (f"{host} failed {state.failures} times in a row (last: {evidence}); "
                     f"given up for this run")
+        proven = host in self._proven
+        budget = self._failing_budget if proven else self._unproven_budget
         span = state.blocked_until - state.failing_since
-        if self._failing_budget and state.failures >= 2 and span >= self._failing_budget:
+        if budget and state.failures >= 2 and span >= budget:
             failing = self.now() - state.failing_since
+            whose = "" if proven else " of a host with no success in this run"
             return (f"{host} failed {state.failures} times over {failing:.0f} s without a "
                     f"success (last: {evidence}), and its backoff would pass the "
-                    f"{self._failing_budget:g} s budget; given up for this run")
+                    f"{budget:g} s budget{whose}; given up for this run")
         return None
 
 
@@ -288,6 +356,10 @@ class HostScheduler(Generic[T]):
     def __len__(self) -> int:
         """Hosts with work queued or in flight."""
         return len(self._queues)
+
+    def queued(self, host: str) -> bool:
+        """Whether ``host`` has items not yet handed out."""
+        return bool(self._queues.get(host))
 
     def _from_ring(self) -> str | None:
         while self._ring:
