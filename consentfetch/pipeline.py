@@ -11,9 +11,10 @@ For every row of a shard, cheapest check first, stopping at the first denial
     permission, then decode, checks, resize, encode → tar + audit row
 
 Every row ends as exactly one :class:`~consentfetch.writer.RowResult`. The
-shard runs on its own asyncio event loop with ``concurrency`` workers fed by
-a per-host scheduler; the shard files become visible only when the whole
-shard is written.
+shards of a process run on its event loop (:mod:`~consentfetch.shardloop`),
+up to two at once, their rows handed to ``concurrency`` workers by per-host
+schedulers; a shard's files become visible only when the whole shard is
+written.
 """
 
 from __future__ import annotations
@@ -22,14 +23,11 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -40,6 +38,7 @@ from .consent.decision import Denial, Evidence, Reason, Status, status_of, text_
 from .consent.engine import ConsentEngine, Permits
 from .consent.origins import (
     MAX_ORIGIN_FILE_BYTES,
+    Licence,
     Licences,
     LicenceStore,
     OriginPolicies,
@@ -48,12 +47,11 @@ from .consent.origins import (
 )
 from .consent.robots import CrawlDelay
 from .image import Box, ResizedImage, ResizeOptions, process_image, resize_options_from
-from .layout import compute_key
 from .net.client import Fetched, HttpClient, SmallFetch, parse_http_url
-from .net.politeness import HostScheduler, HostSlots
-from .reader import InputRow, ShardInput
+from .net.politeness import HostSlots
+from .reader import InputRow
 from .workercache import process_cache
-from .writer import OutputDir, RowResult, ShardWriter
+from .writer import RowResult
 
 logger = logging.getLogger(__name__)
 
@@ -96,9 +94,19 @@ class ShardOutcome:
     origin_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Flights:
+    """The single-flight loads of one event loop, shared by the shards it runs at once,
+    so an origin (or licence) two of them meet together is fetched once."""
+
+    policies: dict[str, asyncio.Future[OriginPolicy]] = field(default_factory=dict)
+    licences: dict[str, asyncio.Future[Licence]] = field(default_factory=dict)
+
+
 def origin_policies(config: FetchConfig, client: HttpClient, *,
-                    cache: PolicyStore | None = None,
-                    keep_bodies: bool) -> OriginPolicies:
+                    cache: PolicyStore | None = None, keep_bodies: bool,
+                    inflight: dict[str, asyncio.Future[OriginPolicy]] | None = None,
+                    ) -> OriginPolicies:
     """Origin-file loading for this run's checks, through ``client`` and its host slots."""
     async def fetch(url: URL) -> Any:  # a SmallFetch
         async with client.slots.slot(url.host or ""):
@@ -106,11 +114,12 @@ def origin_policies(config: FetchConfig, client: HttpClient, *,
 
     return OriginPolicies(fetch, cache=cache, robots=config.enabled("robots_txt"),
                           ai_txt=config.enabled("ai_txt"), tdmrep=config.enabled("tdmrep"),
-                          keep_bodies=keep_bodies)
+                          keep_bodies=keep_bodies, inflight=inflight)
 
 
 def licence_fetcher(config: FetchConfig, client: HttpClient, *,
-                    cache: LicenceStore | None = None, keep_bodies: bool) -> Licences:
+                    cache: LicenceStore | None = None, keep_bodies: bool,
+                    inflight: dict[str, asyncio.Future[Licence]] | None = None) -> Licences:
     """RSL licence loading through ``client``, with the origin files' limits and slots.
 
     A licence named by a response's ``Link`` header is fetched while that hop
@@ -133,24 +142,27 @@ def licence_fetcher(config: FetchConfig, client: HttpClient, *,
             return await client.fetch_small(url, max_bytes=MAX_ORIGIN_FILE_BYTES)
         raise AssertionError("unreachable")  # mypy: AsyncExitStack may swallow exceptions
 
-    return Licences(fetch, cache=cache, keep_bodies=keep_bodies)
+    return Licences(fetch, cache=cache, keep_bodies=keep_bodies, inflight=inflight)
 
 
 class _Shard:
     """The per-shard context: client, origin policies, consent engine, image pool."""
 
     def __init__(self, config: FetchConfig, client: HttpClient, pool: ThreadPoolExecutor,
-                 storage_options: dict[str, Any] | None = None) -> None:
+                 storage_options: dict[str, Any] | None = None,
+                 flights: Flights | None = None) -> None:
+        flights = flights or Flights()
         self.config = config
         self.client = client
         self.pool = pool
         self.engine = engine_for(config, storage_options)
         cache = process_cache().policy_view(config, keep_bodies=config.save_consent_files)
         self.policies = origin_policies(config, client, cache=cache,
-                                        keep_bodies=config.save_consent_files)
+                                        keep_bodies=config.save_consent_files,
+                                        inflight=flights.policies)
         self.licences = licence_fetcher(
             config, client, cache=process_cache().licence_view(config),
-            keep_bodies=config.save_consent_files)
+            keep_bodies=config.save_consent_files, inflight=flights.licences)
         self.resize: ResizeOptions = resize_options_from(config)
         self.budget = process_cache().decode_budget(config.max_decoded_bytes)
         self.token = config.user_agent_token
@@ -345,75 +357,7 @@ def parse_row_url(row: InputRow) -> URL | Denial:
         return Denial(Reason.INVALID_URL, f"unparseable URL: {type(exc).__name__}: {exc}")
 
 
-_Work = tuple[int, InputRow, URL | Denial]  # (index in shard, row, its parsed URL)
-
-
-def _schedule(shard: ShardInput, slots: HostSlots, per_host: int) -> HostScheduler[_Work]:
-    """Queue the shard's rows by host, so hosts take turns and none can stall the rest."""
-    scheduler: HostScheduler[_Work] = HostScheduler(slots, per_host)
-    indices = shard.indices if shard.indices is not None else range(len(shard.rows))
-    for index, row in zip(indices, shard.rows, strict=True):
-        url = parse_row_url(row)
-        host = (url.host or "") if isinstance(url, URL) else ""  # "": no request is made
-        scheduler.add(host, (index, row, url))
-    return scheduler
-
-
-async def _run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
-                     extra_fields: list[pa.Field], progress: ProgressSink | None) -> ShardOutcome:
-    replace = None
-    if shard.indices is not None:
-        replace = {compute_key(shard.shard_id, i, config.shard_size) for i in shard.indices}
-    writer = ShardWriter(out, shard.shard_id, extra_fields, encode_format=config.encode_format,
-                         save_caption=config.caption_col is not None,
-                         run_columns=run_columns(config), replace_keys=replace)
-    try:
-        with ThreadPoolExecutor(max_workers=_image_threads(),
-                                thread_name_prefix="consentfetch-image") as pool:
-            async with make_client(config) as client:
-                ctx = _Shard(config, client, pool, out.storage_options)
-                # Rows that make no request (host "") are not limited per host.
-                scheduler = _schedule(shard, client.slots, config.per_host_concurrency)
-
-                async def worker() -> None:
-                    while (item := await scheduler.next()) is not None:
-                        host, (index, row, url) = item
-                        try:
-                            result = await process_confined(ctx, row, url)
-                        finally:
-                            scheduler.done(host)
-                        writer.add(compute_key(shard.shard_id, index, config.shard_size),
-                                   row, result)
-                        if progress is not None:
-                            progress(1, int(result.status is Status.SUCCESS))
-
-                workers = min(config.concurrency, max(1, len(shard.rows)))
-                async with asyncio.TaskGroup() as group:
-                    for _ in range(workers):
-                        group.create_task(worker())
-        stats = writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
-    used = [*ctx.policies.used.values(), *ctx.licences.used.values()]
-    return ShardOutcome(shard.shard_id, stats, [f.to_row() for f in used])
-
-
 def run_columns(config: FetchConfig) -> dict[str, str | None]:
     """The per-run audit columns: how this dataset's consent was decided."""
     return {"consent_profile": config.consent,
             "ignored_checks": ",".join(sorted(config.ignore)) or None}
-
-
-def _image_threads() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
-
-
-def run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
-              extra_fields: list[pa.Field], progress: ProgressSink | None = None) -> ShardOutcome:
-    """Download, check, resize and write one shard; blocks until it is complete."""
-    started = time.monotonic()
-    outcome = asyncio.run(_run_shard(shard, config, out, extra_fields, progress))
-    logger.debug("shard %d: %d rows in %.1f s", shard.shard_id, len(shard.rows),
-                 time.monotonic() - started)
-    return outcome
