@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import queue
+import time
 from pathlib import Path
+
+import pytest
 
 from consentfetch import fetch_shards, read_audit
 from consentfetch.net.politeness import HostLoad, HostScheduler, HostSlots
@@ -58,3 +62,22 @@ def test_two_schedulers_sharing_a_load_keep_a_host_to_its_limit() -> None:
         return seen
 
     assert asyncio.run(scenario()) == [("h", "old"), ("k", "other"), None, ("h", "new")]
+
+
+@pytest.mark.timeout(10)
+def test_a_worker_process_that_dies_fails_the_run_instead_of_hanging() -> None:
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from consentfetch.distribute import local
+    from consentfetch.reader import ShardInput
+
+    dead: Future[None] = Future()
+    dead.set_exception(BrokenProcessPool("a worker process died"))
+    alive: Future[None] = Future()
+    queues = local._Queues(queue.Queue(), queue.Queue(), queue.Queue())
+    shards = [ShardInput(i, []) for i in range(3)]
+    started = time.monotonic()
+    with pytest.raises(BrokenProcessPool):
+        list(local._feed(shards, queues, [dead, alive]))
+    assert time.monotonic() - started < 5
