@@ -121,7 +121,8 @@ def _run_here(shards: Iterable[ShardInput], config: FetchConfig, out: OutputDir,
     async def next_shard() -> ShardInput | None:
         return await asyncio.to_thread(next, source, None)
 
-    stream = shard_stream(next_shard, config, out, extra_fields, progress)
+    # The run's only process: its cache holds what its earlier shards fetched.
+    stream = shard_stream(next_shard, config, out, extra_fields, progress, seed=False)
 
     async def step() -> ShardOutcome | None:
         return await anext(stream, None)

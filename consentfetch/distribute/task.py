@@ -64,12 +64,16 @@ def shard_task(shard: ShardInput, config: FetchConfig, out: OutputDir,
 
 
 async def shard_stream(next_shard: ShardSource, config: FetchConfig, out: OutputDir,
-                       extra_fields: list[pa.Field],
-                       progress: ProgressSink | None) -> AsyncGenerator[ShardOutcome, None]:
+                       extra_fields: list[pa.Field], progress: ProgressSink | None, *,
+                       seed: bool = True) -> AsyncGenerator[ShardOutcome, None]:
     """:func:`shard_task` for every shard ``next_shard`` gives, on this event loop,
-    up to two at once; yields each outcome when its shard is complete."""
+    up to two at once; yields each outcome when its shard is complete.
+    ``seed=False``: no policies from origins.parquet (the run's only process,
+    whose cache already holds what its earlier shards fetched)."""
     async with ShardLoop(config, out, extra_fields) as loop:
         async def one(shard: ShardInput) -> ShardOutcome:
+            if not seed:
+                return await loop.run(shard, progress)
             seeded = seed_policies(out, shard, config)  # before any request
             logger.debug("shard %d: %d origin policies from origins.parquet",
                          shard.shard_id, seeded)
