@@ -131,6 +131,8 @@ class ShardLoop:
         stays visible); the rows it had in flight finish and are dropped.
         """
         started = time.monotonic()
+        logger.debug("shard %d: started, %d shard(s) already on the loop", shard.shard_id,
+                     len(self._running))
         replace = None
         if shard.indices is not None:
             replace = {compute_key(shard.shard_id, i, self.config.shard_size)
