@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from consentfetch import fetch_shards, read_audit
+from consentfetch.errors import RunInterrupted
 from consentfetch.net.politeness import HostLoad, HostScheduler, HostSlots
+from consentfetch.progress import ProgressSnapshot
 from consentfetch.testsite import LocalSite
 
 from .conftest import with_local
@@ -81,3 +83,39 @@ def test_a_worker_process_that_dies_fails_the_run_instead_of_hanging() -> None:
     with pytest.raises(BrokenProcessPool):
         list(local._feed(shards, queues, [dead, alive]))
     assert time.monotonic() - started < 5
+
+
+class _StopAt:
+    """A progress view that presses Ctrl-C once ``rows`` rows are done."""
+
+    interval = 0.0
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self.pressed = False
+
+    def show(self, snapshot: ProgressSnapshot) -> None:
+        if snapshot.done >= self.rows and not self.pressed:
+            self.pressed = True
+            raise KeyboardInterrupt
+
+    def close(self) -> None:
+        pass
+
+
+def test_ctrl_c_with_two_shards_under_way_leaves_neither_and_resume_finishes(
+        site: LocalSite, url_list, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    urls = url_list(_rows(site, 0) + _rows(site, 1))
+    options = with_local({"concurrency": 8, "per_host_concurrency": 2, "shard_size": 6,
+                          "image_size": 32})
+    # Both shards' quick rows are done long before shard 0's slow ones: two in flight.
+    view = _StopAt(6)
+    with pytest.raises(RunInterrupted):
+        fetch_shards(urls, str(out), progress=view, **options)
+    assert view.pressed
+    left = sorted(p.name for p in out.iterdir())
+    assert left == ["run.json"], left  # nothing partial, no .tmp
+
+    report = fetch_shards(urls, str(out), **options)
+    assert report.counts == {"success": 12} and report.shards_written == 2
