@@ -4,6 +4,7 @@
     python benchmarks/webshape.py --rows 4000 --rounds 1 --no-img2dataset   # quick look
     python benchmarks/webshape.py --rows 4000 --rounds 1 --no-img2dataset \
         --cf-arg=--per-host-concurrency=4                 # A/B of a consentfetch option
+    python benchmarks/webshape.py --rows 20000 --shard-size 5000   # several shards per process
     python benchmarks/webshape.py --bookkeeping --rows 100000 1000000     # many origins, no latency
 
 One server process, bound to 0.0.0.0, plays every origin: each address
@@ -321,20 +322,24 @@ class Server:
 # -- the runs -------------------------------------------------------------------------
 
 
-def consentfetch_cmd(urls: Path, out: Path, processes: int) -> list[str]:
+def consentfetch_cmd(urls: Path, out: Path, processes: int,
+                     shard_size: int | None = None) -> list[str]:
+    sharding = [] if shard_size is None else ["--shard-size", str(shard_size)]
     return [sys.executable, "-m", "consentfetch", "download", str(urls), str(out),
             "--caption-col", "caption", "--image-size", "256", "--resize-mode", "border",
             "--encode-format", "jpg", "--encode-quality", "95", "--processes", str(processes),
-            "--allow-private-networks", "--overwrite", "--consent", "strict"]
+            "--allow-private-networks", "--overwrite", "--consent", "strict", *sharding]
 
 
-def img2dataset_cmd(venv: Path, urls: Path, out: Path, processes: int) -> list[str]:
+def img2dataset_cmd(venv: Path, urls: Path, out: Path, processes: int,
+                    shard_size: int | None = None) -> list[str]:
+    sharding = [] if shard_size is None else ["--number_sample_per_shard", str(shard_size)]
     return [str(venv / "bin" / "img2dataset"), "--url_list", str(urls),
             "--input_format", "parquet", "--url_col", "url", "--caption_col", "caption",
             "--output_format", "webdataset", "--output_folder", str(out),
             "--image_size", "256", "--resize_mode", "border", "--encode_format", "jpg",
             "--encode_quality", "95", "--processes_count", str(processes),
-            "--enable_wandb", "False"]
+            "--enable_wandb", "False", *sharding]
 
 
 @dataclass
@@ -389,10 +394,11 @@ def compare(args: argparse.Namespace) -> None:
             origins = write_input(shape, server.port, urls)
             print(f"{shape.rows} rows over {origins} origins; server on port {server.port}",
                   flush=True)
-            tools = {"consentfetch": consentfetch_cmd(urls, work / "cf", args.processes)
-                     + list(args.cf_arg)}
+            tools = {"consentfetch": consentfetch_cmd(urls, work / "cf", args.processes,
+                                                      args.shard_size) + list(args.cf_arg)}
             if venv is not None:
-                tools["img2dataset"] = img2dataset_cmd(venv, urls, work / "i2d", args.processes)
+                tools["img2dataset"] = img2dataset_cmd(venv, urls, work / "i2d", args.processes,
+                                                       args.shard_size)
             for round_no in range(1, args.rounds + 1):
                 for tool, cmd in tools.items():
                     out = work / ("cf" if tool == "consentfetch" else "i2d")
@@ -460,6 +466,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=None)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--shard-size", type=int, default=None,
+                        help="rows per shard for both tools (default: each tool's, 10,000)")
     parser.add_argument("--no-img2dataset", action="store_true")
     parser.add_argument("--timeline", action="store_true")
     parser.add_argument("--cf-arg", action="append", default=[],

@@ -11,9 +11,10 @@ For every row of a shard, cheapest check first, stopping at the first denial
     permission, then decode, checks, resize, encode → tar + audit row
 
 Every row ends as exactly one :class:`~consentfetch.writer.RowResult`. The
-shard runs on its own asyncio event loop with ``concurrency`` workers fed by
-a per-host scheduler; the shard files become visible only when the whole
-shard is written.
+shards of a process run on its event loop (:mod:`~consentfetch.shardloop`),
+up to two at once, their rows handed to ``concurrency`` workers by per-host
+schedulers; a shard's files become visible only when the whole shard is
+written.
 """
 
 from __future__ import annotations
@@ -21,17 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import logging
-import os
-import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import pyarrow as pa
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -42,28 +39,24 @@ from .consent.decision import Denial, Evidence, Reason, Status, status_of, text_
 from .consent.engine import ConsentEngine, Permits
 from .consent.origins import (
     MAX_ORIGIN_FILE_BYTES,
+    Licence,
     Licences,
     LicenceStore,
     OriginPolicies,
     OriginPolicy,
     PolicyStore,
-    origin_of,
 )
 from .consent.robots import CrawlDelay
-from .errors import OutputError
 from .image import Box, ResizedImage, ResizeOptions, process_image, resize_options_from
-from .layout import compute_key
 from .net.client import Fetched, HttpClient, SmallFetch, parse_http_url
-from .net.politeness import HostScheduler, HostSlots
+from .net.politeness import HostSlots
 from .progress import HostWait
-from .reader import InputRow, ShardInput
+from .reader import InputRow
 from .workercache import process_cache
-from .writer import OutputDir, RowResult, ShardWriter
+from .writer import RowResult
 
 logger = logging.getLogger(__name__)
 
-WAIT_REPORT_EVERY = 1.0  # seconds between reports of the hosts a shard is waiting for
-WARM_SHARE = 4  # 1/4 of --concurrency loads origin policies ahead of the workers
 
 
 class ProgressSink(Protocol):
@@ -100,6 +93,15 @@ class Observation:
     headers: dict[str, list[str]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Flights:
+    """The single-flight loads of one event loop, shared by the shards it runs at once,
+    so an origin (or licence) two of them meet together is fetched once."""
+
+    policies: dict[str, asyncio.Future[OriginPolicy]] = field(default_factory=dict)
+    licences: dict[str, asyncio.Future[Licence]] = field(default_factory=dict)
+
+
 @dataclass
 class ShardOutcome:
     """What a finished shard reports back to the distributor (picklable)."""
@@ -110,8 +112,9 @@ class ShardOutcome:
 
 
 def origin_policies(config: FetchConfig, client: HttpClient, *,
-                    cache: PolicyStore | None = None,
-                    keep_bodies: bool) -> OriginPolicies:
+                    cache: PolicyStore | None = None, keep_bodies: bool,
+                    inflight: dict[str, asyncio.Future[OriginPolicy]] | None = None,
+                    ) -> OriginPolicies:
     """Origin-file loading for this run's checks, through ``client`` and its host slots."""
     async def fetch(url: URL) -> Any:  # a SmallFetch
         async with client.slots.slot(url.host or ""):
@@ -119,11 +122,12 @@ def origin_policies(config: FetchConfig, client: HttpClient, *,
 
     return OriginPolicies(fetch, cache=cache, robots=config.enabled("robots_txt"),
                           ai_txt=config.enabled("ai_txt"), tdmrep=config.enabled("tdmrep"),
-                          keep_bodies=keep_bodies)
+                          keep_bodies=keep_bodies, inflight=inflight)
 
 
 def licence_fetcher(config: FetchConfig, client: HttpClient, *,
-                    cache: LicenceStore | None = None, keep_bodies: bool) -> Licences:
+                    cache: LicenceStore | None = None, keep_bodies: bool,
+                    inflight: dict[str, asyncio.Future[Licence]] | None = None) -> Licences:
     """RSL licence loading through ``client``, with the origin files' limits and slots.
 
     A licence named by a response's ``Link`` header is fetched while that hop
@@ -146,7 +150,7 @@ def licence_fetcher(config: FetchConfig, client: HttpClient, *,
             return await client.fetch_small(url, max_bytes=MAX_ORIGIN_FILE_BYTES)
         raise AssertionError("unreachable")  # mypy: AsyncExitStack may swallow exceptions
 
-    return Licences(fetch, cache=cache, keep_bodies=keep_bodies)
+    return Licences(fetch, cache=cache, keep_bodies=keep_bodies, inflight=inflight)
 
 
 class _Shard:
@@ -155,10 +159,13 @@ class _Shard:
     def __init__(self, config: FetchConfig, client: HttpClient, pool: ThreadPoolExecutor,
                  storage_options: dict[str, Any] | None = None, *,
                  policy_cache: PolicyStore | None = None,
-                 licence_cache: LicenceStore | None = None) -> None:
+                 licence_cache: LicenceStore | None = None,
+                 flights: Flights | None = None) -> None:
         """``policy_cache``/``licence_cache``: where origin policies and licences are
         kept (default: this process's caches, shared by the shards of a run; a
-        recheck passes its own, so every origin's files are fetched anew)."""
+        recheck passes its own, so every origin's files are fetched anew).
+        ``flights``: the loads under way, shared by the shards of one event loop."""
+        flights = flights or Flights()
         self.config = config
         self.client = client
         self.pool = pool
@@ -167,10 +174,12 @@ class _Shard:
             policy_cache = process_cache().policy_view(
                 config, keep_bodies=config.save_consent_files)
         self.policies = origin_policies(config, client, cache=policy_cache,
-                                        keep_bodies=config.save_consent_files)
+                                        keep_bodies=config.save_consent_files,
+                                        inflight=flights.policies)
         self.licences = licence_fetcher(
             config, client, cache=licence_cache if licence_cache is not None
-            else process_cache().licence_view(config), keep_bodies=config.save_consent_files)
+            else process_cache().licence_view(config), keep_bodies=config.save_consent_files,
+            inflight=flights.licences)
         self.resize: ResizeOptions = resize_options_from(config)
         self.budget = process_cache().decode_budget(config.max_decoded_bytes)
         self.token = config.user_agent_token
@@ -391,162 +400,7 @@ def parse_row_url(row: InputRow) -> URL | Denial:
         return Denial(Reason.INVALID_URL, f"unparseable URL: {type(exc).__name__}: {exc}")
 
 
-_Work = tuple[int, InputRow, URL | Denial]  # (index in shard, row, its parsed URL)
-
-
-def _schedule(shard: ShardInput, slots: HostSlots,
-              per_host: int) -> tuple[HostScheduler[_Work], list[URL]]:
-    """Queue the shard's rows by host, so hosts take turns and none can stall the rest;
-    and the first URL of each origin, in the order they first appear."""
-    scheduler: HostScheduler[_Work] = HostScheduler(slots, per_host)
-    origins: dict[str, URL] = {}
-    indices = shard.indices if shard.indices is not None else range(len(shard.rows))
-    for index, row in zip(indices, shard.rows, strict=True):
-        url = parse_row_url(row)
-        host = (url.host or "") if isinstance(url, URL) else ""  # "": no request is made
-        scheduler.add(host, (index, row, url))
-        if isinstance(url, URL):
-            origins.setdefault(origin_of(url), url)
-    return scheduler, list(origins.values())
-
-
-async def _warm_origins(ctx: _Shard, urls: list[URL], runners: int) -> None:
-    """Load the shard's origin policies ahead of its workers, ``runners`` at a time.
-
-    A worker that reaches an origin late in the shard then finds its files
-    fetched or being fetched: a robots.txt that never answers costs its
-    ``--timeout`` while the rest of the shard runs, not at the shard's end.
-    The same files are fetched, once per origin and through the host slots,
-    only sooner. An origin is skipped when its first row would not load its
-    policy either (a refused address, an opt-out list entry): no origin is
-    asked for a file that no row of it would have asked for.
-    """
-    pending = iter(urls)
-
-    async def runner() -> None:
-        for url in pending:  # shared: each origin is taken by one runner
-            if ctx.client.guard(url) or ctx.engine.check_url(str(url), Permits()):
-                continue  # a worker would not load this policy for it either
-            try:
-                await ctx.policy(url)
-            except Exception:  # the row that needs it meets this again, confined to it
-                logger.debug("warming the origin policy of %s failed", url, exc_info=True)
-
-    await asyncio.gather(*(runner() for _ in range(max(1, runners))))
-
-
-@contextlib.asynccontextmanager
-async def _background(work: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
-    """Run ``work`` while the body runs; cancel it once the body is done."""
-    task = asyncio.create_task(work)
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
-                     extra_fields: list[pa.Field], progress: ProgressSink | None) -> ShardOutcome:
-    replace = None
-    if shard.indices is not None:
-        replace = {compute_key(shard.shard_id, i, config.shard_size) for i in shard.indices}
-    writer = ShardWriter(out, shard.shard_id, extra_fields, encode_format=config.encode_format,
-                         save_caption=config.caption_col is not None,
-                         run_columns=run_columns(config), replace_keys=replace)
-    try:
-        with ThreadPoolExecutor(max_workers=_image_threads(),
-                                thread_name_prefix="consentfetch-image") as pool:
-            async with make_client(config) as client:
-                ctx = _Shard(config, client, pool, out.storage_options)
-                # Rows that make no request (host "") are not limited per host.
-                scheduler, origins = _schedule(shard, client.slots,
-                                               config.per_host_concurrency)
-
-                async def worker() -> None:
-                    while (item := await scheduler.next()) is not None:
-                        host, (index, row, url) = item
-                        # The host's turn ends with its requests: the next row of a
-                        # big host goes out while this one's image is decoded.
-                        fetched = _once(functools.partial(scheduler.done, host))
-                        try:
-                            result = await process_confined(ctx, row, url, fetched)
-                        finally:
-                            fetched()
-                        writer.add(compute_key(shard.shard_id, index, config.shard_size),
-                                   row, result)
-                        if progress is not None:
-                            progress(1, int(result.status is Status.SUCCESS))
-
-                workers = min(config.concurrency, max(1, len(shard.rows)))
-                warm = _warm_origins(ctx, origins, config.concurrency // WARM_SHARE)
-                try:
-                    async with _reporting_waits(shard.shard_id, client.slots, scheduler,
-                                                progress), \
-                            _background(warm), asyncio.TaskGroup() as group:
-                        for _ in range(workers):
-                            group.create_task(worker())
-                except* OutputError as failed:  # the output folder's error, as it was raised
-                    raise failed.exceptions[0] from None
-        stats = writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
-    used = [*ctx.policies.used.values(), *ctx.licences.used.values()]
-    return ShardOutcome(shard.shard_id, stats, [f.to_row() for f in used])
-
-
-@contextlib.asynccontextmanager
-async def _reporting_waits(shard_id: int, slots: HostSlots, scheduler: HostScheduler[_Work],
-                           progress: ProgressSink | None) -> AsyncIterator[None]:
-    """While the shard runs, tell ``progress`` every second which hosts it is waiting
-    for, so a run held by a backed-off host says so; at the end, that it waits for none."""
-    if progress is None:
-        yield
-        return
-
-    async def report() -> None:
-        while True:  # until cancelled when the shard's rows are done
-            await asyncio.sleep(WAIT_REPORT_EVERY)
-            hosts, soonest = slots.backing_off(scheduler.queued)
-            progress(0, 0, waiting=HostWait(shard_id, hosts, soonest))
-
-    task = asyncio.create_task(report())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        progress(0, 0, waiting=HostWait(shard_id, 0, None))
-
-
-def _once(call: Callable[[], None]) -> Callable[[], None]:
-    """``call``, made safe to call more than once: only the first call runs it."""
-    pending = [call]
-
-    def once() -> None:
-        while pending:
-            pending.pop()()
-    return once
-
-
 def run_columns(config: FetchConfig) -> dict[str, str | None]:
     """The per-run audit columns: how this dataset's consent was decided."""
     return {"consent_profile": config.consent,
             "ignored_checks": ",".join(sorted(config.ignore)) or None}
-
-
-def _image_threads() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
-
-
-def run_shard(shard: ShardInput, config: FetchConfig, out: OutputDir,
-              extra_fields: list[pa.Field], progress: ProgressSink | None = None) -> ShardOutcome:
-    """Download, check, resize and write one shard; blocks until it is complete."""
-    started = time.monotonic()
-    outcome = asyncio.run(_run_shard(shard, config, out, extra_fields, progress))
-    logger.debug("shard %d: %d rows in %.1f s", shard.shard_id, len(shard.rows),
-                 time.monotonic() - started)
-    return outcome

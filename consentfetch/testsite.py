@@ -146,6 +146,9 @@ class LocalSite:
         self.bodies_sent: Counter[tuple[str, str]] = Counter()
         self.log: list[tuple[float, str, str]] = []  # (monotonic time, host, path_qs) in order
         self.counters: Counter[str] = Counter()  # state of the stateful faults
+        self._inflight: Counter[str] = Counter()  # host -> requests being answered now
+        #: host -> the most requests it was answering at once (until the handler returned)
+        self.peak_inflight: Counter[str] = Counter()
         self.user_agents: set[str] = set()
         # (host, path, Authorization header) of every request that sent one
         self.authorizations: list[tuple[str, str, str]] = []
@@ -192,6 +195,16 @@ class LocalSite:
             if "Authorization" in request.headers:
                 self.authorizations.append((host, path, request.headers["Authorization"]))
             resource = self._resources.get((host, path))
+            self._inflight[host] += 1
+            self.peak_inflight[host] = max(self.peak_inflight[host], self._inflight[host])
+        try:
+            return await self._answer(request, host, path, resource)
+        finally:
+            with self._lock:
+                self._inflight[host] -= 1
+
+    async def _answer(self, request: web.Request, host: str, path: str,
+                      resource: Resource | RawResource | None) -> web.StreamResponse:
         if isinstance(resource, RawResource):
             return _raw(request, resource.data)
         if resource is not None:

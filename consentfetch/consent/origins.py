@@ -351,19 +351,21 @@ class OriginPolicies:
     """Single-flight, cached origin policies for one event loop.
 
     ``cache`` may outlive this object (a worker process keeps one across
-    shards; by default a bounded one of its own); in-flight loads are per
-    instance, since they belong to a loop.
+    shards; by default a bounded one of its own); in-flight loads belong to a
+    loop: per instance, or ``inflight``, shared by the instances of the shards
+    one loop runs at once (each keeps its own ``used``).
     ``robots``, ``ai_txt`` and ``tdmrep`` say which files to fetch (a check
     turned off fetches nothing).
     """
 
     def __init__(self, fetch: Fetcher, cache: PolicyStore | None = None,
                  *, robots: bool = True, ai_txt: bool = True, tdmrep: bool = True,
-                 keep_bodies: bool = False, max_age: float = CACHE_SECONDS) -> None:
+                 keep_bodies: bool = False, max_age: float = CACHE_SECONDS,
+                 inflight: dict[str, asyncio.Future[OriginPolicy]] | None = None) -> None:
         self._fetch = fetch
         self._cache: PolicyStore = cache if cache is not None else BoundedCache(
             POLICY_CACHE_BYTES, lambda policy: policy.approx_bytes)
-        self._inflight: dict[str, asyncio.Future[OriginPolicy]] = {}
+        self._inflight = inflight if inflight is not None else {}
         self._want = _wanted(robots, ai_txt, tdmrep)
         self._keep = keep_bodies
         self._max_age = max_age
@@ -501,15 +503,17 @@ class Licences:
     """Single-flight, cached RSL licences for one event loop, by licence URL.
 
     As :class:`OriginPolicies`: ``cache`` may outlive this object, in-flight
-    fetches are per instance. ``used`` names every licence a decision relied on.
+    fetches are per instance or ``inflight`` (shared by one loop's shards).
+    ``used`` names every licence a decision relied on.
     """
 
     def __init__(self, fetch: LicenceFetcher, cache: LicenceStore | None = None, *,
-                 keep_bodies: bool = False, max_age: float = CACHE_SECONDS) -> None:
+                 keep_bodies: bool = False, max_age: float = CACHE_SECONDS,
+                 inflight: dict[str, asyncio.Future[Licence]] | None = None) -> None:
         self._fetch = fetch
         self._cache: LicenceStore = cache if cache is not None else BoundedCache(
             LICENCE_CACHE_BYTES, lambda licence: licence.approx_bytes)
-        self._inflight: dict[str, asyncio.Future[Licence]] = {}
+        self._inflight = inflight if inflight is not None else {}
         self._keep = keep_bodies
         self._max_age = max_age
         self.used: dict[str, OriginFile] = {}

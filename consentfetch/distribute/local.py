@@ -1,15 +1,22 @@
 """The local distributor: shards in this process, or over spawned worker processes.
 
-Shards are read lazily from the input and submitted a few at a time, so
-memory holds at most ``2 × processes`` shards of rows, whatever the input
-size. Worker processes are started with ``spawn`` (safe next to threads, and
-the same on every platform); each keeps its per-process cache
+Every process (this one, or each worker) runs its shards on one long-lived
+event loop (:func:`~.task.shard_stream`), taking the next shard while the
+one before drains its last rows, so a slow host at the end of a shard does
+not idle the process. Worker processes take shards from one shared queue
+when their loop has spare workers, and send each outcome back when its shard
+is complete. Shards are read lazily from the input and handed out a few at a
+time, so memory holds at most ``2 × processes`` shards of rows, whatever the
+input size. Worker processes are started with ``spawn`` (safe next to
+threads, and the same on every platform); each keeps its per-process cache
 (:mod:`~consentfetch.workercache`) across the shards it runs. Progress flows
 back through a queue in small batches.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import logging
 import multiprocessing
@@ -20,25 +27,38 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
 from ..config import FetchConfig
-from ..pipeline import ShardOutcome, run_shard
+from ..pipeline import ProgressSink, ShardOutcome
 from ..progress import HostWait, Progress
 from ..reader import ShardInput
 from ..writer import OutputDir
 from .originphase import fetch_origin_batch
-from .task import preload_lists, shard_task
+from .task import preload_lists, shard_stream
 
 logger = logging.getLogger(__name__)
 
 _FLUSH_EVERY = 0.25  # seconds between progress messages from a worker
+_POLL = 0.2  # seconds between looks at the worker processes' health, and at the inbox
+_LAST_OUTCOMES = 30.0  # seconds to wait for outcomes after every worker has returned
 _PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
-_worker_queue: Any = None  # set in each worker process by _init_worker
-_worker_stop: Any = None  # the run's stop event, set in each worker process by _init_worker
+
+
+@dataclass(frozen=True)
+class _Queues:
+    """A worker process's queues: progress out, shards in, outcomes out."""
+
+    updates: Any
+    inbox: Any  # ShardInput, or None: no more shards for this worker
+    outcomes: Any  # ShardOutcome of each complete shard
+
+
+_worker_queues: _Queues | None = None  # set in each worker process by _init_worker
 
 
 class StopRequested(KeyboardInterrupt):
@@ -46,9 +66,7 @@ class StopRequested(KeyboardInterrupt):
 
     Unlike Ctrl-C in a terminal, a SIGTERM reaches only this process, so the
     worker processes are interrupted in turn: they discard their in-flight
-    shards (nothing half-written stays visible) and the run stops. Either
-    way the shards queued for the workers are not started (a stop event set
-    before the pool shuts down), and a worker raises this for each of them.
+    shards (nothing half-written stays visible) and the run stops.
     """
 
 
@@ -85,55 +103,114 @@ def run_all(shards: Iterable[ShardInput], config: FetchConfig, out: OutputDir,
             processes: int) -> Iterator[ShardOutcome]:
     """Run every shard; yields outcomes as shards complete (in completion order)."""
     if processes <= 1:
-        for shard in shards:
-            yield run_shard(shard, config, out, extra_fields, progress.update)
+        yield from _run_here(shards, config, out, extra_fields, progress.update)
         return
     yield from _run_pool(shards, config, out, extra_fields, progress, processes)
+
+
+def _run_here(shards: Iterable[ShardInput], config: FetchConfig, out: OutputDir,
+              extra_fields: list[pa.Field], progress: ProgressSink) -> Iterator[ShardOutcome]:
+    """In this process: one loop, stepped from here to yield each outcome.
+
+    The next shard is read in a thread, so reading it does not stall the
+    shard under way. Stopped early (Ctrl-C, an error), closing the loop
+    cancels the shards under way, which remove their files.
+    """
+    source = iter(shards)
+
+    async def next_shard() -> ShardInput | None:
+        return await asyncio.to_thread(next, source, None)
+
+    # The run's only process: its cache holds what its earlier shards fetched.
+    stream = shard_stream(next_shard, config, out, extra_fields, progress, seed=False)
+
+    async def step() -> ShardOutcome | None:
+        return await anext(stream, None)
+
+    with asyncio.Runner() as runner:
+        while (outcome := runner.run(step())) is not None:
+            yield outcome
 
 
 def _run_pool(shards: Iterable[ShardInput], config: FetchConfig, out: OutputDir,
               extra_fields: list[pa.Field], progress: Progress,
               processes: int) -> Iterator[ShardOutcome]:
     ctx = multiprocessing.get_context("spawn")
-    updates = ctx.Queue()
-    stopping = ctx.Event()  # set on Ctrl-C/SIGTERM: queued shards are not started
+    queues = _Queues(ctx.Queue(), ctx.Queue(), ctx.Queue())
     stop = threading.Event()
-    drain = threading.Thread(target=_drain, args=(updates, progress, stop), daemon=True)
+    drain = threading.Thread(target=_drain, args=(queues.updates, progress, stop), daemon=True)
     drain.start()
     executor = ProcessPoolExecutor(processes, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(updates, logging.getLogger().level, config,
-                                             out.storage_options, stopping))
+                                   initargs=(queues, logging.getLogger().level, config,
+                                             out.storage_options))
     try:
-        yield from _submit_all(executor, shards, config, out, extra_fields, processes)
-    except KeyboardInterrupt as exc:
-        # The executor has handed a few shards to its workers' queue beyond those
-        # running; without this each would still be run, start to end, before
-        # shutdown returns.
-        stopping.set()
-        if isinstance(exc, StopRequested):  # Ctrl-C in a terminal reaches the workers too
-            for child in multiprocessing.active_children():
-                if child.pid is not None:
-                    os.kill(child.pid, signal.SIGINT)
+        workers = [executor.submit(_worker_serve, config, out, extra_fields)
+                   for _ in range(processes)]
+        yield from _feed(shards, queues, workers)
+    except StopRequested:
+        for child in multiprocessing.active_children():
+            if child.pid is not None:
+                os.kill(child.pid, signal.SIGINT)
         raise
     finally:
+        _stop_feeding(queues.inbox, processes)
         executor.shutdown(wait=True, cancel_futures=True)
+        queues.inbox.cancel_join_thread()  # what no worker took is not waited for
         stop.set()
         drain.join(5)
 
 
-def _submit_all(executor: ProcessPoolExecutor, shards: Iterable[ShardInput],
-                config: FetchConfig, out: OutputDir, extra_fields: list[pa.Field],
-                processes: int) -> Iterator[ShardOutcome]:
-    """Submit shards a few at a time (at most 2 per process pending); yield as they finish."""
-    pending: set[Future[ShardOutcome]] = set()
-    for shard in shards:
-        pending.add(executor.submit(_worker_run, shard, config, out, extra_fields))
-        if len(pending) >= 2 * processes:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            yield from (f.result() for f in done)
-    while pending:
-        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-        yield from (f.result() for f in done)
+def _feed(shards: Iterable[ShardInput], queues: _Queues,
+          workers: list[Future[None]]) -> Iterator[ShardOutcome]:
+    """Hand out shards (at most 2 per process not yet complete); yield outcomes as they come."""
+    limit = 2 * len(workers)
+    source = iter(shards)
+    outstanding = 0  # shards handed out, not yet complete
+    more = True
+    idle_since: float | None = None
+    while more or outstanding:
+        while more and outstanding < limit:
+            shard = next(source, None)
+            if shard is None:
+                more = False
+                for _ in workers:
+                    queues.inbox.put(None)
+            else:
+                queues.inbox.put(shard)
+                outstanding += 1
+        try:
+            outcome = queues.outcomes.get(timeout=_POLL)
+        except queue.Empty:
+            idle_since = _check_workers(workers, idle_since)
+            continue
+        outstanding -= 1
+        yield outcome
+
+
+def _check_workers(workers: list[Future[None]], idle_since: float | None) -> float | None:
+    """Raise what a worker process raised (or its death); bound the wait for outcomes
+    still in the pipe once every worker has returned. Returns when that wait began."""
+    for worker in workers:
+        if worker.done() and worker.exception() is not None:
+            worker.result()
+    if not all(worker.done() for worker in workers):
+        return None
+    now = time.monotonic()
+    if idle_since is None:
+        return now
+    if now - idle_since > _LAST_OUTCOMES:
+        raise RuntimeError("worker processes returned without the outcome of every shard")
+    return idle_since
+
+
+def _stop_feeding(inbox: Any, processes: int) -> None:
+    """Take back the shards no worker has started, and tell every worker to stop."""
+    with contextlib.suppress(queue.Empty, OSError, ValueError):
+        while True:
+            inbox.get_nowait()
+    for _ in range(processes):
+        with contextlib.suppress(OSError, ValueError):
+            inbox.put(None)
 
 
 def _drain(updates: Any, progress: Progress, stop: threading.Event) -> None:
@@ -165,12 +242,11 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _init_worker(updates: Any, log_level: int, config: FetchConfig | None = None,
-                 storage_options: dict[str, Any] | None = None, stopping: Any = None) -> None:
-    global _worker_queue, _worker_stop
+def _init_worker(queues: _Queues, log_level: int, config: FetchConfig | None = None,
+                 storage_options: dict[str, Any] | None = None) -> None:
+    global _worker_queues
     _die_with_parent()
-    _worker_queue = updates
-    _worker_stop = stopping
+    _worker_queues = queues
     logging.basicConfig(level=log_level or logging.WARNING,
                         format="%(asctime)s %(processName)s %(levelname)s %(name)s: %(message)s")
     if config is not None:
@@ -183,31 +259,61 @@ class _QueueSink:
     def __init__(self, updates: Any) -> None:
         self._updates = updates
         self._done = self._ok = 0
-        self._waiting: HostWait | None = None  # the shard's latest, not yet sent
+        self._waiting: dict[int, HostWait] = {}  # each shard's latest, not yet sent
         self._last = time.monotonic()
 
     def __call__(self, done: int, successes: int, waiting: HostWait | None = None) -> None:
         self._done += done
         self._ok += successes
-        self._waiting = waiting or self._waiting
+        if waiting is not None:
+            self._waiting[waiting.shard_id] = waiting
         if time.monotonic() - self._last >= _FLUSH_EVERY:
             self.flush()
 
     def flush(self) -> None:
-        if self._done or self._waiting:
-            self._updates.put((self._done, self._ok, self._waiting))
+        waits: list[HostWait | None] = [*self._waiting.values()] or [None]
+        for i, waiting in enumerate(waits):  # the counts go with the first message
+            if (self._done or waiting) and i == 0:
+                self._updates.put((self._done, self._ok, waiting))
+            elif waiting:
+                self._updates.put((0, 0, waiting))
         self._done = self._ok = 0
-        self._waiting = None
+        self._waiting.clear()
         self._last = time.monotonic()
 
 
-def _worker_run(shard: ShardInput, config: FetchConfig, out: OutputDir,
-                extra_fields: list[pa.Field]) -> ShardOutcome:
-    if _worker_stop is not None and _worker_stop.is_set():
-        raise StopRequested()  # the run is stopping: this shard is not started
-    sink = _QueueSink(_worker_queue) if _worker_queue is not None else None
-    try:
-        return shard_task(shard, config, out, extra_fields, sink)
-    finally:
-        if sink is not None:
+def _worker_serve(config: FetchConfig, out: OutputDir, extra_fields: list[pa.Field]) -> None:
+    """A worker process's whole share of the run: shards from the inbox, on one loop,
+    each outcome sent back when its shard is complete; returns at the inbox's None."""
+    queues = _worker_queues
+    if queues is None:
+        raise RuntimeError("_worker_serve runs in a worker process started by _run_pool")
+    sink = _QueueSink(queues.updates)
+
+    async def next_shard() -> ShardInput | None:
+        while True:  # polled, so a cancelled wait leaves no thread blocked for long
+            shard = await asyncio.to_thread(_take, queues.inbox)
+            if shard is not _NOTHING:
+                assert shard is None or isinstance(shard, ShardInput)
+                return shard
+
+    async def serve() -> None:
+        async for outcome in shard_stream(next_shard, config, out, extra_fields, sink):
             sink.flush()
+            queues.outcomes.put(outcome)
+
+    try:
+        asyncio.run(serve())
+    finally:
+        sink.flush()
+
+
+_NOTHING = object()
+
+
+def _take(inbox: Any) -> object:
+    """The inbox's next item, or :data:`_NOTHING` after :data:`_POLL` seconds."""
+    try:
+        return inbox.get(timeout=_POLL)
+    except queue.Empty:
+        return _NOTHING

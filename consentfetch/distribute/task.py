@@ -3,8 +3,11 @@
 :func:`shard_task` runs a shard in a worker process: it seeds the process's
 origin-policy cache from ``origins.parquet`` (the origin phase's results,
 before any request), runs the shard pipeline
-(:func:`~consentfetch.pipeline.run_shard`) and sends back only the origin
-files it fetched itself.
+(:func:`~consentfetch.shardloop.run_shard`) and sends back only the origin
+files it fetched itself. :func:`shard_stream` does the same for a stream of
+shards on one loop, two at once when the older cannot use every worker
+(:class:`~consentfetch.shardloop.ShardLoop`): how this machine's processes
+run theirs.
 
 On a cluster (:mod:`~consentfetch.distribute.cluster`) a shard is the unit of
 work the engine retries; :func:`cluster_task` makes a retry safe: it removes
@@ -14,17 +17,20 @@ earlier attempt completed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import pyarrow as pa
 
 from ..config import FetchConfig
 from ..layout import shard_name, stats_name
-from ..pipeline import ProgressSink, ShardOutcome, run_shard
+from ..pipeline import ProgressSink, ShardOutcome
 from ..progress import HostWait
 from ..reader import ShardInput
+from ..shardloop import ShardLoop, ShardSource, run_shard
 from ..workercache import process_cache
 from ..writer import OutputDir
 from .originphase import new_origin_rows, seed_policies
@@ -56,6 +62,29 @@ def shard_task(shard: ShardInput, config: FetchConfig, out: OutputDir,
     outcome = run_shard(shard, config, out, extra_fields, sink)
     outcome.origin_rows = new_origin_rows(outcome.origin_rows, config)
     return outcome
+
+
+async def shard_stream(next_shard: ShardSource, config: FetchConfig, out: OutputDir,
+                       extra_fields: list[pa.Field], progress: ProgressSink | None, *,
+                       seed: bool = True) -> AsyncGenerator[ShardOutcome, None]:
+    """:func:`shard_task` for every shard ``next_shard`` gives, on this event loop,
+    up to two at once; yields each outcome when its shard is complete.
+    ``seed=False``: no policies from origins.parquet (the run's only process,
+    whose cache already holds what its earlier shards fetched)."""
+    async with ShardLoop(config, out, extra_fields) as loop:
+        async def one(shard: ShardInput) -> ShardOutcome:
+            if not seed:
+                return await loop.run(shard, progress)
+            seeded = seed_policies(out, shard, config)  # before any request
+            logger.debug("shard %d: %d origin policies from origins.parquet",
+                         shard.shard_id, seeded)
+            outcome = await loop.run(shard, progress)
+            outcome.origin_rows = new_origin_rows(outcome.origin_rows, config)
+            return outcome
+
+        async with contextlib.aclosing(loop.serve(next_shard, one)) as outcomes:
+            async for outcome in outcomes:
+                yield outcome
 
 
 def cluster_task(shard: ShardInput, config: FetchConfig, out: OutputDir,

@@ -265,6 +265,39 @@ class HostSlots:
         return None
 
 
+class HostLoad:
+    """Rows in flight per host, shared by the schedulers of the shards one loop runs at once.
+
+    Each shard has its own :class:`HostScheduler`; when two overlap (a draining
+    shard and the next one) they share one ``HostLoad``, so ``per_host`` caps a
+    host's rows in flight across both, and a host one scheduler found full is
+    offered to it again when any of them finishes a row of that host.
+    """
+
+    def __init__(self) -> None:
+        self._inflight: dict[str, int] = {}
+        self._waiting: dict[str, list[Callable[[str], None]]] = {}  # host full: whom to tell
+
+    def inflight(self, host: str) -> int:
+        return self._inflight.get(host, 0)
+
+    def take(self, host: str) -> None:
+        self._inflight[host] = self._inflight.get(host, 0) + 1
+
+    def wait(self, host: str, wake: Callable[[str], None]) -> None:
+        """Call ``wake(host)`` once, when a row of ``host`` is next released."""
+        self._waiting.setdefault(host, []).append(wake)
+
+    def release(self, host: str) -> None:
+        left = self._inflight[host] - 1
+        if left:
+            self._inflight[host] = left
+        else:
+            del self._inflight[host]
+        for wake in self._waiting.pop(host, ()):
+            wake(host)
+
+
 class HostScheduler(Generic[T]):
     """Politeness-aware hand-out of work items grouped by host: big hosts early, tail flowing.
 
@@ -283,14 +316,16 @@ class HostScheduler(Generic[T]):
     * **round robin**: hosts take turns in the order they became ready, so
       the long tail keeps flowing whatever the big hosts hold.
 
-    The in-flight limit still caps every host at ``per_host`` workers.
+    The in-flight limit still caps every host at ``per_host`` workers, across
+    every scheduler sharing ``load`` (the shards one loop runs at once).
     """
 
-    def __init__(self, slots: HostSlots, per_host: int) -> None:
+    def __init__(self, slots: HostSlots, per_host: int, load: HostLoad | None = None) -> None:
         self._slots = slots
         self._per_host = per_host
+        self._load = load if load is not None else HostLoad()
         self._queues: dict[str, deque[T]] = {}
-        self._inflight: dict[str, int] = {}
+        self._inflight: dict[str, int] = {}  # this scheduler's own rows in flight
         # A host that may be ready sits in both orders under one token; an entry
         # whose token is no longer the host's (picked through the other order) is stale.
         self._token: dict[str, int] = {}
@@ -324,27 +359,34 @@ class HostScheduler(Generic[T]):
 
     async def next(self) -> tuple[str, T] | None:
         while True:
-            picked = self._pick()
+            picked = self.pick()
             if picked is not None:
                 return picked
             if self.pending == 0:
                 return None
-            timeout = None
-            if self._timed:
-                timeout = max(0.0, self._timed[0][0] - self._slots.now())
+            wake = self.wake_at()
+            timeout = None if wake is None else max(0.0, wake - self._slots.now())
             self._slots.changed.clear()
             try:
                 await asyncio.wait_for(self._slots.changed.wait(), timeout)
             except TimeoutError:
                 pass
 
+    def wake_at(self) -> float | None:
+        """When a host now waiting out a gap or backoff may be ready (None: none waits)."""
+        return self._timed[0][0] if self._timed else None
+
     def done(self, host: str) -> None:
         self._inflight[host] -= 1
+        self._load.release(host)  # offers the host again to every scheduler it was full for
+        self._drop_if_finished(host)
+        self._slots.changed.set()
+
+    def _unfull(self, host: str) -> None:
+        """A row of ``host`` was released (here or by a scheduler sharing the load)."""
         if host in self._full:
             self._full.discard(host)
             self._offer(host)
-        self._drop_if_finished(host)
-        self._slots.changed.set()
 
     def _drop_if_finished(self, host: str) -> None:
         """Forget a host with nothing queued and nothing in flight."""
@@ -398,7 +440,8 @@ class HostScheduler(Generic[T]):
                 else:
                     heapq.heappush(self._timed, (ready, host))
 
-    def _pick(self) -> tuple[str, T] | None:
+    def pick(self) -> tuple[str, T] | None:
+        """A ``(host, item)`` that may go now, or None; never waits."""
         now = self._slots.now()
         self._wake_timed(now)
         while (host := self._candidate()) is not None:  # each candidate is taken once
@@ -406,8 +449,9 @@ class HostScheduler(Generic[T]):
             if not queue:
                 continue  # emptied (or finished and forgotten): no longer a candidate
             if self._slots.given_up(host) is None:
-                if self._inflight[host] >= self._per_host:
+                if self._load.inflight(host) >= self._per_host:
                     self._full.add(host)
+                    self._load.wait(host, self._unfull)
                     continue
                 ready = self._slots.ready_at(host)
                 if ready > now:
@@ -415,6 +459,7 @@ class HostScheduler(Generic[T]):
                     continue
             item = queue.popleft()
             self._inflight[host] += 1
+            self._load.take(host)
             self.pending -= 1
             if queue:
                 self._offer(host)
