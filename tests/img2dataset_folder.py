@@ -56,7 +56,8 @@ def write_img2dataset_folder(folder: Path) -> Path:
     failures = [r for r in rows if r["error_message"]]
     status_dict: dict[str, int] = {"success": 1}
     for r in failures:
-        status_dict[r["error_message"]] = status_dict.get(r["error_message"], 0) + 1
+        message = str(r["error_message"])
+        status_dict[message] = status_dict.get(message, 0) + 1
     (folder / "00000_stats.json").write_text(json.dumps({
         "count": len(rows), "successes": 1,
         "failed_to_download": sum(r["status"] == "failed_to_download" for r in rows),

@@ -71,7 +71,7 @@ def run(base_run: Path, tmp_path: Path) -> Path:
 
 
 def recheck_rows(out: Path, withdraw: set[str], changed: str | None) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for shard, audit in shard_audits(out):
         for r in audit:
             if r["status"] != "success":
