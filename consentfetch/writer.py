@@ -529,6 +529,19 @@ class OutputDir:
             pc.is_in(table.column(column), value_set=wanted)).to_pylist()
         return rows
 
+    def distinct_values(self, name: str, column: str, *,
+                        exclude: tuple[str, str] | None = None) -> list[str]:
+        """The distinct values of the string ``column`` of a parquet file, but those
+        only on rows whose ``exclude[0]`` column equals ``exclude[1]``. Reads the
+        one or two columns, nothing else."""
+        columns = [column] if exclude is None else [column, exclude[0]]
+        with self.fs.open(self.path(name), "rb") as f:
+            table = pq.ParquetFile(f).read(columns=columns)
+        if exclude is not None:
+            table = table.filter(pc.not_equal(table.column(exclude[0]), exclude[1]))
+        values: list[str] = pc.unique(table.column(column)).drop_null().to_pylist()
+        return values
+
     def iter_rows(self, name: str, batch_rows: int = 4096) -> Iterator[dict[str, Any]]:
         """The rows of a parquet file, read ``batch_rows`` at a time."""
         with self.fs.open(self.path(name), "rb") as f:

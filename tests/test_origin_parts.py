@@ -3,7 +3,7 @@ read per origin (row-group statistics), older single-file outputs still read."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,10 @@ import pytest
 from consentfetch import fetch_shards
 from consentfetch.audit import read_origins
 from consentfetch.config import make_config
-from consentfetch.distribute.originphase import fresh_origins
+from consentfetch.distribute.originphase import fresh_origins, seed_policies, shard_policies
+from consentfetch.reader import InputRow, ShardInput
 from consentfetch.testsite import LocalSite, make_image
+from consentfetch.workercache import OriginIndex, process_cache
 from consentfetch.writer import ORIGIN_ROW_GROUP, OutputDir
 
 from .conftest import LOCAL
@@ -124,3 +126,108 @@ def test_fresh_origins_follows_the_latest_part(tmp_path: Path) -> None:
                           [{**f, "http_status": 200, "outcome": "parsed", "body": None}
                            for f in files])
     assert fresh_origins(out, {"http://a.test"}, config) == set()
+
+
+def _origin_files(origin: str, fetched_at: datetime) -> list[dict[str, Any]]:
+    """An origin's three files, each a 404, as a fetch writes them to a part."""
+    return [{"origin": origin, "kind": kind, "url": f"{origin}/{kind}", "http_status": 404,
+             "outcome": "absent", "fetched_at": fetched_at, "size": 0, "truncated": False,
+             "body": b""} for kind in ("robots.txt", "ai.txt", "tdmrep.json")]
+
+
+def _part(day: int) -> str:
+    return f"origins.parquet/202601{day:02d}T000000000000Z-000000.parquet"
+
+
+def _shard(*hosts: str) -> ShardInput:
+    return ShardInput(0, [InputRow(f"http://{host}/x.jpg", None, {}) for host in hosts])
+
+
+def test_seeding_reads_only_the_parts_holding_the_shards_origins(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parts accumulate over a run (one per shard): a shard must not open every one
+    of them, and must not read each part's origin column again for every shard."""
+    out = OutputDir(str(tmp_path / "o"))
+    now = datetime.now(UTC)
+    for day in range(1, 6):
+        out.write_origin_part(_part(day), [r for i in range(20)
+                                           for r in _origin_files(f"http://d{day}h{i}.test:80",
+                                                                  now)])
+    config = make_config(**LOCAL)
+    process_cache().clear()
+    read: list[str] = []
+    indexed: list[str] = []
+    real_rows, real_values = OutputDir.read_rows, OutputDir.distinct_values
+
+    def rows(self: OutputDir, name: str, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        read.append(name)
+        return real_rows(self, name, *args, **kwargs)
+
+    def values(self: OutputDir, name: str, *args: Any, **kwargs: Any) -> list[str]:
+        indexed.append(name)
+        return real_values(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(OutputDir, "read_rows", rows)
+    monkeypatch.setattr(OutputDir, "distinct_values", values)
+    try:
+        assert seed_policies(out, _shard("d2h3.test", "d2h4.test", "new.test"), config) == 2
+        assert read == [_part(2)]
+        read.clear()
+        assert seed_policies(out, _shard("d4h1.test", "new.test"), config) == 1
+        assert read == [_part(4)]
+        assert sorted(indexed) == [_part(day) for day in range(1, 6)]  # once each
+        assert seed_policies(out, _shard("new.test", "other.test"), config) == 0
+        assert read == [_part(4)]  # no part holds them: none opened
+    finally:
+        process_cache().clear()
+
+
+def test_seeding_takes_the_latest_part_holding_an_origin(tmp_path: Path) -> None:
+    out = OutputDir(str(tmp_path / "o"))
+    now = datetime.now(UTC)
+    earlier = now - timedelta(hours=1)
+    out.write_origin_part(_part(1), _origin_files("http://a.test:80", earlier))
+    out.write_origin_part(_part(2), _origin_files("http://b.test:80", now))
+    config = make_config(**LOCAL)
+    process_cache().clear()
+    try:
+        assert seed_policies(out, _shard("b.test"), config) == 1
+        # A later part fetched a.test again (the index learns of it at the next shard).
+        out.write_origin_part(_part(3), _origin_files("http://a.test:80", now))
+        assert seed_policies(out, _shard("a.test"), config) == 1
+        policy = shard_policies(config).get("http://a.test:80")
+        assert policy is not None
+        assert {f.fetched_at for f in policy.files.values()} == {now}
+    finally:
+        process_cache().clear()
+
+
+def test_the_origin_index_starts_again_when_the_folder_is_written_anew(
+        tmp_path: Path) -> None:
+    out = OutputDir(str(tmp_path / "o"))
+    now = datetime.now(UTC)
+    out.write_origin_part(_part(1), _origin_files("http://a.test:80", now))
+    config = make_config(**LOCAL)
+    process_cache().clear()
+    try:
+        assert seed_policies(out, _shard("a.test"), config) == 1
+        out.remove_run()  # --overwrite: a new run, other parts
+        out.write_origin_part(_part(5), _origin_files("http://b.test:80", now))
+        process_cache().policies.clear()
+        assert seed_policies(out, _shard("a.test", "b.test"), config) == 1
+        assert shard_policies(config).get("http://b.test:80") is not None
+    finally:
+        process_cache().clear()
+
+
+def test_origin_index_past_its_bound_names_the_parts_it_could_not_hold() -> None:
+    index = OriginIndex("memory://o", max_entries=3)
+    index.add("p1", ["a", "b"])
+    index.add("p2", ["c", "d"])  # would hold 4 origins: kept unsearched
+    index.add("p3", ["e"])
+    assert len(index) == 3
+    assert index.parts_for({"a", "x"}) == [("p1", {"a"}), ("p2", {"a", "x"})]
+    assert index.parts_for({"e"}) == [("p2", {"e"}), ("p3", {"e"})]
+    assert index.stale(["p1", "p2", "p3", "p4"]) is False
+    assert index.stale(["p0", "p1", "p2", "p3"]) is True  # a new part older than the newest
+    assert index.stale(["p2", "p3"]) is True  # p1 is gone
