@@ -35,6 +35,7 @@ writing module globals.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 from dataclasses import dataclass
@@ -127,11 +128,12 @@ class OriginIndex:
     """Which part of an output folder's ``origins.parquet`` last holds each origin's files.
 
     Parts are added oldest first (:meth:`add`), each once; :meth:`parts_for`
-    then names, for a set of origins, the parts to read and which of the origins
-    each may hold. Origins are held by their ``hash()`` (this process's only): a
-    collision at worst sends a lookup to a part that lacks the origin, which the
-    reader sees. Past ``max_entries`` origins, further parts are kept as
-    *unsearched*: every lookup names them with all its origins.
+    then names, for a set of origins, the parts to read, which of the origins
+    each may hold and in which row groups. Origins are held by their ``hash()``
+    (this process's only): a collision at worst sends a lookup to a part that
+    lacks the origin, which the reader sees. Past ``max_entries`` (origins and
+    row groups), further parts are kept as *unsearched*: every lookup names them
+    with all its origins.
     """
 
     def __init__(self, folder: str, max_entries: int = ORIGIN_INDEX_ENTRIES) -> None:
@@ -142,10 +144,15 @@ class OriginIndex:
         self.parts: list[str] = []
         self._known: set[str] = set()
         self._unsearched: list[int] = []  # ordinals of parts added when full
+        # By ordinal: each row group's first origin (None: not known, search the part
+        # by its row groups' statistics).
+        self._firsts: list[list[str] | None] = []
+        self._held = 0  # origins and row-group firsts held: what max_entries bounds
         self._where: dict[int, int] = {}  # origin hash -> ordinal of its latest part
 
     def __len__(self) -> int:
-        return len(self._where)
+        """Origins and row groups held (what ``max_entries`` bounds)."""
+        return self._held
 
     def __contains__(self, part: object) -> bool:
         return part in self._known
@@ -159,26 +166,50 @@ class OriginIndex:
         newest = self.parts[-1] if self.parts else ""
         return any(part < newest for part in parts if part not in self._known)
 
-    def add(self, part: str, origins: list[str]) -> None:
-        """Record that ``part``, newer than those added before, holds ``origins``' files."""
+    def add(self, part: str, origins: list[str], firsts: list[str] | None) -> None:
+        """Record that ``part``, newer than those added before, holds ``origins``' files,
+        in row groups whose first rows' origins are ``firsts`` (the part sorted by
+        origin; None when it is not)."""
         ordinal = len(self.parts)
         self.parts.append(part)
         self._known.add(part)
-        if len(self._where) + len(origins) > self.max_entries:
+        size = len(origins) + len(firsts or ())
+        if self._held + size > self.max_entries:
             self._unsearched.append(ordinal)
+            self._firsts.append(None)
             return
+        self._firsts.append(firsts)
+        self._held += size
         for origin in origins:
             self._where[hash(origin)] = ordinal
 
-    def parts_for(self, origins: set[str]) -> list[tuple[str, set[str]]]:
+    def parts_for(self, origins: set[str]) -> list[tuple[str, set[str], list[int] | None]]:
         """The parts that may hold ``origins``' latest files, oldest first, each with
-        the origins to look for in it."""
+        the origins to look for in it and the row groups to read (None: not known;
+        the row groups' statistics must tell)."""
         found: dict[int, set[str]] = {ordinal: set(origins) for ordinal in self._unsearched}
         for origin in origins:
             ordinal = self._where.get(hash(origin))
             if ordinal is not None:
                 found.setdefault(ordinal, set()).add(origin)
-        return [(self.parts[ordinal], found[ordinal]) for ordinal in sorted(found)]
+        return [(self.parts[o], found[o], _groups(self._firsts[o], found[o]))
+                for o in sorted(found)]
+
+
+def _groups(firsts: list[str] | None, values: set[str]) -> list[int] | None:
+    return None if firsts is None else row_groups(firsts, values)
+
+
+def row_groups(firsts: list[str], values: set[str]) -> list[int]:
+    """The row groups of a file sorted by a column, whose row groups' first values
+    are ``firsts``, that may hold ``values``: a value's rows may begin in the group
+    before the first one it starts."""
+    groups: set[int] = set()
+    for value in values:
+        low = max(0, bisect.bisect_left(firsts, value) - 1)
+        high = max(low, bisect.bisect_right(firsts, value) - 1)
+        groups.update(range(low, high + 1))
+    return sorted(groups)
 
 
 _ListKey = tuple[str, tuple[str, ...], str, tuple[str, ...]]

@@ -17,7 +17,7 @@ from consentfetch.config import make_config
 from consentfetch.distribute.originphase import fresh_origins, seed_policies, shard_policies
 from consentfetch.reader import InputRow, ShardInput
 from consentfetch.testsite import LocalSite, make_image
-from consentfetch.workercache import OriginIndex, process_cache
+from consentfetch.workercache import OriginIndex, process_cache, row_groups
 from consentfetch.writer import ORIGIN_ROW_GROUP, OutputDir
 
 from .conftest import LOCAL
@@ -146,7 +146,7 @@ def _shard(*hosts: str) -> ShardInput:
 def test_seeding_reads_only_the_parts_holding_the_shards_origins(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Parts accumulate over a run (one per shard): a shard must not open every one
-    of them, and must not read each part's origin column again for every shard."""
+    of them; a worker process reads each part's origins once, not once per shard."""
     out = OutputDir(str(tmp_path / "o"))
     now = datetime.now(UTC)
     for day in range(1, 6):
@@ -155,29 +155,25 @@ def test_seeding_reads_only_the_parts_holding_the_shards_origins(
                                                                   now)])
     config = make_config(**LOCAL)
     process_cache().clear()
-    read: list[str] = []
-    indexed: list[str] = []
-    real_rows, real_values = OutputDir.read_rows, OutputDir.distinct_values
+    opened: list[str] = []
+    real_open = out.fs.open
 
-    def rows(self: OutputDir, name: str, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        read.append(name)
-        return real_rows(self, name, *args, **kwargs)
+    def counted(path: str, *args: Any, **kwargs: Any) -> Any:
+        if "/origins.parquet/" in path:
+            opened.append("origins.parquet/" + path.rsplit("/", 1)[1])
+        return real_open(path, *args, **kwargs)
 
-    def values(self: OutputDir, name: str, *args: Any, **kwargs: Any) -> list[str]:
-        indexed.append(name)
-        return real_values(self, name, *args, **kwargs)
-
-    monkeypatch.setattr(OutputDir, "read_rows", rows)
-    monkeypatch.setattr(OutputDir, "distinct_values", values)
+    monkeypatch.setattr(out.fs, "open", counted)
     try:
         assert seed_policies(out, _shard("d2h3.test", "d2h4.test", "new.test"), config) == 2
-        assert read == [_part(2)]
-        read.clear()
+        # Each part once to index it, then the one holding the shard's origins.
+        assert opened == [_part(day) for day in range(1, 6)] + [_part(2)]
+        opened.clear()
         assert seed_policies(out, _shard("d4h1.test", "new.test"), config) == 1
-        assert read == [_part(4)]
-        assert sorted(indexed) == [_part(day) for day in range(1, 6)]  # once each
+        assert opened == [_part(4)]
+        opened.clear()
         assert seed_policies(out, _shard("new.test", "other.test"), config) == 0
-        assert read == [_part(4)]  # no part holds them: none opened
+        assert opened == []  # no part holds them: none opened
     finally:
         process_cache().clear()
 
@@ -221,13 +217,37 @@ def test_the_origin_index_starts_again_when_the_folder_is_written_anew(
 
 
 def test_origin_index_past_its_bound_names_the_parts_it_could_not_hold() -> None:
-    index = OriginIndex("memory://o", max_entries=3)
-    index.add("p1", ["a", "b"])
-    index.add("p2", ["c", "d"])  # would hold 4 origins: kept unsearched
-    index.add("p3", ["e"])
-    assert len(index) == 3
-    assert index.parts_for({"a", "x"}) == [("p1", {"a"}), ("p2", {"a", "x"})]
-    assert index.parts_for({"e"}) == [("p2", {"e"}), ("p3", {"e"})]
+    index = OriginIndex("memory://o", max_entries=5)
+    index.add("p1", ["a", "b"], ["a", "b"])
+    index.add("p2", ["c", "d"], ["c"])  # would hold 7: kept unsearched
+    index.add("p3", ["e"], None)  # not sorted: its row groups' statistics must tell
+    assert len(index) == 5
+    assert index.parts_for({"a", "x"}) == [("p1", {"a"}, [0]), ("p2", {"a", "x"}, None)]
+    assert index.parts_for({"b", "e"}) == [("p1", {"b"}, [0, 1]), ("p2", {"b", "e"}, None),
+                                           ("p3", {"e"}, None)]
     assert index.stale(["p1", "p2", "p3", "p4"]) is False
     assert index.stale(["p0", "p1", "p2", "p3"]) is True  # a new part older than the newest
     assert index.stale(["p2", "p3"]) is True  # p1 is gone
+
+
+@pytest.mark.parametrize(("values", "groups"), [
+    ({"a"}, [0]), ({"b"}, [0]), ({"c"}, [0, 1]),  # c's rows may begin in group 0
+    ({"d"}, [1]), ({"f"}, [1, 2, 3]),  # f fills group 2 and may spill either side
+    ({"z"}, [3]), ({"0"}, [0]), (set(), []),
+])
+def test_row_groups_of_a_sorted_file(values: set[str], groups: list[int]) -> None:
+    assert row_groups(["a", "c", "f", "f"], values) == groups
+
+
+def test_seeding_finds_an_origin_whose_files_straddle_row_groups(tmp_path: Path) -> None:
+    out = OutputDir(str(tmp_path / "o"))
+    now = datetime.now(UTC)
+    origins = [f"http://h{i:03d}.test:80" for i in range(100)]  # 300 rows: 64 a group
+    out.write_origin_part(_part(1), [r for o in origins for r in _origin_files(o, now)])
+    assert pq.ParquetFile(tmp_path / "o" / _part(1)).num_row_groups == 5
+    config = make_config(**LOCAL)
+    process_cache().clear()
+    try:
+        assert seed_policies(out, _shard(*(o[7:-3] for o in origins)), config) == 100
+    finally:
+        process_cache().clear()

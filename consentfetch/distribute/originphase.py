@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import pyarrow.compute as pc
 from yarl import URL
 
 from .. import pipeline
@@ -154,9 +156,10 @@ def seed_policies(out: OutputDir, shard: ShardInput, config: FetchConfig) -> int
     if not wanted:
         return 0
     grouped: dict[str, dict[str, dict[str, Any]]] = {}
-    for part, origins in _part_index(out).parts_for(wanted):  # oldest first
-        for origin, rows in _rows_by_origin(out.read_rows(part, "origin", origins)).items():
-            grouped[origin] = rows  # the latest fetch of an origin's files wins
+    for part, origins, groups in _part_index(out).parts_for(wanted):  # oldest first
+        found = out.read_rows(part, "origin", origins) if groups is None \
+            else out.read_groups(part, groups, "origin", origins)
+        grouped.update(_rows_by_origin(found))  # the latest fetch of an origin's files wins
     added = 0
     for origin, rows in grouped.items():
         policy = policy_from_rows(origin, rows, config)
@@ -173,8 +176,22 @@ def _part_index(out: OutputDir) -> OriginIndex:
     index = process_cache().origin_index(out.url, parts)
     for part in parts:
         if part not in index:
-            index.add(part, out.distinct_values(part, "origin", exclude=("kind", FileKind.LICENCE)))
+            index.add(part, *_part_origins(out, part))
     return index
+
+
+def _part_origins(out: OutputDir, part: str) -> tuple[list[str], list[str] | None]:
+    """The origins whose own files a part holds (licences apart), and the origin
+    of each of its row groups' first rows (None if the part is not sorted by
+    origin, as an older run's single file may not be)."""
+    table, sizes = out.read_columns(part, ["origin", "kind"])
+    column: list[str] = table.column("origin").to_pylist()
+    firsts: list[str] | None = None
+    if all(a <= b for a, b in itertools.pairwise(column)):
+        firsts = [column[start] for start in itertools.accumulate([0, *sizes[:-1]])]
+    own = table.filter(pc.not_equal(table.column("kind"), str(FileKind.LICENCE)))
+    origins: list[str] = pc.unique(own.column("origin")).to_pylist()
+    return origins, firsts
 
 
 def _rows_by_origin(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
