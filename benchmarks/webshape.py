@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import itertools
 import json
 import math
 import multiprocessing
@@ -448,17 +449,32 @@ def bookkeeping(args: argparse.Namespace) -> None:
                 stats = measure(consentfetch_cmd(urls, work / "cf", args.processes))
                 if stats.returncode != 0:
                     sys.exit(f"consentfetch failed:\n{stats.stderr[-3000:]}")
+                early, late = shard_pace(work / "cf")
             per_k = 1000 * stats.wall / rows
             results.append((rows, origins, per_k, stats.total_rss_mib, stats.max_rss_mib))
             print(f"{rows} rows over {origins} origins: {stats.wall:.1f} s, {per_k:.2f} s per "
                   f"1,000 rows, peak RSS {stats.max_rss_mib:.0f} MiB largest process, "
-                  f"{stats.total_rss_mib:.0f} MiB summed", flush=True)
+                  f"{stats.total_rss_mib:.0f} MiB summed; within the run, s between shard "
+                  f"completions: first quarter {early:.1f}, last quarter {late:.1f} "
+                  f"(x{late / early:.2f})", flush=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     first = results[0]
     for rows, _origins, per_k, total, _ in results[1:]:
         print(f"{rows} / {first[0]} rows: time per row x{per_k / first[2]:.2f}, summed peak "
               f"RSS x{total / first[3]:.2f}")
+
+
+def shard_pace(out: Path) -> tuple[float, float]:
+    """Mean seconds between shard completions over the first and the last quarter of
+    the run's shards (from the ``_stats.json`` end times): what a shard costs early
+    and late in one run, everything included (seeding, the main process's share)."""
+    ends = sorted(json.loads(p.read_text())["end_time"] for p in out.glob("*_stats.json"))
+    quarter = max(1, (len(ends) - 1) // 4)
+    gaps = [b - a for a, b in itertools.pairwise(ends)]  # the first shard's start-up left out
+    if not gaps:
+        return math.nan, math.nan
+    return statistics.mean(gaps[:quarter]), statistics.mean(gaps[-quarter:])
 
 
 def main() -> None:

@@ -16,6 +16,12 @@ worker reused across jobs keeps two things between shards:
 * **consent lists** (``--opt-out-list``/``--opt-in-list``), keyed by role, paths,
   storage options and each file's fsspec ``ukey`` (so an edited list is read
   again), a handful at most;
+* **where each origin's files are in ``origins.parquet``** (:class:`OriginIndex`),
+  for the output folder the process last worked on: which part last holds an
+  origin's files, so a shard reads the parts holding its origins and no other,
+  and each part's origin column is read once per process rather than once per
+  shard; at most ``ORIGIN_INDEX_ENTRIES`` origins (parts added beyond are
+  searched by their row groups' statistics, as without the index);
 * **the decode budget** (``--max-decoded-bytes``): one per process, shared by
   the image threads of every shard it runs, so the decoded pixels in flight
   stay within one limit however many shards or runs a process takes on.
@@ -29,6 +35,7 @@ writing module globals.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 from dataclasses import dataclass
@@ -46,6 +53,9 @@ from .lru import BoundedCache
 logger = logging.getLogger(__name__)
 
 LIST_CACHE_ENTRIES = 8  # consent-list sets (a run uses at most two)
+# Origins the OriginIndex maps to their part: about 80 bytes each (a dict entry
+# keyed by the origin's hash), so about 40 MB at the most.
+ORIGIN_INDEX_ENTRIES = 500_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +124,94 @@ class PolicyView:
         return entry is not None and entry.seeded
 
 
+class OriginIndex:
+    """Which part of an output folder's ``origins.parquet`` last holds each origin's files.
+
+    Parts are added oldest first (:meth:`add`), each once; :meth:`parts_for`
+    then names, for a set of origins, the parts to read, which of the origins
+    each may hold and in which row groups. Origins are held by their ``hash()``
+    (this process's only): a collision at worst sends a lookup to a part that
+    lacks the origin, which the reader sees. Past ``max_entries`` (origins and
+    row groups), further parts are kept as *unsearched*: every lookup names them
+    with all its origins.
+    """
+
+    def __init__(self, folder: str, max_entries: int = ORIGIN_INDEX_ENTRIES) -> None:
+        #: the output folder's URL
+        self.folder = folder
+        self.max_entries = max_entries
+        #: the parts added, oldest first
+        self.parts: list[str] = []
+        self._known: set[str] = set()
+        self._unsearched: list[int] = []  # ordinals of parts added when full
+        # By ordinal: each row group's first origin (None: not known, search the part
+        # by its row groups' statistics).
+        self._firsts: list[list[str] | None] = []
+        self._held = 0  # origins and row-group firsts held: what max_entries bounds
+        self._where: dict[int, int] = {}  # origin hash -> ordinal of its latest part
+
+    def __len__(self) -> int:
+        """Origins and row groups held (what ``max_entries`` bounds)."""
+        return self._held
+
+    def __contains__(self, part: object) -> bool:
+        return part in self._known
+
+    def stale(self, parts: list[str]) -> bool:
+        """Whether the folder, whose parts are now ``parts`` (sorted), no longer fits
+        the index: a part indexed is gone (the folder was written anew), or a new
+        one sorts before the newest indexed (so "latest" would be wrong)."""
+        if not self._known.issubset(parts):
+            return True
+        newest = self.parts[-1] if self.parts else ""
+        return any(part < newest for part in parts if part not in self._known)
+
+    def add(self, part: str, origins: list[str], firsts: list[str] | None) -> None:
+        """Record that ``part``, newer than those added before, holds ``origins``' files,
+        in row groups whose first rows' origins are ``firsts`` (the part sorted by
+        origin; None when it is not)."""
+        ordinal = len(self.parts)
+        self.parts.append(part)
+        self._known.add(part)
+        size = len(origins) + len(firsts or ())
+        if self._held + size > self.max_entries:
+            self._unsearched.append(ordinal)
+            self._firsts.append(None)
+            return
+        self._firsts.append(firsts)
+        self._held += size
+        for origin in origins:
+            self._where[hash(origin)] = ordinal
+
+    def parts_for(self, origins: set[str]) -> list[tuple[str, set[str], list[int] | None]]:
+        """The parts that may hold ``origins``' latest files, oldest first, each with
+        the origins to look for in it and the row groups to read (None: not known;
+        the row groups' statistics must tell)."""
+        found: dict[int, set[str]] = {ordinal: set(origins) for ordinal in self._unsearched}
+        for origin in origins:
+            ordinal = self._where.get(hash(origin))
+            if ordinal is not None:
+                found.setdefault(ordinal, set()).add(origin)
+        return [(self.parts[o], found[o], _groups(self._firsts[o], found[o]))
+                for o in sorted(found)]
+
+
+def _groups(firsts: list[str] | None, values: set[str]) -> list[int] | None:
+    return None if firsts is None else row_groups(firsts, values)
+
+
+def row_groups(firsts: list[str], values: set[str]) -> list[int]:
+    """The row groups of a file sorted by a column, whose row groups' first values
+    are ``firsts``, that may hold ``values``: a value's rows may begin in the group
+    before the first one it starts."""
+    groups: set[int] = set()
+    for value in values:
+        low = max(0, bisect.bisect_left(firsts, value) - 1)
+        high = max(low, bisect.bisect_right(firsts, value) - 1)
+        groups.update(range(low, high + 1))
+    return sorted(groups)
+
+
 _ListKey = tuple[str, tuple[str, ...], str, tuple[str, ...]]
 
 
@@ -122,7 +220,8 @@ class WorkerCache:
 
     def __init__(self, *, policy_bytes: int = POLICY_CACHE_BYTES,
                  list_entries: int = LIST_CACHE_ENTRIES,
-                 licence_bytes: int = LICENCE_CACHE_BYTES) -> None:
+                 licence_bytes: int = LICENCE_CACHE_BYTES,
+                 index_entries: int = ORIGIN_INDEX_ENTRIES) -> None:
         self._policies: BoundedCache[tuple[PolicyKey, str], _Entry] = BoundedCache(
             policy_bytes, lambda entry: entry.policy.approx_bytes)
         self._lists: BoundedCache[_ListKey, ConsentList] = BoundedCache(
@@ -130,6 +229,8 @@ class WorkerCache:
         self._licences: BoundedCache[tuple[PolicyKey, str], Licence] = BoundedCache(
             licence_bytes, lambda licence: licence.approx_bytes)
         self._budget: DecodeBudget | None = None
+        self._index: OriginIndex | None = None
+        self._index_entries = index_entries
 
     @property
     def policies(self) -> BoundedCache[tuple[PolicyKey, str], _Entry]:
@@ -159,6 +260,16 @@ class WorkerCache:
             self._lists[key] = loaded
         return loaded
 
+    def origin_index(self, folder: str, parts: list[str]) -> OriginIndex:
+        """The :class:`OriginIndex` of the output folder ``folder``, whose parts are now
+        ``parts``; a new, empty one for another folder than the last, or when a part
+        indexed is gone (the folder was written again, as with ``--overwrite``).
+        Adding the parts not yet indexed is the caller's part."""
+        index = self._index
+        if index is None or index.folder != folder or index.stale(parts):
+            index = self._index = OriginIndex(folder, self._index_entries)
+        return index
+
     def decode_budget(self, limit: int) -> DecodeBudget:
         """The process's budget of decoded image bytes; a run with another limit replaces
         it (images still holding the old one give their bytes back to it)."""
@@ -171,6 +282,7 @@ class WorkerCache:
         self._policies.clear()
         self._lists.clear()
         self._licences.clear()
+        self._index = None
 
 
 def _fingerprints(paths: tuple[str, ...], options: dict[str, Any]) -> tuple[str, ...]:

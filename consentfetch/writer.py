@@ -529,6 +529,26 @@ class OutputDir:
             pc.is_in(table.column(column), value_set=wanted)).to_pylist()
         return rows
 
+    def read_columns(self, name: str, columns: list[str]) -> tuple[pa.Table, list[int]]:
+        """``columns`` of a parquet file, nothing else, and how many rows each of
+        its row groups holds."""
+        with self.fs.open(self.path(name), "rb") as f:
+            pf = pq.ParquetFile(f)
+            sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
+            return pf.read(columns=columns), sizes
+
+    def read_groups(self, name: str, groups: list[int], column: str,
+                    values: set[str]) -> list[dict[str, Any]]:
+        """The rows of the row groups ``groups`` of a parquet file whose ``column`` is
+        in ``values``: for a reader that knows where its rows are (see :meth:`read_rows`
+        for one that does not)."""
+        with self.fs.open(self.path(name), "rb") as f:
+            table = pq.ParquetFile(f).read_row_groups(sorted(set(groups)))
+        wanted = pa.array(sorted(values), pa.string())
+        rows: list[dict[str, Any]] = table.filter(
+            pc.is_in(table.column(column), value_set=wanted)).to_pylist()
+        return rows
+
     def iter_rows(self, name: str, batch_rows: int = 4096) -> Iterator[dict[str, Any]]:
         """The rows of a parquet file, read ``batch_rows`` at a time."""
         with self.fs.open(self.path(name), "rb") as f:

@@ -77,3 +77,9 @@ def test_recheck_smoke() -> None:
     assert "download: 40 URLs on 4 origins" in out
     assert "recheck: 40 samples, 0 withdrawn, 12 requests" in out
     assert "recheck --headers: 40 samples, 0 withdrawn, 52 requests" in out
+
+
+def test_seeding_smoke() -> None:
+    out = run("seeding.py", "--parts", "1", "3", "--per-part", "200", "--hits", "50",
+              "--new", "20")
+    assert "3 parts (600 origins): 50 seeded" in out

@@ -3,7 +3,7 @@ read per origin (row-group statistics), older single-file outputs still read."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,10 @@ import pytest
 from consentfetch import fetch_shards
 from consentfetch.audit import read_origins
 from consentfetch.config import make_config
-from consentfetch.distribute.originphase import fresh_origins
+from consentfetch.distribute.originphase import fresh_origins, seed_policies, shard_policies
+from consentfetch.reader import InputRow, ShardInput
 from consentfetch.testsite import LocalSite, make_image
+from consentfetch.workercache import OriginIndex, process_cache, row_groups
 from consentfetch.writer import ORIGIN_ROW_GROUP, OutputDir
 
 from .conftest import LOCAL
@@ -124,3 +126,128 @@ def test_fresh_origins_follows_the_latest_part(tmp_path: Path) -> None:
                           [{**f, "http_status": 200, "outcome": "parsed", "body": None}
                            for f in files])
     assert fresh_origins(out, {"http://a.test"}, config) == set()
+
+
+def _origin_files(origin: str, fetched_at: datetime) -> list[dict[str, Any]]:
+    """An origin's three files, each a 404, as a fetch writes them to a part."""
+    return [{"origin": origin, "kind": kind, "url": f"{origin}/{kind}", "http_status": 404,
+             "outcome": "absent", "fetched_at": fetched_at, "size": 0, "truncated": False,
+             "body": b""} for kind in ("robots.txt", "ai.txt", "tdmrep.json")]
+
+
+def _part(day: int) -> str:
+    return f"origins.parquet/202601{day:02d}T000000000000Z-000000.parquet"
+
+
+def _shard(*hosts: str) -> ShardInput:
+    return ShardInput(0, [InputRow(f"http://{host}/x.jpg", None, {}) for host in hosts])
+
+
+def test_seeding_reads_only_the_parts_holding_the_shards_origins(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parts accumulate over a run (one per shard): a shard must not open every one
+    of them; a worker process reads each part's origins once, not once per shard."""
+    out = OutputDir(str(tmp_path / "o"))
+    now = datetime.now(UTC)
+    for day in range(1, 6):
+        out.write_origin_part(_part(day), [r for i in range(20)
+                                           for r in _origin_files(f"http://d{day}h{i}.test:80",
+                                                                  now)])
+    config = make_config(**LOCAL)
+    process_cache().clear()
+    opened: list[str] = []
+    real_open = out.fs.open
+
+    def counted(path: str, *args: Any, **kwargs: Any) -> Any:
+        if "/origins.parquet/" in path:
+            opened.append("origins.parquet/" + path.rsplit("/", 1)[1])
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(out.fs, "open", counted)
+    try:
+        assert seed_policies(out, _shard("d2h3.test", "d2h4.test", "new.test"), config) == 2
+        # Each part once to index it, then the one holding the shard's origins.
+        assert opened == [_part(day) for day in range(1, 6)] + [_part(2)]
+        opened.clear()
+        assert seed_policies(out, _shard("d4h1.test", "new.test"), config) == 1
+        assert opened == [_part(4)]
+        opened.clear()
+        assert seed_policies(out, _shard("new.test", "other.test"), config) == 0
+        assert opened == []  # no part holds them: none opened
+    finally:
+        process_cache().clear()
+
+
+def test_seeding_takes_the_latest_part_holding_an_origin(tmp_path: Path) -> None:
+    out = OutputDir(str(tmp_path / "o"))
+    now = datetime.now(UTC)
+    earlier = now - timedelta(hours=1)
+    out.write_origin_part(_part(1), _origin_files("http://a.test:80", earlier))
+    out.write_origin_part(_part(2), _origin_files("http://b.test:80", now))
+    config = make_config(**LOCAL)
+    process_cache().clear()
+    try:
+        assert seed_policies(out, _shard("b.test"), config) == 1
+        # A later part fetched a.test again (the index learns of it at the next shard).
+        out.write_origin_part(_part(3), _origin_files("http://a.test:80", now))
+        assert seed_policies(out, _shard("a.test"), config) == 1
+        policy = shard_policies(config).get("http://a.test:80")
+        assert policy is not None
+        assert {f.fetched_at for f in policy.files.values()} == {now}
+    finally:
+        process_cache().clear()
+
+
+def test_the_origin_index_starts_again_when_the_folder_is_written_anew(
+        tmp_path: Path) -> None:
+    out = OutputDir(str(tmp_path / "o"))
+    now = datetime.now(UTC)
+    out.write_origin_part(_part(1), _origin_files("http://a.test:80", now))
+    config = make_config(**LOCAL)
+    process_cache().clear()
+    try:
+        assert seed_policies(out, _shard("a.test"), config) == 1
+        out.remove_run()  # --overwrite: a new run, other parts
+        out.write_origin_part(_part(5), _origin_files("http://b.test:80", now))
+        process_cache().policies.clear()
+        assert seed_policies(out, _shard("a.test", "b.test"), config) == 1
+        assert shard_policies(config).get("http://b.test:80") is not None
+    finally:
+        process_cache().clear()
+
+
+def test_origin_index_past_its_bound_names_the_parts_it_could_not_hold() -> None:
+    index = OriginIndex("memory://o", max_entries=5)
+    index.add("p1", ["a", "b"], ["a", "b"])
+    index.add("p2", ["c", "d"], ["c"])  # would hold 7: kept unsearched
+    index.add("p3", ["e"], None)  # not sorted: its row groups' statistics must tell
+    assert len(index) == 5
+    assert index.parts_for({"a", "x"}) == [("p1", {"a"}, [0]), ("p2", {"a", "x"}, None)]
+    assert index.parts_for({"b", "e"}) == [("p1", {"b"}, [0, 1]), ("p2", {"b", "e"}, None),
+                                           ("p3", {"e"}, None)]
+    assert index.stale(["p1", "p2", "p3", "p4"]) is False
+    assert index.stale(["p0", "p1", "p2", "p3"]) is True  # a new part older than the newest
+    assert index.stale(["p2", "p3"]) is True  # p1 is gone
+
+
+@pytest.mark.parametrize(("values", "groups"), [
+    ({"a"}, [0]), ({"b"}, [0]), ({"c"}, [0, 1]),  # c's rows may begin in group 0
+    ({"d"}, [1]), ({"f"}, [1, 2, 3]),  # f fills group 2 and may spill either side
+    ({"z"}, [3]), ({"0"}, [0]), (set(), []),
+])
+def test_row_groups_of_a_sorted_file(values: set[str], groups: list[int]) -> None:
+    assert row_groups(["a", "c", "f", "f"], values) == groups
+
+
+def test_seeding_finds_an_origin_whose_files_straddle_row_groups(tmp_path: Path) -> None:
+    out = OutputDir(str(tmp_path / "o"))
+    now = datetime.now(UTC)
+    origins = [f"http://h{i:03d}.test:80" for i in range(100)]  # 300 rows: 64 a group
+    out.write_origin_part(_part(1), [r for o in origins for r in _origin_files(o, now)])
+    assert pq.ParquetFile(tmp_path / "o" / _part(1)).num_row_groups == 5
+    config = make_config(**LOCAL)
+    process_cache().clear()
+    try:
+        assert seed_policies(out, _shard(*(o[7:-3] for o in origins)), config) == 100
+    finally:
+        process_cache().clear()

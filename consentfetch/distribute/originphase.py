@@ -16,9 +16,11 @@ the run starts with a phase over the distinct origins of the input:
    most a few thousand rows each (the driver holds no more), every part
    sorted by origin in small row groups;
 4. every shard task reads the rows of its own origins from those parts
-   (skipping, by the row groups' statistics, those that hold none of them)
    and seeds its process's origin-policy cache with them before any request
-   (:func:`seed_policies`).
+   (:func:`seed_policies`): a process indexes each part once (which origins
+   it holds, :class:`~consentfetch.workercache.OriginIndex`), so a shard opens
+   only the parts holding its origins, and in them reads only the row groups
+   whose statistics may hold them.
 
 An origin met only as a redirect target is not in the input: a task fetches
 its files on demand, once per worker process, as a single-process run does.
@@ -34,11 +36,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import pyarrow.compute as pc
 from yarl import URL
 
 from .. import pipeline
@@ -54,7 +58,7 @@ from ..consent.origins import (
 )
 from ..net.client import parse_http_url
 from ..reader import ShardInput
-from ..workercache import PolicyView, process_cache
+from ..workercache import OriginIndex, PolicyView, process_cache
 from ..writer import OutputDir
 
 logger = logging.getLogger(__name__)
@@ -152,9 +156,10 @@ def seed_policies(out: OutputDir, shard: ShardInput, config: FetchConfig) -> int
     if not wanted:
         return 0
     grouped: dict[str, dict[str, dict[str, Any]]] = {}
-    for part in out.origin_parts():  # oldest first: the latest fetch of a file wins
-        for row in out.read_rows(part, "origin", wanted):
-            grouped.setdefault(row["origin"], {})[row["kind"]] = row
+    for part, origins, groups in _part_index(out).parts_for(wanted):  # oldest first
+        found = out.read_rows(part, "origin", origins) if groups is None \
+            else out.read_groups(part, groups, "origin", origins)
+        grouped.update(_rows_by_origin(found))  # the latest fetch of an origin's files wins
     added = 0
     for origin, rows in grouped.items():
         policy = policy_from_rows(origin, rows, config)
@@ -162,6 +167,41 @@ def seed_policies(out: OutputDir, shard: ShardInput, config: FetchConfig) -> int
             cache.seed(origin, _without_bodies(policy, config))
             added += 1
     return added
+
+
+def _part_index(out: OutputDir) -> OriginIndex:
+    """This process's index of ``out``'s origin parts, the parts added since brought in:
+    each part's origin column is read once per process, not once per shard."""
+    parts = out.origin_parts()
+    index = process_cache().origin_index(out.url, parts)
+    for part in parts:
+        if part not in index:
+            index.add(part, *_part_origins(out, part))
+    return index
+
+
+def _part_origins(out: OutputDir, part: str) -> tuple[list[str], list[str] | None]:
+    """The origins whose own files a part holds (licences apart), and the origin
+    of each of its row groups' first rows (None if the part is not sorted by
+    origin, as an older run's single file may not be)."""
+    table, sizes = out.read_columns(part, ["origin", "kind"])
+    column: list[str] = table.column("origin").to_pylist()
+    firsts: list[str] | None = None
+    if all(a <= b for a, b in itertools.pairwise(column)):
+        firsts = [column[start] for start in itertools.accumulate([0, *sizes[:-1]])]
+    own = table.filter(pc.not_equal(table.column("kind"), str(FileKind.LICENCE)))
+    origins: list[str] = pc.unique(own.column("origin")).to_pylist()
+    return origins, firsts
+
+
+def _rows_by_origin(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Origin-file ``rows`` of one part by origin, then kind (licences apart: they are
+    not an origin's own files, and are fetched on demand)."""
+    grouped: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        if row["kind"] != FileKind.LICENCE:
+            grouped.setdefault(row["origin"], {})[row["kind"]] = row
+    return grouped
 
 
 def shard_policies(config: FetchConfig) -> PolicyView:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -57,8 +58,10 @@ def preload_lists(config: FetchConfig, storage_options: dict[str, Any] | None) -
 def shard_task(shard: ShardInput, config: FetchConfig, out: OutputDir,
                extra_fields: list[pa.Field], sink: ProgressSink | None) -> ShardOutcome:
     """One shard in a worker process, its origin policies seeded from origins.parquet."""
+    started = time.monotonic()
     seeded = seed_policies(out, shard, config)  # before any request
-    logger.debug("shard %d: %d origin policies from origins.parquet", shard.shard_id, seeded)
+    logger.debug("shard %d: %d origin policies from origins.parquet in %.2f s",
+                 shard.shard_id, seeded, time.monotonic() - started)
     outcome = run_shard(shard, config, out, extra_fields, sink)
     outcome.origin_rows = new_origin_rows(outcome.origin_rows, config)
     return outcome
@@ -75,9 +78,10 @@ async def shard_stream(next_shard: ShardSource, config: FetchConfig, out: Output
         async def one(shard: ShardInput) -> ShardOutcome:
             if not seed:
                 return await loop.run(shard, progress)
+            started = time.monotonic()
             seeded = seed_policies(out, shard, config)  # before any request
-            logger.debug("shard %d: %d origin policies from origins.parquet",
-                         shard.shard_id, seeded)
+            logger.debug("shard %d: %d origin policies from origins.parquet in %.2f s",
+                         shard.shard_id, seeded, time.monotonic() - started)
             outcome = await loop.run(shard, progress)
             outcome.origin_rows = new_origin_rows(outcome.origin_rows, config)
             return outcome
