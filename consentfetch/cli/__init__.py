@@ -18,6 +18,7 @@ interrupted. Everything else in the package logs.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -102,7 +103,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     try:
-        return handlers[args.command](args)
+        return _run(handlers[args.command], args)
+    finally:
+        # Arrow objects left for the interpreter's final teardown can abort the
+        # process after its work is done ("terminate called without an active
+        # exception", apache/arrow#34314, #39862): collect them while Arrow is alive.
+        gc.collect()
+
+
+def _run(handler: Handler, args: argparse.Namespace) -> int:
+    try:
+        return handler(args)
     except RunInterrupted as exc:
         print(f"\nconsentfetch: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
