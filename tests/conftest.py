@@ -6,6 +6,7 @@ started here, on loopback addresses, port chosen by the OS.
 
 from __future__ import annotations
 
+import signal
 import struct
 import zlib
 from collections.abc import Iterator
@@ -20,6 +21,14 @@ import pytest
 
 from consentfetch.consent.decision import Denial
 from consentfetch.testsite import RUDE, Delivery, LocalSite, running_site
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` of a child that a test sends SIGINT (Ctrl-C): restore the default
+    disposition, so Python in the child installs its KeyboardInterrupt handler. A
+    shell starts background jobs (``.ci/run &``) with SIGINT ignored, and children
+    inherit that; the child would then ignore the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 SITE_HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
 

@@ -14,6 +14,8 @@ import pyarrow.parquet as pq
 
 from consentfetch.testsite import LocalSite, Resource, make_image
 
+from .conftest import sigint_default
+
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "consentfetch", *args], capture_output=True,
@@ -84,7 +86,7 @@ def test_ctrl_c_says_how_to_resume(site: LocalSite, url_list, tmp_path: Path) ->
     proc = subprocess.Popen(
         [sys.executable, "-m", "consentfetch", "download", url_list(rows), str(out),
          "--allow-private-networks", "--processes", "1", "--timeout", "30"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default)
     deadline = time.monotonic() + 20
     while site.hit_count(0, "/fault/slow") == 0 and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -18,7 +18,7 @@ import webdataset as wds
 from consentfetch import ConfigError, fetch_shards, read_audit
 from consentfetch.testsite import LocalSite, Resource, make_image, running_site
 
-from .conftest import LOCAL, with_local
+from .conftest import LOCAL, sigint_default, with_local
 
 
 def check_invariants(out: Path, n_rows: int) -> None:
@@ -114,7 +114,8 @@ def _download(path: str, out: Path, *extra: str) -> subprocess.Popen[str]:
         [sys.executable, "-m", "consentfetch", "download", path, str(out),
          "--allow-private-networks", "--shard-size", "50", "--processes", "2",
          "--concurrency", "8", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=sigint_default)
 
 
 def _group_alive(pgid: int) -> bool:
