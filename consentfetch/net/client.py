@@ -202,6 +202,23 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+async def _judge(url: URL, response: aiohttp.ClientResponse,
+                 check_headers: HeaderCheck) -> URL | Denial | None:
+    """What a response's status and headers decide: the next hop's URL, an HTTP error,
+    or the headers' denial (its connection dropped: no body byte is read); None when
+    the body may be read."""
+    location = response.headers.get("Location")
+    if response.status in REDIRECT_STATUSES and location:
+        return parse_location(url, location)
+    if not 200 <= response.status < 300:
+        return _http_error(response)
+    denial = await check_headers(url, response.headers)
+    if denial:
+        response.close()
+        return denial.with_http_status(response.status)
+    return None
+
+
 def _http_error(response: aiohttp.ClientResponse) -> Denial:
     text = f"HTTP {response.status} {response.reason or ''}".strip()
     retry_after = None
@@ -519,15 +536,9 @@ class HttpClient:
         try:
             async with asyncio.timeout(budget):
                 async with self.session.get(url, allow_redirects=False) as response:
-                    location = response.headers.get("Location")
-                    if response.status in REDIRECT_STATUSES and location:
-                        return parse_location(url, location)
-                    if not 200 <= response.status < 300:
-                        return _http_error(response)
-                    denial = await check_headers(url, response.headers)
-                    if denial:
-                        response.close()  # drop the connection: no body byte is read
-                        return denial.with_http_status(response.status)
+                    judged = await _judge(url, response, check_headers)
+                    if judged is not None:
+                        return judged
                     return await self._read_body(url, response)
         except TimeoutError:
             return Denial(Reason.TIMEOUT, f"no complete response within {self._within(deadline)}")
@@ -547,14 +558,9 @@ class HttpClient:
                             continue
                         if method == "GET":
                             response.close()  # the headers are in: no body byte is read
-                        location = response.headers.get("Location")
-                        if response.status in REDIRECT_STATUSES and location:
-                            return parse_location(url, location)
-                        if not 200 <= response.status < 300:
-                            return _http_error(response)
-                        denial = await check_headers(url, response.headers)
-                        if denial:
-                            return denial.with_http_status(response.status)
+                        judged = await _judge(url, response, check_headers)
+                        if judged is not None:
+                            return judged
                         return Fetched(url, response.status, response.headers, b"")
         except TimeoutError:
             return Denial(Reason.TIMEOUT, f"no response headers within {self._within(deadline)}")
