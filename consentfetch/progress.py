@@ -111,6 +111,16 @@ class LogLines:
         pass
 
 
+def view_of(progress: bool | ProgressView) -> ProgressView | None:
+    """What a ``progress=`` argument asks for: log lines (True), nothing (False), or
+    the view given."""
+    if progress is True:
+        return LogLines()
+    if progress is False:
+        return None
+    return progress
+
+
 class Progress:
     """Counts rows done and successes; thread-safe; shows itself now and then.
 

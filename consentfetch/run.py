@@ -27,7 +27,7 @@ from .distribute.originphase import batches, collect_origins, fresh_origins
 from .errors import ConfigError, InputError, OutputError, RunInterrupted
 from .layout import RUN_FILE, key_index, origin_part, parquet_name, run_stamp, stats_name
 from .pipeline import engine_for
-from .progress import LogLines, Progress, ProgressView
+from .progress import Progress, ProgressView, view_of
 from .reader import InputRow, InputSource, ShardInput, input_identity
 from .recheck.apply import RUN_JSON_KEYS
 from .safetext import lost_userinfo, redact_userinfo
@@ -101,7 +101,7 @@ def fetch_shards(input: str, output_dir: str, config: FetchConfig | None = None,
     # list fails early.
     engine_for(config, storage_options)
     out = OutputDir(output_dir, storage_options)
-    view = LogLines() if progress is True else None if progress is False else progress
+    view = view_of(progress)
     return _Run(config, source, out, input, view).execute()
 
 

@@ -63,7 +63,7 @@ from ..lru import BoundedCache
 from ..net.client import HttpClient, parse_http_url
 from ..net.politeness import HostScheduler
 from ..pipeline import _Shard, make_client
-from ..progress import LogLines, Progress, ProgressView
+from ..progress import Progress, ProgressView, view_of
 from ..safetext import redact_userinfo
 from ..writer import OutputDir, evidence_columns
 from .settings import recheck_settings
@@ -143,7 +143,7 @@ def recheck_shards(output_dir: str, *, opt_out_lists: tuple[str, ...] | list[str
                                 allow_private_networks=allow_private_networks,
                                 ca_file=ca_file)
     dest = OutputDir(output, storage_options) if output is not None else source
-    view = LogLines() if progress is True else None if progress is False else progress
+    view = view_of(progress)
     job = _Recheck(source, dest, settings.config, headers, view)
     job.lists_missing = settings.lists_missing
     return asyncio.run(job.run())
