@@ -81,17 +81,31 @@ def _peak_kib(pid: int) -> int | None:
     return None
 
 
+def _open_files(pid: int) -> int | None:
+    """Open file descriptors of ``pid`` (sockets included): what ``ulimit -n`` bounds."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
 @dataclass
 class RunStats:
     wall: float = 0.0
     cpu: float = 0.0  # user + system seconds of the whole process tree
     peak_rss_mib: dict[int, float] = field(default_factory=dict)  # pid -> peak RSS
+    peak_files: dict[int, int] = field(default_factory=dict)  # pid -> most open files seen
     returncode: int = 0
     stderr: str = ""
 
     @property
     def max_rss_mib(self) -> float:
         return max(self.peak_rss_mib.values(), default=0.0)
+
+    @property
+    def max_files(self) -> int:
+        """The most open files one process held (sampled)."""
+        return max(self.peak_files.values(), default=0)
 
     @property
     def total_rss_mib(self) -> float:
@@ -101,7 +115,7 @@ class RunStats:
 
 def measure(cmd: Sequence[str], *, env: dict[str, str] | None = None,
             interval: float = 0.2) -> RunStats:
-    """Run ``cmd``; sample every process of its tree for its peak RSS (VmHWM)."""
+    """Run ``cmd``; sample every process of its tree for its peak RSS (VmHWM) and open files."""
     stats = RunStats()
     before = os.times()
     start = time.monotonic()
@@ -116,6 +130,9 @@ def measure(cmd: Sequence[str], *, env: dict[str, str] | None = None,
             peak = _peak_kib(pid)
             if peak is not None:
                 stats.peak_rss_mib[pid] = max(stats.peak_rss_mib.get(pid, 0), peak / 1024)
+            files = _open_files(pid)
+            if files is not None:
+                stats.peak_files[pid] = max(stats.peak_files.get(pid, 0), files)
         time.sleep(interval)
     reader.join(5)
     after = os.times()

@@ -371,7 +371,8 @@ class Run:
         return (f"{self.tool:<13} {self.images:6d} images {self.stats.wall:7.1f} s "
                 f"{self.images_per_s:7.1f} images/s "
                 f"{1000 * self.stats.cpu / max(1, self.images):6.2f} ms CPU/image, peak RSS "
-                f"{self.stats.max_rss_mib:5.0f} MiB (sum {self.stats.total_rss_mib:5.0f}); "
+                f"{self.stats.max_rss_mib:5.0f} MiB (sum {self.stats.total_rss_mib:5.0f}), "
+                f"most open files in one process {self.stats.max_files}; "
                 f"requests per origin: {per_file}; most in flight to one host "
                 f"{self.seen['max_per_host']} (hot host {self.seen['max_hot_host']}); "
                 f"tail after 95% of images: {100 * self.tail_share:.0f}% of the run")
@@ -451,18 +452,20 @@ def bookkeeping(args: argparse.Namespace) -> None:
                     sys.exit(f"consentfetch failed:\n{stats.stderr[-3000:]}")
                 early, late = shard_pace(work / "cf")
             per_k = 1000 * stats.wall / rows
-            results.append((rows, origins, per_k, stats.total_rss_mib, stats.max_rss_mib))
+            cpu_per_k = 1000 * stats.cpu / rows
+            results.append((rows, origins, per_k, stats.total_rss_mib, cpu_per_k))
             print(f"{rows} rows over {origins} origins: {stats.wall:.1f} s, {per_k:.2f} s per "
-                  f"1,000 rows, peak RSS {stats.max_rss_mib:.0f} MiB largest process, "
-                  f"{stats.total_rss_mib:.0f} MiB summed; within the run, s between shard "
+                  f"1,000 rows ({cpu_per_k:.2f} CPU s), peak RSS {stats.max_rss_mib:.0f} MiB "
+                  f"largest process, {stats.total_rss_mib:.0f} MiB summed, most open files "
+                  f"in one process {stats.max_files}; within the run, s between shard "
                   f"completions: first quarter {early:.1f}, last quarter {late:.1f} "
                   f"(x{late / early:.2f})", flush=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     first = results[0]
-    for rows, _origins, per_k, total, _ in results[1:]:
-        print(f"{rows} / {first[0]} rows: time per row x{per_k / first[2]:.2f}, summed peak "
-              f"RSS x{total / first[3]:.2f}")
+    for rows, _origins, per_k, total, cpu_per_k in results[1:]:
+        print(f"{rows} / {first[0]} rows: time per row x{per_k / first[2]:.2f}, CPU per row "
+              f"x{cpu_per_k / first[4]:.2f}, summed peak RSS x{total / first[3]:.2f}")
 
 
 def shard_pace(out: Path) -> tuple[float, float]:

@@ -150,6 +150,7 @@ class LocalSite:
         #: host -> the most requests it was answering at once (until the handler returned)
         self.peak_inflight: Counter[str] = Counter()
         self.user_agents: set[str] = set()
+        self._peers: set[tuple[str, int]] = set()  # client (address, port) of every request
         # (host, path, Authorization header) of every request that sent one
         self.authorizations: list[tuple[str, str, str]] = []
         self._lock = threading.Lock()
@@ -183,6 +184,22 @@ class LocalSite:
         with self._lock:
             return self.hits[(name, path)]
 
+    @property
+    def connections_made(self) -> int:
+        """Connections that carried at least one request (by client address and port)."""
+        with self._lock:
+            return len(self._peers)
+
+    def open_connections(self) -> int:
+        """Connections the server holds open now, idle keep-alive ones included."""
+        if self._loop is None or self._runner is None or self._runner.server is None:
+            return 0
+        server = self._runner.server
+
+        async def count() -> int:
+            return len(server.connections)
+        return asyncio.run_coroutine_threadsafe(count(), self._loop).result(5)
+
     # -- serving -------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         host = request.transport.get_extra_info("sockname")[0] if request.transport else ""
@@ -192,6 +209,8 @@ class LocalSite:
             self.methods[(host, path, request.method)] += 1
             self.log.append((time.monotonic(), host, request.path_qs))
             self.user_agents.add(request.headers.get("User-Agent", ""))
+            if request.transport is not None:
+                self._peers.add(request.transport.get_extra_info("peername")[:2])
             if "Authorization" in request.headers:
                 self.authorizations.append((host, path, request.headers["Authorization"]))
             resource = self._resources.get((host, path))

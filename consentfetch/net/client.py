@@ -33,17 +33,18 @@ from yarl import URL
 from ..consent.decision import Denial, Reason, Retry, retry_when
 from .guard import BlockedAddressError, check_host, resolver_for
 from .politeness import HostSlots
+from .pool import BoundedIdleConnector
 
 logger = logging.getLogger(__name__)
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 BACKOFF_STATUSES = frozenset({429, 503})  # the statuses whose Retry-After we honour
 ORIGIN_FILE_MAX_REDIRECTS = 5  # RFC 9309 §2.3.1.2: follow at least five
-# Idle keep-alive connections are closed after this. aiohttp's pool bounds connections
-# in use, not idle ones: with a long tail of hosts, idle sockets pile up as new hosts per
-# second × this (aiohttp's default 15 s held ~11,800 sockets per process on the
-# latency-free 30,000-row bookkeeping benchmark; 2 s held ~1,460).
+# Idle keep-alive connections are closed after this, and at most IDLE_PER_REQUEST ×
+# --concurrency of them are kept at once (see net/pool.py: aiohttp bounds only the
+# connections in use, and over a long tail of hosts idle ones piled up into thousands).
 KEEPALIVE_SECONDS = 2.0
+IDLE_PER_REQUEST = 2
 LATE_TIMEOUT_SHARE = 0.25  # of --timeout, for attempts at a host whose last request timed out
 _CHUNK = 64 * 1024
 _FILE_PATHS = ("/robots.txt", "/ai.txt", "/.well-known/tdmrep.json")  # counted apart
@@ -302,9 +303,9 @@ class HttpClient:
         self.sent: Counter[str] = Counter()
 
     async def __aenter__(self) -> HttpClient:
-        connector = aiohttp.TCPConnector(
+        connector = BoundedIdleConnector(
+            max_idle=self._concurrency * IDLE_PER_REQUEST, keepalive_timeout=KEEPALIVE_SECONDS,
             limit=self._concurrency * 2, ttl_dns_cache=300, ssl=self._tls_context(),
-            keepalive_timeout=KEEPALIVE_SECONDS,
             resolver=resolver_for(self.allow_private_networks, self.allowed_networks,
                                   self._resolver))
         self._session = aiohttp.ClientSession(
