@@ -178,7 +178,10 @@ class Counters:
     max_per_host: int = 0
     max_hot_host: int = 0
     images_done: list[float] = field(default_factory=list)  # seconds since start
-    timeline: list[tuple[float, int]] = field(default_factory=list)
+    # what is in flight, by the origin's behaviour and the request's kind ("stall robots.txt")
+    in_flight_by: Counter[str] = field(default_factory=Counter)
+    # (seconds since start, requests in flight, the in_flight_by entries that are not 0)
+    timeline: list[tuple[float, int, dict[str, int]]] = field(default_factory=list)
 
     def report(self) -> dict[str, Any]:
         return {"requests": dict(self.requests), "max_per_host": self.max_per_host,
@@ -200,7 +203,7 @@ async def _serve(shape: Shape, ready: Any, stop: Any) -> None:
     pool = [make_image(w, int(w * 0.75), seed=s)
             for s, w in enumerate(rng.choice(range(400, 801, 20)) for _ in range(48))]
     counters = Counters()
-    seen: set[int] = set()
+    seen: set[tuple[str, tuple[str, int]]] = set()  # (origin, client address and port)
     hot = address(0)
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -213,6 +216,8 @@ async def _serve(shape: Shape, ready: Any, stop: Any) -> None:
         kind = _kind(request.path)
         counters.requests[kind] += 1
         counters.in_flight += 1
+        what = f"{info.behaviour} {kind}"
+        counters.in_flight_by[what] += 1
         counters.per_host[host] += 1
         counters.max_per_host = max(counters.max_per_host, counters.per_host[host])
         if host == hot:
@@ -220,13 +225,15 @@ async def _serve(shape: Shape, ready: Any, stop: Any) -> None:
         mine = counters
         try:
             wait = info.rtt
-            if request.transport is not None and id(request.transport) not in seen:
-                seen.add(id(request.transport))
+            peer = request.transport.get_extra_info("peername") if request.transport else None
+            if peer is not None and (host, peer[:2]) not in seen:
+                seen.add((host, peer[:2]))
                 wait += info.rtt  # the handshake of a new connection
             await asyncio.sleep(wait)
             return await _answer(request, info, kind, pool, mine)
         finally:
             mine.in_flight -= 1
+            mine.in_flight_by[what] -= 1
             mine.per_host[host] -= 1
             if not mine.per_host[host]:
                 del mine.per_host[host]
@@ -235,7 +242,8 @@ async def _serve(shape: Shape, ready: Any, stop: Any) -> None:
         while True:
             await asyncio.sleep(0.5)
             counters.timeline.append((round(time.monotonic() - counters.started, 1),
-                                      counters.in_flight))
+                                      counters.in_flight,
+                                      {k: n for k, n in counters.in_flight_by.items() if n}))
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
@@ -412,8 +420,10 @@ def compare(args: argparse.Namespace) -> None:
                     runs.append(Run(tool, successes(out), stats, server.counters(), origins))
                     print(f"round {round_no} {runs[-1].line()}", flush=True)
                     if args.timeline:
-                        print("  in flight over time (s, requests):",
-                              runs[-1].seen["timeline"][::4])
+                        print("  in flight over time (s, requests, by origin behaviour and "
+                              "request kind):")
+                        for at, count, by in runs[-1].seen["timeline"][::4]:
+                            print(f"    {at:6.1f} {count:4d} {by}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     _summary(runs)
