@@ -114,13 +114,13 @@ class RunStats:
 
 
 def measure(cmd: Sequence[str], *, env: dict[str, str] | None = None,
-            interval: float = 0.2) -> RunStats:
+            interval: float = 0.2, preexec_fn: Callable[[], None] | None = None) -> RunStats:
     """Run ``cmd``; sample every process of its tree for its peak RSS (VmHWM) and open files."""
     stats = RunStats()
     before = os.times()
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=env)
+                            env=env, preexec_fn=preexec_fn)
     stderr_chunks: list[str] = []
     reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()),
                               daemon=True)

@@ -37,7 +37,9 @@ over time.
 ``--bookkeeping`` measures what grows with the number of origins instead:
 no latency, no faults, every robots.txt 404, 1 row in 20 an image and the
 rest 404s, one origin per 3.3 rows; consentfetch only; time per 1,000 rows
-and peak RSS at each ``--rows`` size.
+and peak RSS at each ``--rows`` size. ``--open-files-limit N`` runs
+consentfetch under ``ulimit -n N`` and counts the rows that failed with "Too
+many open files".
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ import json
 import math
 import multiprocessing
 import random
+import resource
 import shutil
 import statistics
 import sys
@@ -57,6 +60,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -390,6 +394,25 @@ def successes(out: Path) -> int:
     return sum(json.loads(p.read_text())["successes"] for p in out.glob("*_stats.json"))
 
 
+def out_of_files(out: Path) -> int:
+    """Rows of the audit whose evidence says the process ran out of file descriptors."""
+    found = 0
+    for part in out.glob("[0-9]*.parquet"):
+        evidence = pq.read_table(part, columns=["evidence"]).column("evidence").to_pylist()
+        found += sum(1 for e in evidence if e and "Too many open files" in e)
+    return found
+
+
+def files_limit(limit: int | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that sets the child's open-file limit (``ulimit -n``), or None."""
+    if limit is None:
+        return None
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    return apply
+
+
 def compare(args: argparse.Namespace) -> None:
     shape = Shape(args.rows[0])
     venv = None
@@ -457,10 +480,15 @@ def bookkeeping(args: argparse.Namespace) -> None:
             with Server(shape) as server:
                 urls = work / "urls.parquet"
                 origins = write_input(shape, server.port, urls)
-                stats = measure(consentfetch_cmd(urls, work / "cf", args.processes))
+                stats = measure(consentfetch_cmd(urls, work / "cf", args.processes),
+                                preexec_fn=files_limit(args.open_files_limit))
                 if stats.returncode != 0:
                     sys.exit(f"consentfetch failed:\n{stats.stderr[-3000:]}")
                 early, late = shard_pace(work / "cf")
+                if args.open_files_limit is not None:
+                    print(f"under ulimit -n {args.open_files_limit}: {successes(work / 'cf')} "
+                          f"images, {out_of_files(work / 'cf')} rows failed with "
+                          f"'Too many open files'", flush=True)
             per_k = 1000 * stats.wall / rows
             cpu_per_k = 1000 * stats.cpu / rows
             results.append((rows, origins, per_k, stats.total_rss_mib, cpu_per_k))
@@ -502,6 +530,8 @@ def main() -> None:
     parser.add_argument("--cf-arg", action="append", default=[],
                         help="an extra consentfetch download argument (repeat), for A/B runs")
     parser.add_argument("--bookkeeping", action="store_true")
+    parser.add_argument("--open-files-limit", type=int, default=None,
+                        help="with --bookkeeping: run consentfetch under this ulimit -n")
     args = parser.parse_args()
     if args.bookkeeping:
         args.rows = args.rows or [100_000, 1_000_000]

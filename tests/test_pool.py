@@ -8,6 +8,9 @@ and a site's resources see.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Iterator
 
@@ -118,3 +121,51 @@ def test_pooled_entries_are_the_shape_the_connector_relies_on(many: LocalSite) -
             assert protocol.is_connected() and isinstance(released_at, float)
 
     asyncio.run(run())
+
+
+def limits_after(soft: int, hard: int, sockets: int) -> tuple[list[str], str]:
+    """The open-file limits after ``ensure_open_files(sockets)`` in a new process that
+    started with ``soft`` / ``hard`` (the test's own process keeps its limits)."""
+    code = textwrap.dedent(f"""
+        import logging, resource
+        logging.basicConfig(level=logging.WARNING)
+        resource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard}))
+        from consentfetch.net.pool import ensure_open_files
+        print(ensure_open_files({sockets}), *resource.getrlimit(resource.RLIMIT_NOFILE))
+        ensure_open_files({sockets})
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    return done.stdout.split(), done.stderr
+
+
+@pytest.mark.parametrize(("soft", "hard", "sockets", "expected"), [
+    (300, 4096, 512, ["768", "768", "4096"]),  # raised to what is needed, not to the hard limit
+    (2000, 4096, 512, ["2000", "2000", "4096"]),  # enough already: left alone
+    (300, 500, 512, ["500", "500", "500"]),  # as far as the hard limit allows
+])
+def test_the_open_file_limit_is_raised_to_what_the_connections_need(
+        soft: int, hard: int, sockets: int, expected: list[str]) -> None:
+    limits, stderr = limits_after(soft, hard, sockets)
+    assert limits == expected
+    warned = stderr.count("open-file limit (ulimit -n) is")
+    assert warned == (1 if int(expected[0]) < sockets + 256 else 0)  # said once, up front
+
+
+def test_a_client_raises_the_limit_for_its_concurrency() -> None:
+    code = textwrap.dedent("""
+        import asyncio, resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (100, 8192))
+        from consentfetch.net.client import HttpClient
+        from consentfetch.net.politeness import HostSlots
+
+        async def main():
+            async with HttpClient(user_agent="t", timeout=1.0, max_bytes=1, max_redirects=1,
+                                  retries=1, concurrency=128, slots=HostSlots(2),
+                                  allow_private_networks=True):
+                print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        asyncio.run(main())
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert int(done.stdout) == 128 * 4 + 256

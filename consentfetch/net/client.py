@@ -33,7 +33,7 @@ from yarl import URL
 from ..consent.decision import Denial, Reason, Retry, retry_when
 from .guard import BlockedAddressError, check_host, resolver_for
 from .politeness import HostSlots
-from .pool import BoundedIdleConnector
+from .pool import BoundedIdleConnector, ensure_open_files
 
 logger = logging.getLogger(__name__)
 
@@ -303,6 +303,8 @@ class HttpClient:
         self.sent: Counter[str] = Counter()
 
     async def __aenter__(self) -> HttpClient:
+        # in use (limit) and idle (max_idle)
+        ensure_open_files(self._concurrency * (2 + IDLE_PER_REQUEST))
         connector = BoundedIdleConnector(
             max_idle=self._concurrency * IDLE_PER_REQUEST, keepalive_timeout=KEEPALIVE_SECONDS,
             limit=self._concurrency * 2, ttl_dns_cache=300, ssl=self._tls_context(),

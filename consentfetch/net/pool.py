@@ -22,12 +22,20 @@ the ``(protocol, release time)`` pairs, as in aiohttp 3.9 to 3.14);
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from typing import Any
 
 import aiohttp
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.client_reqrep import ConnectionKey
+
+logger = logging.getLogger(__name__)
+
+# File descriptors a process needs besides its sockets: shard files, pipes to the
+# main process, the event loop's own, logging, the image threads' files.
+OTHER_FILES = 256
+_warned: list[int] = []  # the limit, once this process has warned that it is too low
 
 
 class BoundedIdleConnector(aiohttp.TCPConnector):
@@ -73,3 +81,37 @@ class BoundedIdleConnector(aiohttp.TCPConnector):
         if not pooled:
             del self._conns[key]
         protocol.close()
+
+
+def ensure_open_files(sockets: int) -> int:
+    """Raise this process's soft open-file limit (``ulimit -n``) to hold ``sockets``
+    sockets and :data:`OTHER_FILES` other files, as far as the hard limit allows.
+
+    Many systems start programs with a soft limit of 1024 and a much higher
+    hard one, which a process may raise itself to. Below what is needed,
+    requests would fail with "Too many open files" in the middle of a run;
+    when the hard limit is too low as well, this says so once, up front.
+    Returns the soft limit now in force (0 where there is no such limit).
+    """
+    try:
+        import resource
+    except ImportError:  # not on this platform (Windows): no such limit to raise
+        return 0
+    needed = sockets + OTHER_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return int(soft)
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            logger.debug("could not raise the open-file limit to %d", target, exc_info=True)
+    if soft < needed and not _warned:
+        _warned.append(soft)
+        logger.warning(
+            "the open-file limit (ulimit -n) is %d, but --concurrency can hold about %d "
+            "connections: requests may fail with 'Too many open files'; lower --concurrency "
+            "or raise the limit", soft, sockets)
+    return int(soft)
