@@ -14,7 +14,7 @@ import pytest
 
 from consentfetch import OutputError, fetch_shards
 from consentfetch.tarstream import TarStream
-from consentfetch.testsite import LocalSite, make_image
+from consentfetch.testsite import Delivery, LocalSite, Resource, make_image
 from consentfetch.writer import write_error_message
 
 from .conftest import LOCAL
@@ -155,3 +155,37 @@ def test_full_disk_in_a_worker_process(site: LocalSite, url_list, tmp_path: Path
     assert "Traceback" not in result.stderr
     assert json.loads((out / "run.json").read_text())["state"] == "failed"
     assert not list(out.glob("*.tmp"))
+
+
+# The disk is full for shard 0's tar only: one worker process fails, the other goes on.
+FULL_DISK_FOR_SHARD_0 = FULL_DISK_FOR_TARS.replace('endswith(".tar.tmp")',
+                                                   'endswith("00000.tar.tmp")')
+
+
+def test_a_failed_worker_does_not_hang_the_run_while_another_sends_its_outcome(
+        site: LocalSite, url_list, tmp_path: Path) -> None:
+    """The run fails with the first worker's error even when another worker then
+    completes a shard whose outcome (its origin files, bodies kept with
+    --save-consent-files) is bigger than a pipe holds: the parent keeps reading until every worker has exited."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(FULL_DISK_FOR_SHARD_0)
+    comments = "".join(f"# line {i} of a long robots.txt, kept whole in origins.parquet\n"
+                       for i in range(4000))  # about 240 kB: more than a pipe's 64 kB
+    site.put(1, "/robots.txt", comments + "User-agent: *\nAllow: /\n")
+    slow = Resource(make_image(40, 40, seed=1), content_type="image/jpeg",
+                    delivery=Delivery(piece=50, pause=0.2))  # 3-4 s: after shard 0 fails
+    rows = [{"url": site.put(0, "/a.jpg", make_image(40, 40))},
+            {"url": site.put(1, "/slow.jpg", slow)}]
+    out = tmp_path / "o"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(hooks), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    result = subprocess.run(
+        [sys.executable, "-m", "consentfetch", "download", url_list(rows), str(out),
+         "--allow-private-networks", "--processes", "2", "--shard-size", "1",
+         "--save-consent-files"],
+        capture_output=True, text=True, timeout=90, env=env)
+    assert result.returncode == 2, result.stderr
+    assert f"cannot write to output folder {out}: no space left on the device" in result.stderr
+    assert json.loads((out / "run.json").read_text())["state"] == "failed"
+    assert site.hit_count(1, "/slow.jpg") == 1  # the other worker did run its shard

@@ -154,7 +154,7 @@ def _run_pool(shards: Iterable[ShardInput], config: FetchConfig, out: OutputDir,
         raise
     finally:
         _stop_feeding(queues.inbox, processes)
-        executor.shutdown(wait=True, cancel_futures=True)
+        _shut_down(executor, queues.outcomes)
         queues.inbox.cancel_join_thread()  # what no worker took is not waited for
         stop.set()
         drain.join(5)
@@ -201,6 +201,31 @@ def _check_workers(workers: list[Future[None]], idle_since: float | None) -> flo
     if now - idle_since > _LAST_OUTCOMES:
         raise RuntimeError("worker processes returned without the outcome of every shard")
     return idle_since
+
+
+def _shut_down(executor: ProcessPoolExecutor, outcomes: Any) -> None:
+    """Wait for the worker processes to exit, reading and dropping the outcomes they
+    still send. A worker exits only once what it sent is in the pipe, so after a failure
+    (when nobody reads outcomes any more) one whose outcome was bigger than the pipe
+    holds would never exit, and the run would hang instead of failing."""
+    exited = threading.Event()
+
+    def shut_down() -> None:
+        try:
+            executor.shutdown(wait=True, cancel_futures=True)
+        finally:
+            exited.set()
+
+    waiter = threading.Thread(target=shut_down, name="consentfetch-shutdown", daemon=True)
+    waiter.start()
+    while not exited.is_set():
+        try:
+            outcomes.get(timeout=_POLL)
+        except queue.Empty:
+            continue
+        except (EOFError, OSError, ValueError):  # the pipe is gone: nothing more to read
+            break
+    waiter.join()
 
 
 def _stop_feeding(inbox: Any, processes: int) -> None:
