@@ -26,7 +26,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
@@ -300,10 +300,7 @@ class ShardLoop:
                     tasks.discard(task)
                     yield task.result()
         finally:
-            pending: list[asyncio.Future[Any]] = [*tasks, *([fetch] if fetch else [])]
-            for future in pending:
-                future.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await _cancel([*tasks, *([fetch] if fetch else [])])
 
 
 async def _warm_origins(ctx: _Shard, urls: list[URL], runners: int) -> None:
@@ -341,7 +338,8 @@ async def _report_waits(shard_id: int, slots: HostSlots, scheduler: HostSchedule
         progress(0, 0, waiting=HostWait(shard_id, hosts, soonest))
 
 
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+async def _cancel(tasks: Sequence[asyncio.Future[Any]]) -> None:
+    """Cancel ``tasks`` and wait until they are done, whatever they raise."""
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -525,9 +525,7 @@ class OutputDir:
             ends = list(itertools.accumulate(pf.metadata.row_group(g).num_rows for g in groups))
             matched = sorted({groups[bisect.bisect_right(ends, hit)] for hit in hits})
             table = pf.read_row_groups(matched)
-        rows: list[dict[str, Any]] = table.filter(
-            pc.is_in(table.column(column), value_set=wanted)).to_pylist()
-        return rows
+        return _rows_where(table, column, wanted)
 
     def read_columns(self, name: str, columns: list[str]) -> tuple[pa.Table, list[int]]:
         """``columns`` of a parquet file, nothing else, and how many rows each of
@@ -544,10 +542,7 @@ class OutputDir:
         for one that does not)."""
         with self.fs.open(self.path(name), "rb") as f:
             table = pq.ParquetFile(f).read_row_groups(sorted(set(groups)))
-        wanted = pa.array(sorted(values), pa.string())
-        rows: list[dict[str, Any]] = table.filter(
-            pc.is_in(table.column(column), value_set=wanted)).to_pylist()
-        return rows
+        return _rows_where(table, column, pa.array(sorted(values), pa.string()))
 
     def iter_rows(self, name: str, batch_rows: int = 4096) -> Iterator[dict[str, Any]]:
         """The rows of a parquet file, read ``batch_rows`` at a time."""
@@ -574,6 +569,13 @@ class OutputDir:
         with self.fs.open(self.path(temporary(name)), "wb") as f:
             pq.write_table(table, f, row_group_size=row_group_size)
         self.commit(name)
+
+
+def _rows_where(table: pa.Table, column: str, wanted: pa.Array) -> list[dict[str, Any]]:
+    """The rows of ``table`` whose ``column`` is one of ``wanted``."""
+    rows: list[dict[str, Any]] = table.filter(
+        pc.is_in(table.column(column), value_set=wanted)).to_pylist()
+    return rows
 
 
 def _may_hold(stats: pq.Statistics | None, ordered: list[str]) -> bool:

@@ -297,11 +297,11 @@ class _QueueSink:
 
     def flush(self) -> None:
         waits: list[HostWait | None] = [*self._waiting.values()] or [None]
-        for i, waiting in enumerate(waits):  # the counts go with the first message
-            if (self._done or waiting) and i == 0:
-                self._updates.put((self._done, self._ok, waiting))
-            elif waiting:
-                self._updates.put((0, 0, waiting))
+        first, *others = waits
+        if self._done or first:  # the counts go with the first message
+            self._updates.put((self._done, self._ok, first))
+        for waiting in others:
+            self._updates.put((0, 0, waiting))
         self._done = self._ok = 0
         self._waiting.clear()
         self._last = time.monotonic()

@@ -194,7 +194,7 @@ def _part_origins(out: OutputDir, part: str) -> tuple[list[str], list[str] | Non
     return origins, firsts
 
 
-def _rows_by_origin(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+def _rows_by_origin(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """Origin-file ``rows`` of one part by origin, then kind (licences apart: they are
     not an origin's own files, and are fetched on demand)."""
     grouped: dict[str, dict[str, dict[str, Any]]] = {}
@@ -237,11 +237,7 @@ def fresh_origins(out: OutputDir, origins: set[str], config: FetchConfig) -> set
     if not origins:
         return fresh
     for part in out.origin_parts():
-        grouped: dict[str, dict[str, dict[str, Any]]] = {}
-        for row in out.iter_rows(part):
-            # Licences are fetched on demand, once per worker process.
-            if row["origin"] in origins and row["kind"] != FileKind.LICENCE:
-                grouped.setdefault(row["origin"], {})[row["kind"]] = row
+        grouped = _rows_by_origin(row for row in out.iter_rows(part) if row["origin"] in origins)
         for origin, rows in grouped.items():
             if policy_from_rows(origin, rows, config) is not None:
                 fresh.add(origin)

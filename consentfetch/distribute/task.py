@@ -58,11 +58,21 @@ def preload_lists(config: FetchConfig, storage_options: dict[str, Any] | None) -
 def shard_task(shard: ShardInput, config: FetchConfig, out: OutputDir,
                extra_fields: list[pa.Field], sink: ProgressSink | None) -> ShardOutcome:
     """One shard in a worker process, its origin policies seeded from origins.parquet."""
+    _seed(out, shard, config)
+    return _trimmed(run_shard(shard, config, out, extra_fields, sink), config)
+
+
+def _seed(out: OutputDir, shard: ShardInput, config: FetchConfig) -> None:
+    """Seed this process's policy cache for ``shard`` from origins.parquet (before any
+    request), and log what that took."""
     started = time.monotonic()
-    seeded = seed_policies(out, shard, config)  # before any request
+    seeded = seed_policies(out, shard, config)
     logger.debug("shard %d: %d origin policies from origins.parquet in %.2f s",
                  shard.shard_id, seeded, time.monotonic() - started)
-    outcome = run_shard(shard, config, out, extra_fields, sink)
+
+
+def _trimmed(outcome: ShardOutcome, config: FetchConfig) -> ShardOutcome:
+    """``outcome`` sending back only the origin files its shard fetched itself."""
     outcome.origin_rows = new_origin_rows(outcome.origin_rows, config)
     return outcome
 
@@ -78,13 +88,8 @@ async def shard_stream(next_shard: ShardSource, config: FetchConfig, out: Output
         async def one(shard: ShardInput) -> ShardOutcome:
             if not seed:
                 return await loop.run(shard, progress)
-            started = time.monotonic()
-            seeded = seed_policies(out, shard, config)  # before any request
-            logger.debug("shard %d: %d origin policies from origins.parquet in %.2f s",
-                         shard.shard_id, seeded, time.monotonic() - started)
-            outcome = await loop.run(shard, progress)
-            outcome.origin_rows = new_origin_rows(outcome.origin_rows, config)
-            return outcome
+            _seed(out, shard, config)
+            return _trimmed(await loop.run(shard, progress), config)
 
         async with contextlib.aclosing(loop.serve(next_shard, one)) as outcomes:
             async for outcome in outcomes:

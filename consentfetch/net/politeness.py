@@ -221,7 +221,7 @@ class HostSlots:
             return 0.0
         state.failures += 1
         if state.failures == 1:
-            state.failing_since = min(self.now(), self.now() if started is None else started)
+            state.failing_since = self.now() if started is None else min(self.now(), started)
         state.last_failure = outcome
         doublings = min(state.failures - 1, 32)  # 2**32 s is past any cap
         backoff: float = min(BACKOFF_CAP, self._backoff_base * 2.0 ** doublings)
