@@ -47,6 +47,7 @@ import ssl
 import tempfile
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -150,7 +151,10 @@ class LocalSite:
         #: host -> the most requests it was answering at once (until the handler returned)
         self.peak_inflight: Counter[str] = Counter()
         self.user_agents: set[str] = set()
-        self._peers: set[tuple[str, int]] = set()  # client (address, port) of every request
+        # Connections that carried a request: counted when first seen, held weakly (a
+        # client's address and port can come back on loopback, an object id too).
+        self._connections = weakref.WeakSet[object]()
+        self._connection_count = 0
         # (host, path, Authorization header) of every request that sent one
         self.authorizations: list[tuple[str, str, str]] = []
         self._lock = threading.Lock()
@@ -186,9 +190,9 @@ class LocalSite:
 
     @property
     def connections_made(self) -> int:
-        """Connections that carried at least one request (by client address and port)."""
+        """Connections that carried at least one request."""
         with self._lock:
-            return len(self._peers)
+            return self._connection_count
 
     def open_connections(self) -> int:
         """Connections the server holds open now, idle keep-alive ones included."""
@@ -209,8 +213,9 @@ class LocalSite:
             self.methods[(host, path, request.method)] += 1
             self.log.append((time.monotonic(), host, request.path_qs))
             self.user_agents.add(request.headers.get("User-Agent", ""))
-            if request.transport is not None:
-                self._peers.add(request.transport.get_extra_info("peername")[:2])
+            if request.transport is not None and request.transport not in self._connections:
+                self._connections.add(request.transport)
+                self._connection_count += 1
             if "Authorization" in request.headers:
                 self.authorizations.append((host, path, request.headers["Authorization"]))
             resource = self._resources.get((host, path))
